@@ -1,0 +1,73 @@
+/** The failure codes of the contract, as the user and the job's failed reason see them. */
+export type ErrorCode =
+  | 'INVALID_JOB'
+  | 'INVALID_TOKEN'
+  | 'SESSION_EXPIRED'
+  | 'CONTENT_REJECTED'
+  | 'GENERATION_FAILED';
+
+export interface WorkerErrorOptions {
+  cause?: unknown;
+  /** May the same work succeed if tried again later (network, timeout, 408, 429, 5xx)? */
+  transient?: boolean;
+  /** The remote side asked us to wait this long before trying again (Retry-After). */
+  retryAfterMs?: number;
+  /** HTTP status of the answer that caused this error, if any. */
+  status?: number;
+}
+
+/**
+ * The one error type the pipeline acts on: `code` is what the user is told, `transient` decides
+ * whether the work is retried. Anything else thrown is a bug and is treated as transient.
+ */
+export class WorkerError extends Error {
+  readonly code: ErrorCode;
+  readonly transient: boolean;
+  readonly retryAfterMs?: number;
+  readonly status?: number;
+
+  constructor(code: ErrorCode, message: string, options: WorkerErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'WorkerError';
+    this.code = code;
+    this.transient = options.transient ?? false;
+    this.retryAfterMs = options.retryAfterMs;
+    this.status = options.status;
+  }
+}
+
+/** A failure that will not go away by retrying: the user is told and the job ends. */
+export function permanentError(code: ErrorCode, message: string, options: Omit<WorkerErrorOptions, 'transient'> = {}): WorkerError {
+  return new WorkerError(code, message, { ...options, transient: false });
+}
+
+/** A failure worth trying again (the image API or a service was briefly unavailable). */
+export function transientError(message: string, options: Omit<WorkerErrorOptions, 'transient'> = {}): WorkerError {
+  return new WorkerError('GENERATION_FAILED', message, { ...options, transient: true });
+}
+
+export function isTransient(err: unknown): boolean {
+  return err instanceof WorkerError ? err.transient : !isAbortError(err);
+}
+
+export function isAbortError(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'AbortError' || (err as { type?: string }).type === 'aborted');
+}
+
+/** Whatever was thrown, as an Error, so it can be logged and given a message. */
+export function toError(value: unknown): Error {
+  if (value instanceof Error) return value;
+  if (typeof value === 'string') return new Error(value);
+  try {
+    return new Error(`Non-error thrown: ${JSON.stringify(value)}`);
+  } catch {
+    return new Error(`Non-error thrown: ${String(value)}`);
+  }
+}
+
+/** The error every cancelled wait rejects with (the same name fetch uses). */
+export function abortError(cause?: unknown): Error {
+  const err = new Error('The operation was aborted', cause === undefined ? undefined : { cause });
+  err.name = 'AbortError';
+  return err;
+}

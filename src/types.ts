@@ -1,0 +1,54 @@
+/** The narrow interfaces at the pipeline's edges: each has a real implementation and is easy to fake in a test. */
+
+/** An image as the pipeline carries it: base64 (what the API sends and the notification needs). */
+export interface GeneratedImage {
+  /** Base64 without a data-URL prefix. */
+  base64: string;
+  mimeType: string;
+  /** The prompt the model actually used, when the API says. */
+  revisedPrompt?: string;
+  /** Cost of this image in USD, when the API reports usage. */
+  costUsd?: number;
+}
+
+/** Makes one image; one attempt, no retries (the pipeline owns the retry policy). */
+export interface ImageProvider {
+  generate(prompt: string, signal: AbortSignal): Promise<GeneratedImage>;
+}
+
+/**
+ * Proves that `token` belongs to `userId`. Resolves when it does; throws a WorkerError
+ * (`INVALID_TOKEN`, `SESSION_EXPIRED`, or transient when a verification service is unreachable).
+ */
+export interface TokenVerifier {
+  verify(token: string, userId: string, signal: AbortSignal): Promise<void>;
+}
+
+/** What happened to a job, before it is shaped into the wire format. */
+export interface JobEvent {
+  userId: string;
+  number: unknown;
+  jobId: string;
+  status: 'processing' | 'completed' | 'failed';
+  image?: GeneratedImage;
+  error?: { code: string; message: string };
+}
+
+/** Delivers events to a user. Resolves once delivered; rejects (transient) when it gave up. */
+export interface Notifier {
+  notify(event: JobEvent, signal: AbortSignal): Promise<void>;
+  /** Best effort, for progress: sends at once if connected, never waits. Returns whether it was sent. */
+  tryNotify(event: JobEvent): boolean;
+  close(): Promise<void>;
+}
+
+/**
+ * Keeps a generated image until it is delivered, so a later attempt of the job does not pay again.
+ * `fingerprint` ties the image to one job instance (user and creation time): a reused job id never
+ * delivers an earlier job's image.
+ */
+export interface CheckpointStore {
+  load(jobId: string, fingerprint: string): Promise<GeneratedImage | null>;
+  save(jobId: string, fingerprint: string, image: GeneratedImage): Promise<void>;
+  remove(jobId: string): Promise<void>;
+}
