@@ -18,7 +18,7 @@ export interface WorkerErrorOptions {
 
 /**
  * The one error type the pipeline acts on: `code` is what the user is told, `transient` decides
- * whether the work is retried. Anything else thrown is a bug and is treated as transient.
+ * whether the work is retried. Anything else thrown is a bug: the job fails, it is not retried.
  */
 export class WorkerError extends Error {
   readonly code: ErrorCode;
@@ -46,8 +46,12 @@ export function transientError(message: string, options: Omit<WorkerErrorOptions
   return new WorkerError('GENERATION_FAILED', message, { ...options, transient: true });
 }
 
+/**
+ * Only a WorkerError can be transient: every edge turns its network and HTTP failures into one, so
+ * anything else is a bug, and retrying a bug only repeats it (and may pay for it again).
+ */
 export function isTransient(err: unknown): boolean {
-  return err instanceof WorkerError ? err.transient : !isAbortError(err);
+  return err instanceof WorkerError && err.transient;
 }
 
 export function isAbortError(err: unknown): boolean {

@@ -1,0 +1,200 @@
+import nodeFetch from 'node-fetch';
+import { WorkerError, isAbortError, permanentError, transientError } from './errors';
+import { isTransientStatus, parseRetryAfter } from './retryPolicy';
+import type { GeneratedImage, ImageProvider } from './types';
+
+type Fetch = typeof nodeFetch;
+
+export interface GrokProviderOptions {
+  /** The images endpoint, e.g. https://api.x.ai/v1/images/generations. */
+  apiUrl: string;
+  apiKey: string;
+  /** Sent as is, e.g. grok-imagine-image or grok-2-image-1212. */
+  model: string;
+  /** Limit for each HTTP request (the API call, then the download of a `url` answer), body included. */
+  timeoutMs: number;
+  /** Default: node-fetch. */
+  fetch?: Fetch;
+}
+
+/** Used when neither the API nor the download says what the image is: xAI renders JPEG. */
+const DEFAULT_MIME = 'image/jpeg';
+const USD_PER_TICK = 1e-10;
+const MODERATION = /moderat|content[ _-]?policy|safety|rejected by/i;
+const OUT_OF_CREDITS = /credit|spending limit|quota|billing/i;
+const MAX_DETAIL_CHARS = 300;
+
+interface ImageItem {
+  b64_json?: unknown;
+  url?: unknown;
+  mime_type?: unknown;
+  revised_prompt?: unknown;
+  respect_moderation?: unknown;
+}
+
+/** xAI's image API: one attempt per call; retries belong to the caller. */
+export class GrokImageProvider implements ImageProvider {
+  private readonly fetch: Fetch;
+
+  constructor(private readonly options: GrokProviderOptions) {
+    this.fetch = options.fetch ?? nodeFetch;
+  }
+
+  async generate(prompt: string, signal: AbortSignal): Promise<GeneratedImage> {
+    const { apiUrl, apiKey, model } = this.options;
+    const answer = await this.withTimeout('Image API', signal, async (s) => {
+      const res = await this.fetch(apiUrl, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ model, prompt, n: 1, response_format: 'b64_json' }),
+        signal: s,
+      });
+      const text = await res.text();
+      if (!res.ok) throw this.httpError(res.status, text, res.headers.get('retry-after'));
+      return parseSuccess(text, res.status);
+    });
+
+    const { item, costUsd } = answer;
+    const image: GeneratedImage =
+      typeof item.b64_json === 'string' && item.b64_json !== ''
+        ? { base64: stripDataUrl(item.b64_json), mimeType: stringOr(item.mime_type, DEFAULT_MIME) }
+        : await this.download(String(item.url), stringOr(item.mime_type, undefined), signal);
+    if (typeof item.revised_prompt === 'string') image.revisedPrompt = item.revised_prompt;
+    if (costUsd !== undefined) image.costUsd = costUsd;
+    return image;
+  }
+
+  /** `url` answers point at short-lived files, so they are fetched now; the API key is not sent there. */
+  private download(url: string, mimeType: string | undefined, signal: AbortSignal): Promise<GeneratedImage> {
+    return this.withTimeout('Image download', signal, async (s) => {
+      const res = await this.fetch(url, { signal: s });
+      if (!res.ok) {
+        const message = `Image download failed with status ${res.status}`;
+        // No `status` on the error: a 404 here is an expired file, not a misconfigured API.
+        if (isTransientStatus(res.status)) {
+          throw transientError(message, { retryAfterMs: parseRetryAfter(res.headers.get('retry-after')) });
+        }
+        throw permanentError('GENERATION_FAILED', message);
+      }
+      const bytes = Buffer.from(await res.arrayBuffer());
+      if (bytes.length === 0) throw transientError('Image download returned an empty file');
+      const contentType = (res.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
+      return {
+        base64: bytes.toString('base64'),
+        mimeType: mimeType ?? (contentType.startsWith('image/') ? contentType : DEFAULT_MIME),
+      };
+    });
+  }
+
+  /**
+   * Runs one request under its own deadline and the caller's signal. The caller's abort comes back
+   * as an AbortError (shutdown, not a failure); the deadline and network trouble as transient errors.
+   */
+  private async withTimeout<T>(what: string, signal: AbortSignal, work: (s: AbortSignal) => Promise<T>): Promise<T> {
+    const { timeoutMs } = this.options;
+    const controller = new AbortController();
+    let timedOut = false;
+    const onAbort = (): void => controller.abort(signal.reason);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await work(controller.signal);
+    } catch (err) {
+      if (signal.aborted) throw isAbortError(err) ? err : abortError(signal);
+      if (timedOut) throw transientError(`${what} did not answer within ${timeoutMs} ms`, { cause: err });
+      if (err instanceof WorkerError) throw err;
+      throw transientError(`${what} request failed: ${reason(err)}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private httpError(status: number, body: string, retryAfter: string | null): WorkerError {
+    const { message, hint } = describeErrorBody(body);
+    const text = this.redact(`Image API ${status}: ${message}`);
+    if ((status === 400 || status === 422) && MODERATION.test(hint)) {
+      return permanentError('CONTENT_REJECTED', text, { status });
+    }
+    if (status === 429 && OUT_OF_CREDITS.test(hint)) return permanentError('GENERATION_FAILED', text, { status });
+    if (isTransientStatus(status)) return transientError(text, { status, retryAfterMs: parseRetryAfter(retryAfter) });
+    return permanentError('GENERATION_FAILED', text, { status });
+  }
+
+  /** Some APIs echo a wrong key back in their error text; it must not reach the logs. */
+  private redact(text: string): string {
+    const key = this.options.apiKey;
+    return key.length >= 4 ? text.split(key).join('[redacted]') : text;
+  }
+}
+
+function parseSuccess(text: string, status: number): { item: ImageItem; costUsd?: number } {
+  let json: { data?: unknown; usage?: { cost_in_usd_ticks?: unknown } } | null;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw transientError(`Image API answered ${status} with a body that is not JSON`, { status, cause: err });
+  }
+  const data = json?.data;
+  if (!Array.isArray(data)) throw transientError(`Image API answered ${status} without a data list`, { status });
+  const item = data[0] as ImageItem | undefined;
+  if (!item || item.respect_moderation === false) {
+    throw permanentError('CONTENT_REJECTED', 'Image API withheld the image (content moderation)', { status });
+  }
+  const hasImage = (typeof item.b64_json === 'string' && item.b64_json !== '') || (typeof item.url === 'string' && item.url !== '');
+  if (!hasImage) throw transientError(`Image API answered ${status} without an image`, { status });
+  const ticks = json?.usage?.cost_in_usd_ticks;
+  const costUsd = typeof ticks === 'number' && Number.isFinite(ticks) && ticks >= 0 ? ticks * USD_PER_TICK : undefined;
+  return { item, costUsd };
+}
+
+/** Reads both error shapes xAI uses, `{code, error: "..."}` and `{error: {message, type, code}}`, or plain text. */
+function describeErrorBody(body: string): { message: string; hint: string } {
+  let message: unknown;
+  const extra: unknown[] = [];
+  try {
+    const json = JSON.parse(body) as Record<string, unknown> | null;
+    const error = json?.error;
+    if (typeof error === 'string') {
+      message = error;
+      extra.push(json?.code);
+    } else if (error && typeof error === 'object') {
+      const e = error as Record<string, unknown>;
+      message = e.message;
+      extra.push(e.code, e.type);
+    } else {
+      message = json?.message;
+    }
+  } catch {
+    // Not JSON: the body text itself is the best description there is.
+  }
+  const text = (typeof message === 'string' && message.trim() ? message : body).replace(/\s+/g, ' ').trim();
+  const short = text.length > MAX_DETAIL_CHARS ? `${text.slice(0, MAX_DETAIL_CHARS)}...` : text;
+  const detail = short || 'no details';
+  return { message: detail, hint: [text, ...extra.filter((x) => typeof x === 'string')].join(' ') };
+}
+
+function stringOr<T extends string | undefined>(value: unknown, fallback: T): string | T {
+  return typeof value === 'string' && value !== '' ? value : fallback;
+}
+
+function stripDataUrl(b64: string): string {
+  return b64.startsWith('data:') ? b64.slice(b64.indexOf(',') + 1) : b64;
+}
+
+/** A system code (ECONNRESET) says enough; fetch messages repeat the URL, which for downloads may be signed. */
+function reason(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code) return code;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  return err;
+}
