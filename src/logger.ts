@@ -7,7 +7,7 @@ export type { Logger } from 'pino';
  * the second line of defence for objects logged whole (job data, HTTP errors, payloads).
  */
 export const REDACT_PATHS = [
-  'Token', 'token', '*.Token', '*.token', 'data.Token',
+  'Token', 'token', '*.Token', 'data.Token', 'job.data.Token',
   'apiKey', '*.apiKey', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization',
   'secret', '*.secret', 'publicKey', '*.publicKey',
   'image', '*.image', 'base64', '*.base64', 'b64_json', '*.b64_json', 'Message', '*.Message',

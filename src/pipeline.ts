@@ -1,0 +1,204 @@
+import { isAbortError, toError, WorkerError } from './errors';
+import { InvalidJobError, ImageJob, validateJobData } from './jobData';
+import type { Logger } from './logger';
+import { preparePrompt } from './prompt';
+import { withRetries } from './retryPolicy';
+import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, Notifier, TokenVerifier } from './types';
+
+/** The steps' collaborators: the pipeline never builds a client or reads the environment itself. */
+export interface PipelineDeps {
+  verifier: TokenVerifier;
+  provider: ImageProvider;
+  notifier: Notifier;
+  checkpoints: CheckpointStore;
+  logger: Logger;
+  settings: PipelineSettings;
+  /** Overrides for tests: how long to wait before retry `attempt`, and how to wait. */
+  retryDelay?: (attempt: number, err: unknown) => number;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+export interface PipelineSettings {
+  promptPrefix: string;
+  promptMaxLength: number;
+  /** Extra attempts for a transient failure inside one run of the job. */
+  maxRetries: number;
+  notifyProgress: boolean;
+}
+
+/** One run of a job as the queue hands it over. */
+export interface JobRun {
+  jobId: string;
+  data: unknown;
+  /** 1-based; a Bull retry is a later attempt. */
+  attempt: number;
+  /** Attempts the producer allowed (Bull's `attempts`, 1 when not given). */
+  maxAttempts: number;
+  /** When the job was created: with the user it fingerprints a checkpoint to this very job. */
+  createdAt: number;
+}
+
+export type Outcome = 'completed' | 'failed' | 'retry';
+
+export interface JobResult {
+  outcome: Outcome;
+  /** The failure, when not completed. `retry`: transient, hand back to the queue for another attempt. */
+  error?: WorkerError;
+  userId?: string;
+  steps: { token?: number; generate?: number; notify?: number };
+  promptChars?: number;
+  imageBytes?: number;
+  /** The image came from a checkpoint: nothing was paid for on this run. */
+  fromCheckpoint?: boolean;
+  costUsd?: number;
+}
+
+/** validate job -> validate token -> generate image -> notify. Never throws except on abort (shutdown). */
+export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSignal): Promise<JobResult> {
+  const { logger } = deps;
+  const result: JobResult = { outcome: 'failed', steps: {} };
+  let job: ImageJob | undefined;
+  const retrying = <T>(fn: () => Promise<T>, step: string): Promise<T> =>
+    withRetries(fn, {
+      maxRetries: deps.settings.maxRetries,
+      signal,
+      delayFor: deps.retryDelay,
+      sleep: deps.sleep,
+      onRetry: ({ attempt, delayMs, error }) =>
+        logger.warn({ jobId: run.jobId, step, retry: attempt, delayMs, err: errorSummary(error) }, `${step} failed, retrying`),
+    });
+  const timed = async <T>(step: keyof JobResult['steps'], fn: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      return await fn();
+    } finally {
+      result.steps[step] = Math.round(performance.now() - started);
+    }
+  };
+
+  try {
+    job = validateJobData(run.data);
+    result.userId = job.userId;
+    const { userId, token } = job;
+    await timed('token', () => retrying(() => deps.verifier.verify(token, userId, signal), 'token'));
+
+    // Progress goes out only after the token proved the room is this user's.
+    if (deps.settings.notifyProgress) deps.notifier.tryNotify(eventFor(run, job, 'processing'));
+
+    const prompt = preparePrompt(job.prompt, deps.settings.promptPrefix, deps.settings.promptMaxLength);
+    result.promptChars = prompt.sentLength;
+    if (prompt.cut) {
+      logger.info({ jobId: run.jobId, originalChars: prompt.originalLength, sentChars: prompt.sentLength }, 'prompt cut to PROMPT_MAX_LENGTH');
+    }
+    logger.debug({ jobId: run.jobId, prompt: prompt.text }, 'prompt');
+
+    const fingerprint = `${userId}:${run.createdAt}`;
+    const image = await timed('generate', () => imageFor(run, fingerprint, prompt.text, deps, retrying, result, signal));
+    result.imageBytes = base64Bytes(image.base64);
+    result.costUsd = image.costUsd;
+
+    await timed('notify', () => deps.notifier.notify({ ...eventFor(run, job!, 'completed'), image }, signal));
+    await forgetCheckpoint(run.jobId, deps);
+    result.outcome = 'completed';
+    return result;
+  } catch (err) {
+    if (signal.aborted && isAbortError(err)) throw err;
+    const error = asWorkerError(err, logger, run.jobId);
+    result.error = error;
+    const userId = job?.userId ?? (error instanceof InvalidJobError ? error.userId : undefined);
+    result.userId = userId;
+    const lastAttempt = run.attempt >= run.maxAttempts;
+    if (error.transient && !lastAttempt) {
+      result.outcome = 'retry';
+      return result;
+    }
+    result.outcome = 'failed';
+    // A failed delivery means the service is away: telling the user about it would only wait as long again.
+    const deliveryFailed = result.steps.notify !== undefined;
+    if (userId !== undefined && !deliveryFailed) await tellFailure(run, userId, job?.number ?? numberOf(run.data), error, deps, signal);
+    return result;
+  }
+}
+
+async function imageFor(
+  run: JobRun,
+  fingerprint: string,
+  prompt: string,
+  deps: PipelineDeps,
+  retrying: <T>(fn: () => Promise<T>, step: string) => Promise<T>,
+  result: JobResult,
+  signal: AbortSignal,
+): Promise<GeneratedImage> {
+  const saved = await deps.checkpoints.load(run.jobId, fingerprint).catch((err: unknown) => {
+    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'checkpoint unreadable, generating');
+    return null;
+  });
+  if (saved) {
+    result.fromCheckpoint = true;
+    return saved;
+  }
+  const image = await retrying(() => deps.provider.generate(prompt, signal), 'generate');
+  // Losing the checkpoint only risks paying again after a crash; it never stops the delivery.
+  await deps.checkpoints.save(run.jobId, fingerprint, image).catch((err: unknown) => {
+    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'checkpoint not saved');
+  });
+  return image;
+}
+
+async function forgetCheckpoint(jobId: string, deps: PipelineDeps): Promise<void> {
+  await deps.checkpoints.remove(jobId).catch((err: unknown) => {
+    deps.logger.warn({ jobId, err: errorSummary(err) }, 'checkpoint not removed (it expires by itself)');
+  });
+}
+
+async function tellFailure(
+  run: JobRun,
+  userId: string,
+  number: ImageJob['number'],
+  error: WorkerError,
+  deps: PipelineDeps,
+  signal: AbortSignal,
+): Promise<void> {
+  const event: JobEvent = {
+    userId,
+    number,
+    jobId: run.jobId,
+    status: 'failed',
+    error: { code: error.code, message: error.message },
+  };
+  try {
+    await deps.notifier.notify(event, signal);
+  } catch (err) {
+    if (signal.aborted && isAbortError(err)) throw err;
+    deps.logger.warn({ jobId: run.jobId, code: error.code, err: errorSummary(err) }, 'failure notification not delivered');
+  }
+}
+
+function eventFor(run: JobRun, job: ImageJob, status: JobEvent['status']): JobEvent {
+  return { userId: job.userId, number: job.number, jobId: run.jobId, status };
+}
+
+/** `Number` when the rest of the data was invalid: echoed only if it is a scalar. */
+function numberOf(data: unknown): ImageJob['number'] {
+  if (typeof data !== 'object' || data === null || !Object.prototype.hasOwnProperty.call(data, 'Number')) return null;
+  const value = (data as { Number: unknown }).Number;
+  return ['string', 'number', 'boolean'].includes(typeof value) ? (value as ImageJob['number']) : null;
+}
+
+/** Anything that is not a WorkerError is a bug in a step: logged loudly, and the job fails rather than loops. */
+function asWorkerError(err: unknown, logger: Logger, jobId: string): WorkerError {
+  if (err instanceof WorkerError) return err;
+  const error = toError(err);
+  logger.error({ jobId, err: error }, 'unexpected error in the pipeline');
+  return new WorkerError('GENERATION_FAILED', 'Image generation failed unexpectedly', { cause: error });
+}
+
+export function errorSummary(err: unknown): { message: string; code?: string; status?: number } {
+  const error = toError(err);
+  return err instanceof WorkerError ? { message: error.message, code: err.code, status: err.status } : { message: error.message };
+}
+
+export function base64Bytes(base64: string): number {
+  const padding = base64.endsWith('==') ? 2 : base64.endsWith('=') ? 1 : 0;
+  return Math.floor((base64.length * 3) / 4) - padding;
+}

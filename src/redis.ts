@@ -1,0 +1,78 @@
+import Redis, { RedisOptions } from 'ioredis';
+import type { Logger } from './logger';
+
+/**
+ * ioredis options from a redis:// or rediss:// URL. Bull's own URL parsing ignores `rediss://`, so TLS
+ * (Heroku Redis, with self-signed certificates when `rejectUnauthorized` is false) is set up here.
+ */
+export function redisOptionsFromUrl(url: string, rejectUnauthorized = true): RedisOptions {
+  const parsed = new URL(url);
+  const db = parsed.pathname.replace(/^\//, '');
+  const options: RedisOptions = {
+    host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+    port: parsed.port ? Number(parsed.port) : 6379,
+    db: db ? Number(db) : 0,
+  };
+  if (parsed.username) options.username = decodeURIComponent(parsed.username);
+  if (parsed.password) options.password = decodeURIComponent(parsed.password);
+  if (parsed.protocol === 'rediss:') options.tls = { rejectUnauthorized, servername: options.host };
+  return options;
+}
+
+export type ClientType = 'client' | 'subscriber' | 'bclient';
+
+/**
+ * Bull's createClient: one shared command connection, one subscriber, and a fresh blocking connection
+ * per request (Bull requires that). The blocking and subscriber connections must queue commands
+ * forever while Redis is away, hence `maxRetriesPerRequest: null` and no ready check.
+ */
+export function bullClientFactory(base: RedisOptions, logger: Logger): { create: (type: ClientType) => Redis; closeAll: () => Promise<void> } {
+  const clients: Redis[] = [];
+  let client: Redis | undefined;
+  let subscriber: Redis | undefined;
+  const make = (type: ClientType, options: RedisOptions): Redis => {
+    const redis = new Redis({ ...options, connectionName: `grok-image-worker:${type}` });
+    watchErrors(redis, type, logger);
+    clients.push(redis);
+    return redis;
+  };
+  const blocking = { ...base, maxRetriesPerRequest: null, enableReadyCheck: false };
+  const create = (type: ClientType): Redis => {
+    if (type === 'client') return (client ??= make(type, base));
+    if (type === 'subscriber') return (subscriber ??= make(type, blocking));
+    return make(type, blocking);
+  };
+  // Bull does not close connections it did not create: that is ours to do, after queue.close().
+  const closeAll = async (): Promise<void> => {
+    await Promise.all(
+      clients.map(async (redis) => {
+        if (redis.status === 'end') return;
+        try {
+          await Promise.race([redis.quit(), new Promise((resolve) => setTimeout(resolve, 500).unref())]);
+        } catch {
+          // Already closing or unreachable: disconnect below.
+        }
+        redis.disconnect();
+      }),
+    );
+  };
+  return { create, closeAll };
+}
+
+/** ioredis reconnects by itself; while Redis is away, one log line per connection per 30 s is enough. */
+function watchErrors(redis: Redis, type: ClientType, logger: Logger): void {
+  let lastLog = 0;
+  let down = false;
+  redis.on('error', (err: Error) => {
+    if (Date.now() - lastLog < 30_000) return;
+    lastLog = Date.now();
+    down = true;
+    logger.warn({ component: 'redis', connection: type, err: { message: err.message } }, 'redis connection error, reconnecting');
+  });
+  redis.on('ready', () => {
+    if (!down) return;
+    down = false;
+    lastLog = 0;
+    logger.info({ component: 'redis', connection: type }, 'redis connection restored');
+  });
+}

@@ -1,0 +1,139 @@
+import { io, Socket } from 'socket.io-client';
+import type { NotifyFormat } from './config';
+import { abortError, toError, transientError } from './errors';
+import type { Logger } from './logger';
+import { buildPayload } from './payload';
+import { backoffDelayMs } from './retryPolicy';
+import { sleep } from './sleep';
+import type { JobEvent, Notifier } from './types';
+
+export interface SocketNotifierOptions {
+  url: string;
+  event: string;
+  roomSuffix: string;
+  format: NotifyFormat;
+  /** > 0: wait this long for the service's acknowledgement; a missing one is a failed delivery. */
+  ackTimeoutMs: number;
+  /** Give up on one delivery after this long (the image stays checkpointed). */
+  maxWaitMs: number;
+  logger: Logger;
+  /** Backoff between delivery attempts while connected but unacknowledged. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+}
+
+/** socket.io servers refuse larger messages by default (maxHttpBufferSize). */
+export const SOCKET_IO_DEFAULT_MAX_BYTES = 1_000_000;
+
+/** One socket.io connection per process to the notification service, reconnecting forever. */
+export class SocketNotifier implements Notifier {
+  private readonly socket: Socket;
+  private closing?: Promise<void>;
+
+  constructor(private readonly options: SocketNotifierOptions) {
+    this.socket = io(options.url, {
+      reconnection: true,
+      reconnectionAttempts: Infinity,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 5000,
+    });
+    const log = options.logger.child({ component: 'notifier' });
+    this.socket.on('connect', () => log.info({ url: options.url }, 'notification service connected'));
+    this.socket.on('disconnect', (reason) => log.warn({ reason }, 'notification service disconnected'));
+    let lastErrorLog = 0;
+    this.socket.on('connect_error', (err) => {
+      // Reconnection attempts come every few seconds while the service is away: one line a minute is enough.
+      if (Date.now() - lastErrorLog < 60_000) return;
+      lastErrorLog = Date.now();
+      log.warn({ err: { message: err.message } }, 'notification service unreachable, retrying');
+    });
+  }
+
+  get connected(): boolean {
+    return this.socket.connected;
+  }
+
+  /** Resolves once connected (or at once if already), or after `timeoutMs`. */
+  waitForConnection(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.socket.connected) return Promise.resolve(true);
+    return new Promise((resolve, reject) => {
+      const done = (value: boolean | Error): void => {
+        clearTimeout(timer);
+        this.socket.off('connect', onConnect);
+        signal?.removeEventListener('abort', onAbort);
+        if (value instanceof Error) reject(value);
+        else resolve(value);
+      };
+      const onConnect = (): void => done(true);
+      const onAbort = (): void => done(abortError());
+      const timer = setTimeout(() => done(this.socket.connected), timeoutMs);
+      this.socket.on('connect', onConnect);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  tryNotify(event: JobEvent): boolean {
+    const payload = buildPayload(this.options.format, event, this.options.roomSuffix);
+    if (!payload || !this.socket.connected) return false;
+    this.socket.emit(this.options.event, payload);
+    return true;
+  }
+
+  async notify(event: JobEvent, signal: AbortSignal): Promise<void> {
+    const payload = buildPayload(this.options.format, event, this.options.roomSuffix);
+    if (!payload) return;
+    this.warnIfTooLarge(event);
+    const deadline = Date.now() + this.options.maxWaitMs;
+    let lastError: Error | undefined;
+    for (let attempt = 1; ; attempt++) {
+      if (signal.aborted) throw abortError();
+      if (this.socket.connected) {
+        try {
+          await this.emit(payload);
+          return;
+        } catch (err) {
+          lastError = toError(err);
+        }
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        throw transientError(
+          `Notification not delivered within ${this.options.maxWaitMs} ms: ${lastError ? lastError.message : 'service unreachable'}`,
+          { cause: lastError },
+        );
+      }
+      const delay = Math.min(backoffDelayMs(attempt, { baseMs: this.options.retryBaseMs ?? 250, maxMs: this.options.retryMaxMs ?? 5000 }), remaining);
+      if (this.socket.connected) await sleep(delay, signal);
+      // While disconnected, deliver the moment the connection is back rather than on the next tick of the backoff.
+      else await this.waitForConnection(remaining, signal);
+    }
+  }
+
+  private async emit(payload: object): Promise<void> {
+    if (this.options.ackTimeoutMs > 0) {
+      await this.socket.timeout(this.options.ackTimeoutMs).emitWithAck(this.options.event, payload);
+      return;
+    }
+    this.socket.emit(this.options.event, payload);
+  }
+
+  private warnIfTooLarge(event: JobEvent): void {
+    // base64 dominates the payload; measuring the whole JSON would cost a second copy of the image.
+    const approxBytes = (event.image?.base64.length ?? 0) + 256;
+    if (approxBytes > SOCKET_IO_DEFAULT_MAX_BYTES) {
+      this.options.logger.warn(
+        { jobId: event.jobId, payloadBytes: approxBytes },
+        'notification payload is over 1 MB: the notification service needs maxHttpBufferSize above it',
+      );
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= Promise.resolve().then(() => {
+      this.socket.removeAllListeners();
+      this.socket.close();
+    });
+    return this.closing;
+  }
+}

@@ -1,0 +1,246 @@
+import Bull, { Job, Queue } from 'bull';
+import { RedisCheckpointStore } from './checkpointStore';
+import { Config, describeConfig } from './config';
+import { isAbortError, toError } from './errors';
+import { GrokImageProvider } from './grokProvider';
+import { LocalImageProvider } from './localProvider';
+import type { Logger } from './logger';
+import { errorSummary, JobResult, PipelineDeps, runJob } from './pipeline';
+import { bullClientFactory, redisOptionsFromUrl } from './redis';
+import { SocketNotifier } from './socketNotifier';
+import { JwtTokenVerifier, RemoteTokenVerifier } from './tokenVerifier';
+import type { ImageProvider, Notifier, TokenVerifier } from './types';
+
+export const QUEUE_PREFIX = 'bull';
+const NOTIFIER_START_WAIT_MS = 5000;
+
+/** Edges a test (or a benchmark) may replace; everything else is built from the config. */
+export interface WorkerOverrides {
+  provider?: ImageProvider;
+  verifier?: TokenVerifier;
+  notifier?: Notifier;
+  retryDelay?: PipelineDeps['retryDelay'];
+}
+
+export interface RunningWorker {
+  queue: Queue;
+  /** Stop fetching, let in-flight jobs finish within SHUTDOWN_TIMEOUT_MS, then close. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Statuses that mean the key, model or URL is wrong, not the request: an operator must act. */
+const MISCONFIGURATION_STATUSES = new Set([401, 403, 404]);
+
+export function createProvider(config: Config): ImageProvider {
+  if (config.imageProvider === 'local') return new LocalImageProvider({ delayMs: config.localImageDelayMs });
+  const { apiUrl, apiKey, model, timeoutMs } = config.grok;
+  return new GrokImageProvider({ apiUrl, apiKey, model, timeoutMs });
+}
+
+export function createVerifier(config: Config): TokenVerifier {
+  const { jwt } = config;
+  if (jwt.mode === 'remote') {
+    return new RemoteTokenVerifier({ url: jwt.verifyUrl!, timeoutMs: jwt.verifyTimeoutMs, userClaim: jwt.userClaim });
+  }
+  return new JwtTokenVerifier({
+    secret: jwt.secret,
+    publicKey: jwt.publicKey,
+    algorithms: jwt.algorithms,
+    issuer: jwt.issuer,
+    audience: jwt.audience,
+    clockToleranceS: jwt.clockToleranceS,
+    userClaim: jwt.userClaim,
+  });
+}
+
+/** Wires config -> Redis, queue, provider, verifier, notifier -> pipeline, and starts consuming. */
+export async function startWorker(config: Config, logger: Logger, overrides: WorkerOverrides = {}): Promise<RunningWorker> {
+  logger.info({ settings: describeConfig(config) }, 'starting');
+  // Releasers run last-in-first-out at shutdown, each guarded on its own.
+  const releasers: Array<{ name: string; release: () => Promise<void> }> = [];
+
+  const redis = bullClientFactory(redisOptionsFromUrl(config.redisUrl, config.redisTlsRejectUnauthorized), logger);
+  const queue = new Bull(config.queueName, {
+    prefix: QUEUE_PREFIX,
+    createClient: (type) => redis.create(type),
+    settings: {
+      lockDuration: config.lockDurationMs,
+      stalledInterval: config.stalledIntervalMs,
+      maxStalledCount: config.maxStalledCount,
+    },
+    limiter: config.rateLimit ? { max: config.rateLimit.max, duration: config.rateLimit.durationMs } : undefined,
+  });
+  releasers.push({ name: 'redis', release: () => redis.closeAll() });
+  releasers.push({ name: 'queue', release: () => queue.close(true) });
+  watchQueue(queue, logger);
+
+  const notifier = overrides.notifier ?? new SocketNotifier({ ...config.notify, logger });
+  releasers.push({ name: 'notifier', release: () => notifier.close() });
+  // The first jobs' progress events need a connection; a service that is away does not stop the start.
+  if (notifier instanceof SocketNotifier) await notifier.waitForConnection(NOTIFIER_START_WAIT_MS);
+
+  const deps: PipelineDeps = {
+    verifier: overrides.verifier ?? createVerifier(config),
+    provider: overrides.provider ?? createProvider(config),
+    notifier,
+    checkpoints: new RedisCheckpointStore(queue.client, `${QUEUE_PREFIX}:${config.queueName}:checkpoint:`, config.checkpointTtlS),
+    logger,
+    settings: {
+      promptPrefix: config.promptPrefix,
+      promptMaxLength: config.promptMaxLength,
+      maxRetries: config.grok.maxRetries,
+      notifyProgress: config.notify.progress && config.notify.format === 'schema',
+    },
+    retryDelay: overrides.retryDelay,
+  };
+
+  // Aborted only when shutdown runs out of time: in-flight waits end and their jobs are handed back.
+  const hardStop = new AbortController();
+  let shuttingDown = false;
+  const handBacks = new Set<Promise<void>>();
+  const context: JobContext = { deps, signal: hardStop.signal, shuttingDown: () => shuttingDown, handBacks, logger };
+  const handler = (job: Job): Promise<void> => handleJob(job, context);
+  queue.process(config.concurrency, handler).catch((err: unknown) => {
+    logger.error({ err: toError(err) }, 'queue processing stopped');
+  });
+  await queue.isReady();
+
+  const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue, logger), config.statsIntervalMs) : undefined;
+  stats?.unref();
+  logger.info({ queue: config.queueName, concurrency: config.concurrency }, 'ready');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      shuttingDown = true;
+      const started = Date.now();
+      if (stats) clearInterval(stats);
+      logger.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: no new jobs, finishing in-flight ones');
+      const finished = await finishInFlight(queue, config.shutdownTimeoutMs);
+      if (!finished) {
+        hardStop.abort();
+        // Give the aborted handlers a moment to hand their jobs back to the queue.
+        await Promise.race([Promise.all(handBacks), delay(2000)]);
+      }
+      for (const { name, release } of releasers.reverse()) {
+        try {
+          await Promise.race([release(), delay(3000)]);
+        } catch (err) {
+          logger.warn({ resource: name, err: errorSummary(err) }, 'release failed');
+        }
+      }
+      logger.info({ durationMs: Date.now() - started, finishedInFlight: finished }, 'shutdown complete');
+    })());
+
+  return { queue, close };
+}
+
+interface JobContext {
+  deps: PipelineDeps;
+  signal: AbortSignal;
+  shuttingDown: () => boolean;
+  /** Jobs being given back to the queue because shutdown ran out of time. */
+  handBacks: Set<Promise<void>>;
+  logger: Logger;
+}
+
+async function handleJob(job: Job, { deps, signal, shuttingDown, handBacks, logger }: JobContext): Promise<void> {
+  const started = Date.now();
+  const attempt = job.attemptsMade + 1;
+  let result: JobResult;
+  try {
+    result = await runJob(
+      { jobId: String(job.id), data: job.data, attempt, maxAttempts: job.opts.attempts ?? 1, createdAt: job.timestamp },
+      deps,
+      signal,
+    );
+  } catch (err) {
+    if (!(isAbortError(err) && shuttingDown())) throw err;
+    // Out of shutdown time: give the job back to the queue so another worker starts it now, rather than
+    // after its lock expires. A checkpointed image is delivered from there without being paid again.
+    const handBack = (job as unknown as BullJobInternals)
+      .moveToDelayed(Date.now(), false)
+      .then(() => logJobEnd(logger, job, attempt, started, { outcome: 'handed_back', steps: {} }))
+      .catch((handBackErr: unknown) => logger.warn({ jobId: String(job.id), err: errorSummary(handBackErr) }, 'job not handed back; stalled recovery will redo it'));
+    handBacks.add(handBack);
+    // Settling would make Bull try to finish a job that is no longer ours.
+    return new Promise<void>(() => undefined);
+  }
+  logJobEnd(logger, job, attempt, started, result);
+  if (result.outcome === 'completed') return;
+  const error = result.error!;
+  if (result.outcome === 'failed' && job.opts.attempts && job.opts.attempts > attempt) await job.discard();
+  // Bull records the code as the failed reason; with attempts left (`retry`) it schedules the next one.
+  throw Object.assign(new Error(result.outcome === 'retry' ? `${error.code}: ${error.message}` : error.code), { code: error.code });
+}
+
+/** Bull 4 has this method; its type definitions miss it. Needs the job's lock, so only its holder can use it. */
+interface BullJobInternals {
+  moveToDelayed(timestamp: number, ignoreLock: boolean): Promise<void>;
+}
+
+type JobEnd = Omit<JobResult, 'outcome'> & { outcome: JobResult['outcome'] | 'handed_back' };
+
+function logJobEnd(logger: Logger, job: Job, attempt: number, started: number, result: JobEnd): void {
+  const error = result.error;
+  const line = {
+    jobId: String(job.id),
+    userId: result.userId,
+    outcome: result.outcome,
+    code: error?.code ?? null,
+    attempt,
+    durationMs: Date.now() - started,
+    steps: result.steps,
+    promptChars: result.promptChars,
+    imageBytes: result.imageBytes,
+    fromCheckpoint: result.fromCheckpoint ?? false,
+    costUsd: result.costUsd,
+    error: error ? errorSummary(error) : undefined,
+  };
+  if (error?.status !== undefined && MISCONFIGURATION_STATUSES.has(error.status)) {
+    logger.error(line, 'job end: the image API refused the request; check GROK_API_KEY, GROK_MODEL and GROK_API');
+  } else if (result.outcome === 'completed') logger.info(line, 'job end');
+  else logger.warn(line, 'job end');
+}
+
+/** Pauses this worker (no new jobs; Bull stops fetching the next job on completion) and waits for the active ones. */
+async function finishInFlight(queue: Queue, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  const finished = queue.pause(true).then(
+    () => true,
+    () => true,
+  );
+  const result = await Promise.race([finished, timedOut]);
+  clearTimeout(timer);
+  return result;
+}
+
+function watchQueue(queue: Queue, logger: Logger): void {
+  let lastErrorLog = 0;
+  queue.on('error', (err: Error) => {
+    // Bull reports each failed poll while Redis is away; the connection itself is logged by ioredis' watcher.
+    if (Date.now() - lastErrorLog < 30_000) return;
+    lastErrorLog = Date.now();
+    logger.warn({ component: 'queue', err: { message: err.message } }, 'queue error');
+  });
+  queue.on('stalled', (job: Job) => logger.warn({ jobId: String(job.id) }, 'job stalled: its worker died or blocked; it runs again'));
+  queue.on('lock-extension-failed', (job: Job, err: Error) =>
+    logger.warn({ jobId: String(job.id), err: { message: err.message } }, 'job lock not extended'),
+  );
+}
+
+async function logStats(queue: Queue, logger: Logger): Promise<void> {
+  try {
+    const counts = await queue.getJobCounts();
+    logger.info({ queue: queue.name, counts }, 'queue stats');
+  } catch (err) {
+    logger.warn({ err: errorSummary(err) }, 'queue stats unavailable');
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
