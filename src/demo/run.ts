@@ -1,0 +1,197 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import Bull from 'bull';
+import Redis from 'ioredis';
+import jwt from 'jsonwebtoken';
+import { io, Socket } from 'socket.io-client';
+import { redisOptionsFromUrl } from '../redis';
+import { startRelay } from './notificationService';
+import { RedisServer, startRedisServer } from './redisServer';
+
+/**
+ * The whole system on one machine: Redis (the one at REDIS_URL, or a private redis-server), a local
+ * notification service, the worker as a child process (offline images unless GROK_API_KEY is set),
+ * a producer enqueueing jobs as the front end does, and users listening in their rooms.
+ */
+
+const ROOM_SUFFIX = '_Grok_Image_Generator';
+const OUTPUT_DIR = path.resolve('demo-output');
+const WORKER = path.resolve(__dirname, '..', 'index.js');
+
+interface DemoJob {
+  Id: string;
+  Prompt: string;
+  Number: number;
+  tokenExpired?: boolean;
+  expect: 'completed' | string;
+}
+
+const JOBS: DemoJob[] = [
+  { Id: 'alice', Prompt: 'A lighthouse at dawn, watercolor', Number: 1, expect: 'completed' },
+  { Id: 'alice', Prompt: 'A red fox asleep in fresh snow', Number: 2, expect: 'completed' },
+  { Id: 'bob', Prompt: 'A city skyline built from old books', Number: 1, expect: 'completed' },
+  { Id: 'carol', Prompt: 'A paper boat on a stormy sea', Number: 1, tokenExpired: true, expect: 'SESSION_EXPIRED' },
+];
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function redisAnswers(url: string): Promise<boolean> {
+  const client = new Redis({ ...redisOptionsFromUrl(url), lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+async function chooseRedis(): Promise<{ url: string; own?: RedisServer }> {
+  const wanted = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+  if (await redisAnswers(wanted)) {
+    say(`redis     | using ${wanted.replace(/\/\/[^@/]*@/, '//***@')}`);
+    return { url: wanted };
+  }
+  try {
+    const own = await startRedisServer();
+    say(`redis     | nothing answers at ${wanted}: started a private redis-server on port ${own.port}`);
+    return { url: own.url, own };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error(
+        `Redis does not answer at ${wanted} and redis-server is not on PATH.\n` +
+          'Install Redis (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set REDIS_URL.',
+      );
+    }
+    throw err;
+  }
+}
+
+function startWorkerProcess(env: NodeJS.ProcessEnv): { child: ChildProcess; ready: Promise<void>; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [WORKER], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const log = fs.createWriteStream(path.join(OUTPUT_DIR, 'worker.log'));
+  let onReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+    log.write(`${line}\n`);
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return say(`worker    | ${line}`);
+    }
+    if (entry.msg === 'ready') onReady();
+    const keep = ['jobId', 'userId', 'outcome', 'code', 'durationMs', 'imageBytes', 'signal', 'concurrency', 'queue'];
+    const fields = keep.filter((k) => entry[k] !== undefined && entry[k] !== null).map((k) => `${k}=${JSON.stringify(entry[k])}`);
+    say(`worker    | ${entry.level} ${entry.msg} ${fields.join(' ')}`.trimEnd());
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, ready: Promise.race([ready, exited.then(() => Promise.reject(new Error('the worker exited before it was ready')))]), exited };
+}
+
+interface Notification {
+  Id: string;
+  Number: unknown;
+  status?: string;
+  code?: string | null;
+  data?: { image: string; mimeType: string } | null;
+}
+
+async function main(): Promise<void> {
+  fs.rmSync(OUTPUT_DIR, { recursive: true, force: true });
+  fs.mkdirSync(OUTPUT_DIR, { recursive: true });
+  const redis = await chooseRedis();
+  const relay = await startRelay();
+  say(`notify    | local notification service on ${relay.url} (joinRoom, Profile -> Profile_Response)`);
+
+  const queueName = `Grok_Image_Generator_demo_${process.pid}`;
+  const secret = randomBytes(32).toString('hex');
+  const useGrok = Boolean(process.env.GROK_API_KEY);
+  say(`images    | ${useGrok ? 'xAI Grok API (GROK_API_KEY is set)' : 'offline local provider (set GROK_API_KEY for real images)'}`);
+  const worker = startWorkerProcess({
+    ...process.env,
+    REDIS_URL: redis.url,
+    QUEUE_NAME: queueName,
+    PORT_MESSAGES_USERS: relay.url,
+    JWT_SECRET: secret,
+    JWT_PUBLIC_KEY: '',
+    JWT_VERIFY_URL: '',
+    JWT_ALGORITHMS: '',
+    IMAGE_PROVIDER: useGrok ? 'grok' : 'local',
+    LOCAL_IMAGE_DELAY_MS: process.env.LOCAL_IMAGE_DELAY_MS ?? '300',
+    NOTIFY_FORMAT: 'schema',
+    STATS_INTERVAL_MS: '0',
+  });
+
+  const finals = new Map<string, Notification>();
+  let allDone: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (allDone = resolve));
+  const users: Socket[] = [];
+  for (const userId of [...new Set(JOBS.map((j) => j.Id))]) {
+    const socket = io(relay.url);
+    users.push(socket);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.emit('joinRoom', userId + ROOM_SUFFIX);
+    socket.on('Profile_Response', (n: Notification) => {
+      const image = n.data ? `${n.data.mimeType}, ${Buffer.from(n.data.image, 'base64').length} bytes` : '';
+      say(`${userId.padEnd(9)} | ${n.status} Number=${JSON.stringify(n.Number)}${n.code ? ` code=${n.code}` : ''}${image ? ` image=${image}` : ''}`);
+      if (n.status === 'processing') return;
+      if (n.data) {
+        const file = path.join(OUTPUT_DIR, `${userId}-${String(n.Number)}.${n.data.mimeType.split('/')[1] ?? 'img'}`);
+        fs.writeFileSync(file, Buffer.from(n.data.image, 'base64'));
+      }
+      finals.set(`${userId}:${String(n.Number)}`, n);
+      if (finals.size === JOBS.length) allDone();
+    });
+  }
+  await new Promise((r) => setTimeout(r, 100)); // let the joins reach the relay before anything is sent
+
+  let failed = false;
+  try {
+    await worker.ready;
+    const producer = new Bull(queueName, { redis: redisOptionsFromUrl(redis.url) });
+    const now = Math.floor(Date.now() / 1000);
+    for (const job of JOBS) {
+      const Token = jwt.sign({ Id: job.Id, iat: now - 7200, exp: job.tokenExpired ? now - 3600 : now + 3600 }, secret);
+      // Exactly what the existing front end enqueues.
+      await producer.add({ Id: job.Id, Prompt: job.Prompt, Token, Number: job.Number }, { attempts: 1, removeOnComplete: true, removeOnFail: true });
+      say(`producer  | enqueued ${job.Id} #${job.Number}: "${job.Prompt}"${job.tokenExpired ? ' (expired token)' : ''}`);
+    }
+    const timeout = setTimeout(() => allDone(), useGrok ? 180_000 : 60_000);
+    await done;
+    clearTimeout(timeout);
+    // Leave nothing of the demo's queue behind in a Redis that is not ours.
+    await producer.obliterate({ force: true }).catch(() => undefined);
+    await producer.close();
+    for (const job of JOBS) {
+      const got = finals.get(`${job.Id}:${job.Number}`);
+      const outcome = got ? (got.status === 'completed' ? 'completed' : got.code) : 'nothing';
+      if (outcome !== job.expect) {
+        failed = true;
+        say(`check     | ${job.Id} #${job.Number}: expected ${job.expect}, got ${outcome}`);
+      }
+    }
+  } finally {
+    worker.child.kill('SIGTERM');
+    const code = await worker.exited;
+    say(`worker    | exited with code ${code}`);
+    if (code !== 0) failed = true;
+    users.forEach((s) => s.close());
+    await relay.close();
+    await redis.own?.stop();
+  }
+  say(failed ? 'demo FAILED' : `demo OK: images in ${path.relative(process.cwd(), OUTPUT_DIR)}/, worker log in ${path.relative(process.cwd(), OUTPUT_DIR)}/worker.log`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
