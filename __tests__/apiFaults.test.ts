@@ -1,0 +1,100 @@
+import { successAnswer } from './support/fakeXai';
+import { isFinal, signToken, TestSystem } from './support/harness';
+import type { ImageProvider } from '../src/types';
+
+/** Image API faults, injected by the local xAI-contract server, seen through the whole worker. */
+describe('image API faults', () => {
+  let sys: TestSystem;
+  beforeEach(async () => {
+    sys = await TestSystem.start('apifaults');
+  });
+  afterEach(async () => {
+    await sys.cleanup();
+  });
+
+  async function runOne(env: Record<string, string> = {}, jobOpts = {}): Promise<Record<string, unknown>> {
+    const alice = await sys.user('alice');
+    await sys.startWorker(env);
+    await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 1 }, jobOpts);
+    return alice.waitFor(isFinal);
+  }
+
+  it('retries 429 twice and then delivers: exactly 3 calls', async () => {
+    const busy = { status: 429, json: { code: 'Too many requests', error: 'Rate limit exceeded' }, headers: { 'Retry-After': '0' } };
+    sys.xai.script([busy, busy]);
+    expect(await runOne()).toMatchObject({ status: 'completed', success: true });
+    expect(sys.xai.calls).toHaveLength(3);
+  });
+
+  it('never retries a moderation refusal: exactly 1 call, CONTENT_REJECTED', async () => {
+    sys.xai.script([{ status: 400, json: { code: 'Client specified an invalid argument', error: 'Generated image rejected by content moderation.' } }]);
+    expect(await runOne()).toMatchObject({ status: 'failed', code: 'CONTENT_REJECTED', data: null });
+    expect(sys.xai.calls).toHaveLength(1);
+  });
+
+  it('gives up on a lasting 503 after 1 + GROK_MAX_RETRIES calls with GENERATION_FAILED', async () => {
+    sys.xai.setDefault({ status: 503, json: { error: { message: 'Service unavailable', type: 'server_error' } } });
+    expect(await runOne({ GROK_MAX_RETRIES: '2' })).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    expect(sys.xai.calls).toHaveLength(3);
+    expect(sys.logs.jobEnds()[0]).toMatchObject({ outcome: 'failed', code: 'GENERATION_FAILED' });
+  });
+
+  it('times out an image API that never answers, then fails the job', async () => {
+    sys.xai.setDefault({ hang: true });
+    const started = Date.now();
+    const failed = await runOne({ GROK_TIMEOUT_MS: '300', GROK_MAX_RETRIES: '1' });
+    expect(failed).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    expect(failed.error).toMatch(/did not answer within 300 ms/);
+    expect(sys.xai.calls).toHaveLength(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(600);
+  });
+
+  it('hands a transient failure back to Bull while the producer allows attempts, then notifies once', async () => {
+    sys.xai.setDefault({ status: 503, json: { error: 'down' } });
+    const alice = await sys.user('alice');
+    await sys.startWorker({ GROK_MAX_RETRIES: '0' });
+    await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 1 }, { attempts: 2, backoff: 50 });
+    expect(await alice.waitFor(isFinal)).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    expect(sys.xai.calls).toHaveLength(2);
+    expect(alice.finals()).toHaveLength(1);
+    expect(sys.logs.jobEnds().map((l) => [l.outcome, l.attempt])).toEqual([
+      ['retry', 1],
+      ['failed', 2],
+    ]);
+  });
+
+  it('does not let Bull retry a permanent failure even when attempts remain', async () => {
+    sys.xai.setDefault({ status: 401, json: { error: 'Incorrect API key provided' } });
+    expect(await runOne({}, { attempts: 3, backoff: 10 })).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sys.xai.calls).toHaveLength(1);
+    const end = sys.logs.jobEnds()[0];
+    expect(end).toMatchObject({ level: 'error', outcome: 'failed' });
+  });
+
+  it('survives a bug in a step: the job fails, the worker keeps serving', async () => {
+    let calls = 0;
+    const buggy: ImageProvider = {
+      async generate() {
+        calls += 1;
+        if (calls === 1) throw new TypeError("Cannot read properties of undefined (reading 'data')");
+        return { base64: 'aGk=', mimeType: 'image/png' };
+      },
+    };
+    const alice = await sys.user('alice');
+    await sys.startWorker({}, { provider: buggy });
+    await sys.enqueue({ Id: 'alice', Prompt: 'first', Token: signToken('alice'), Number: 1 });
+    expect(await alice.waitFor((p) => p.Number === 1 && isFinal(p))).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    await sys.enqueue({ Id: 'alice', Prompt: 'second', Token: signToken('alice'), Number: 2 });
+    expect(await alice.waitFor((p) => p.Number === 2 && isFinal(p))).toMatchObject({ status: 'completed' });
+    expect(calls).toBe(2);
+    expect(sys.logs.lines.find((l) => l.msg === 'unexpected error in the pipeline')).toMatchObject({ level: 'error', jobId: expect.any(String) });
+  });
+
+  it('uses the default answer after the script: a fresh worker is unaffected by earlier faults', async () => {
+    sys.xai.script([{ status: 500, body: 'oops' }]);
+    sys.xai.setDefault(successAnswer());
+    expect(await runOne()).toMatchObject({ status: 'completed' });
+    expect(sys.xai.calls).toHaveLength(2);
+  });
+});

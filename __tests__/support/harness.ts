@@ -1,0 +1,249 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import readline from 'node:readline';
+import { Writable } from 'node:stream';
+import Bull from 'bull';
+import Redis from 'ioredis';
+import jwt from 'jsonwebtoken';
+import { io, Socket } from 'socket.io-client';
+import { loadConfig } from '../../src/config';
+import { startRelay, Relay } from '../../src/demo/notificationService';
+import { createLogger } from '../../src/logger';
+import { redisOptionsFromUrl } from '../../src/redis';
+import { RunningWorker, startWorker, WorkerOverrides } from '../../src/worker';
+import { FakeXai, startFakeXai } from './fakeXai';
+
+export const JWT_SECRET = 'test-secret-0123456789abcdef';
+export const ROOM_SUFFIX = '_Grok_Image_Generator';
+export const WORKER_ENTRY = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
+
+export function redisUrl(): string {
+  const url = process.env.TEST_REDIS_URL;
+  if (!url) throw new Error('TEST_REDIS_URL is not set: run the tests through jest (globalSetup starts Redis)');
+  return url;
+}
+
+export function uniqueQueueName(label: string): string {
+  return `test_${label}_${randomBytes(4).toString('hex')}`;
+}
+
+export function signToken(userId: string, options: { expiresInS?: number; secret?: string } = {}): string {
+  const now = Math.floor(Date.now() / 1000);
+  return jwt.sign({ Id: userId, iat: now - 60, exp: now + (options.expiresInS ?? 3600) }, options.secret ?? JWT_SECRET);
+}
+
+/** Pino lines captured in memory, parsed. */
+export class LogCapture extends Writable {
+  readonly lines: Array<Record<string, unknown>> = [];
+  readonly raw: string[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
+    for (const line of chunk.toString().split('\n').filter(Boolean)) {
+      this.raw.push(line);
+      this.lines.push(JSON.parse(line) as Record<string, unknown>);
+    }
+    done();
+  }
+  jobEnds(): Array<Record<string, unknown>> {
+    return this.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('job end'));
+  }
+}
+
+/** A user's browser: joined to its room, collecting what the notification service relays. */
+export class UserClient {
+  readonly received: Array<Record<string, unknown>> = [];
+  private waiters: Array<() => void> = [];
+  private constructor(readonly socket: Socket) {}
+
+  static async connect(relay: Relay, userId: string): Promise<UserClient> {
+    const client = new UserClient(io(relay.url, { transports: ['websocket'] }));
+    await new Promise<void>((resolve) => client.socket.once('connect', () => resolve()));
+    client.socket.on('Profile_Response', (payload: Record<string, unknown>) => {
+      client.received.push(payload);
+      client.waiters.forEach((w) => w());
+    });
+    const room = userId + ROOM_SUFFIX;
+    client.socket.emit('joinRoom', room);
+    // The relay does not acknowledge joins: wait until it has the room, so no notification races the join.
+    while (!relay.io.sockets.adapter.rooms.get(room)?.has(client.socket.id!)) await new Promise((r) => setTimeout(r, 5));
+    return client;
+  }
+
+  /** The first notification matching `predicate`, waiting up to `timeoutMs`. */
+  waitFor(predicate: (p: Record<string, unknown>) => boolean, timeoutMs = 15000): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const found = this.received.find(predicate);
+        if (found) {
+          clearTimeout(timer);
+          this.waiters = this.waiters.filter((w) => w !== check);
+          resolve(found);
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== check);
+        reject(new Error(`no matching notification within ${timeoutMs} ms; got ${JSON.stringify(this.received.map(summary))}`));
+      }, timeoutMs);
+      if (!check()) this.waiters.push(check);
+    });
+  }
+
+  finals(): Array<Record<string, unknown>> {
+    return this.received.filter((p) => p.status !== 'processing');
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+function summary(p: Record<string, unknown>): Record<string, unknown> {
+  return { Id: p.Id, Number: p.Number, status: p.status, code: p.code, Status: p.Status };
+}
+
+export function isFinal(p: Record<string, unknown>): boolean {
+  return p.status === 'completed' || p.status === 'failed' || typeof p.Status === 'boolean';
+}
+
+/** The environment a worker under test runs with; `overrides` win. */
+export function workerEnv(h: { queueName: string; xai: FakeXai; relay: Relay }, overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    REDIS_URL: redisUrl(),
+    QUEUE_NAME: h.queueName,
+    GROK_API: h.xai.url,
+    GROK_API_KEY: 'xai-test-key-SECRET',
+    JWT_SECRET,
+    PORT_MESSAGES_USERS: h.relay.url,
+    LOG_LEVEL: 'debug',
+    STATS_INTERVAL_MS: '0',
+    SHUTDOWN_TIMEOUT_MS: '10000',
+    ...overrides,
+  };
+}
+
+/** A worker in a child process running dist/index.js, its stdout parsed as log lines. */
+export interface WorkerProcess {
+  child: ChildProcess;
+  logs: Array<Record<string, unknown>>;
+  stderr: string[];
+  ready: Promise<void>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  waitForLog(predicate: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+export function spawnWorker(env: Record<string, string>): WorkerProcess {
+  const child = spawn(process.execPath, [WORKER_ENTRY], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  const stderr: string[] = [];
+  const listeners: Array<() => void> = [];
+  readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      logs.push({ msg: line, unparsed: true });
+    }
+    listeners.forEach((l) => l());
+  });
+  readline.createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const waitForLog = (predicate: (l: Record<string, unknown>) => boolean, timeoutMs = 15000): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const found = logs.find(predicate);
+        if (!found) return;
+        clearTimeout(timer);
+        listeners.splice(listeners.indexOf(check), 1);
+        resolve(found);
+      };
+      const timer = setTimeout(() => {
+        listeners.splice(listeners.indexOf(check), 1);
+        reject(new Error(`log line not seen within ${timeoutMs} ms; stderr: ${stderr.join('\n')}`));
+      }, timeoutMs);
+      listeners.push(check);
+      check();
+    });
+  const ready = Promise.race([
+    waitForLog((l) => l.msg === 'ready', 20000).then(() => undefined),
+    exited.then(({ code }) => Promise.reject(new Error(`worker exited (${code}) before ready: ${stderr.join('\n')}`))),
+  ]);
+  ready.catch(() => undefined);
+  return { child, logs, stderr, ready, exited, waitForLog };
+}
+
+/** Everything one integration test needs, each piece private to it, and a cleanup that stops them all. */
+export class TestSystem {
+  readonly queueName: string;
+  readonly producer: Bull.Queue;
+  readonly redis: Redis;
+  readonly logs = new LogCapture();
+  readonly workers: RunningWorker[] = [];
+  readonly processes: WorkerProcess[] = [];
+  readonly users: UserClient[] = [];
+
+  private constructor(readonly xai: FakeXai, public relay: Relay, label: string) {
+    this.queueName = uniqueQueueName(label);
+    this.producer = new Bull(this.queueName, { redis: redisOptionsFromUrl(redisUrl()) });
+    this.redis = new Redis(redisOptionsFromUrl(redisUrl()));
+  }
+
+  static async start(label: string): Promise<TestSystem> {
+    return new TestSystem(await startFakeXai(), await startRelay(), label);
+  }
+
+  env(overrides: Record<string, string> = {}): Record<string, string> {
+    return workerEnv(this, overrides);
+  }
+
+  async startWorker(overrides: Record<string, string> = {}, edges: WorkerOverrides = {}): Promise<RunningWorker> {
+    const config = loadConfig(this.env(overrides));
+    const worker = await startWorker(config, createLogger(config.logLevel, this.logs), { retryDelay: () => 10, ...edges });
+    this.workers.push(worker);
+    return worker;
+  }
+
+  spawnWorker(overrides: Record<string, string> = {}): WorkerProcess {
+    const proc = spawnWorker(this.env(overrides));
+    this.processes.push(proc);
+    return proc;
+  }
+
+  async user(userId: string): Promise<UserClient> {
+    const user = await UserClient.connect(this.relay, userId);
+    this.users.push(user);
+    return user;
+  }
+
+  /** Exactly what the existing front end enqueues. */
+  enqueue(data: Record<string, unknown>, opts: Bull.JobOptions = {}): Promise<Bull.Job> {
+    return this.producer.add(data, { attempts: 1, removeOnComplete: true, removeOnFail: true, ...opts });
+  }
+
+  async keys(): Promise<string[]> {
+    return (await this.redis.keys(`bull:${this.queueName}:*`)).sort();
+  }
+
+  async cleanup(): Promise<void> {
+    for (const user of this.users) user.close();
+    for (const proc of this.processes) {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) {
+        proc.child.kill('SIGKILL');
+        await proc.exited;
+      }
+    }
+    await Promise.all(this.workers.map((w) => w.close()));
+    await this.producer.obliterate({ force: true }).catch(() => undefined);
+    await this.producer.close();
+    const leftovers = await this.redis.keys(`bull:${this.queueName}:*`);
+    if (leftovers.length) await this.redis.del(...leftovers);
+    this.redis.disconnect();
+    await this.relay.close();
+    await this.xai.close();
+  }
+}
