@@ -82,6 +82,7 @@ describe('worker end to end', () => {
     await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 3 });
     await sys.enqueue({ Id: 'alice', Prompt: 'a dog', Token: signToken('alice', { expiresInS: -60 }), Number: 4 });
 
+    await alice.waitFor((p) => p.Number === 3);
     await alice.waitFor((p) => p.Number === 4);
     const byNumber = Object.fromEntries(alice.received.map((p) => [p.Number as number, p]));
     expect(byNumber[3]).toEqual({ Id: 'alice_Grok_Image_Generator', Status: true, Message: `data:image/jpeg;base64,${TINY_PNG_BASE64}`, Number: 3 });

@@ -12,7 +12,7 @@ import { JwtTokenVerifier, RemoteTokenVerifier } from './tokenVerifier';
 import type { ImageProvider, Notifier, TokenVerifier } from './types';
 
 export const QUEUE_PREFIX = 'bull';
-const NOTIFIER_START_WAIT_MS = 5000;
+const NOTIFIER_START_WAIT_MS = 3000;
 
 /** Edges a test (or a benchmark) may replace; everything else is built from the config. */
 export interface WorkerOverrides {

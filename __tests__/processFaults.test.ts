@@ -1,0 +1,207 @@
+import Bull from 'bull';
+import { startRelay } from '../src/demo/notificationService';
+import { startRedisServer, RedisServer } from '../src/demo/redisServer';
+import { successAnswer } from './support/fakeXai';
+import { isFinal, signToken, TestSystem, WorkerProcess } from './support/harness';
+import { redisOptionsFromUrl } from '../src/redis';
+
+/**
+ * Faults that need the worker as a real process: signals, kill -9, the notification service and Redis
+ * going away. Short locks make Bull's stalled-job recovery quick enough to watch.
+ */
+const FAST_RECOVERY = { LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' };
+
+jest.setTimeout(45_000);
+
+async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function jobEnds(proc: WorkerProcess): Array<Record<string, unknown>> {
+  return proc.logs.filter((l) => l.msg === 'job end' || (typeof l.msg === 'string' && l.msg.startsWith('job end')));
+}
+
+describe('process faults', () => {
+  let sys: TestSystem;
+  beforeEach(async () => {
+    sys = await TestSystem.start('procfaults');
+  });
+  afterEach(async () => {
+    await sys.cleanup();
+  });
+
+  it('SIGTERM during a slow generation: the job is delivered, exit 0, and a job added after the signal is not lost', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 1500 });
+    const alice = await sys.user('alice');
+    const worker = sys.spawnWorker();
+    await worker.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'slow one', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+
+    worker.child.kill('SIGTERM');
+    await worker.waitForLog((l) => l.msg === 'signal received');
+    const late = await sys.enqueue({ Id: 'alice', Prompt: 'after the signal', Token: signToken('alice'), Number: 2 });
+
+    expect(await worker.exited).toEqual({ code: 0, signal: null });
+    expect(alice.finals().find((p) => p.Number === 1)).toMatchObject({ status: 'completed' });
+    expect(worker.logs.find((l) => l.msg === 'shutdown complete')).toMatchObject({ finishedInFlight: true });
+    // The late job was either finished before exit or left waiting for the next worker, never dropped.
+    const lateState = await (await sys.producer.getJob(late.id!))?.getState();
+    const deliveredBeforeExit = alice.finals().some((p) => p.Number === 2);
+    expect(deliveredBeforeExit ? 'delivered' : lateState).toMatch(/^(delivered|waiting)$/);
+
+    const next = sys.spawnWorker();
+    await next.ready;
+    expect(await alice.waitFor((p) => p.Number === 2 && isFinal(p))).toMatchObject({ status: 'completed' });
+    expect(alice.finals().filter((p) => p.Number === 2)).toHaveLength(1);
+  });
+
+  it('shutdown out of time: the unfinished job is handed back at once and another worker delivers it', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 4000 });
+    const alice = await sys.user('alice');
+    const worker = sys.spawnWorker({ SHUTDOWN_TIMEOUT_MS: '300' });
+    await worker.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'very slow', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+
+    const signalled = Date.now();
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).toEqual({ code: 0, signal: null });
+    expect(Date.now() - signalled).toBeLessThan(4000);
+    expect(jobEnds(worker)).toEqual([expect.objectContaining({ outcome: 'handed_back' })]);
+
+    sys.xai.setDefault(successAnswer());
+    // Default lock settings: only the hand-back, not stalled recovery, can make this quick.
+    const next = sys.spawnWorker();
+    await next.ready;
+    expect(await alice.waitFor(isFinal, 8000)).toMatchObject({ status: 'completed', Number: 1 });
+  });
+
+  it('a second signal exits at once', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 5000 });
+    const worker = sys.spawnWorker();
+    await worker.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'slow', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    const signalled = Date.now();
+    worker.child.kill('SIGTERM');
+    await worker.waitForLog((l) => l.msg === 'signal received');
+    worker.child.kill('SIGINT');
+    const exit = await worker.exited;
+    expect(exit.code).not.toBe(0);
+    expect(Date.now() - signalled).toBeLessThan(3000);
+  });
+
+  it('kill -9 during a slow generation: a second worker delivers the job', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 1000 });
+    const alice = await sys.user('alice');
+    const first = sys.spawnWorker(FAST_RECOVERY);
+    await first.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'doomed', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = sys.spawnWorker(FAST_RECOVERY);
+    await second.ready;
+    expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ status: 'completed', Number: 1 });
+    expect(alice.finals()).toHaveLength(1);
+  });
+
+  it('notification service down while the image is made, worker killed, both restarted: delivered, generated once', async () => {
+    const port = sys.relay.port;
+    await sys.relay.close();
+    const first = sys.spawnWorker({ ...FAST_RECOVERY, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
+    await first.ready;
+    const job = await sys.enqueue({ Id: 'alice', Prompt: 'keep me', Token: signToken('alice'), Number: 1 });
+    const checkpointKey = `bull:${sys.queueName}:checkpoint:${job.id}`;
+    await waitUntil(async () => (await sys.redis.exists(checkpointKey)) === 1, 10_000, 'checkpoint saved');
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    sys.relay = await startRelay({ port });
+    const alice = await sys.user('alice');
+    const second = sys.spawnWorker({ ...FAST_RECOVERY, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
+    await second.ready;
+    expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ status: 'completed', Number: 1 });
+    expect(sys.xai.calls).toHaveLength(1);
+    await second.waitForLog((l) => l.msg === 'job end');
+    expect(jobEnds(second)[0]).toMatchObject({ outcome: 'completed', fromCheckpoint: true });
+    expect(await sys.redis.exists(checkpointKey)).toBe(0);
+  });
+
+  it('notification service down at start and up later: delivered exactly once', async () => {
+    const port = sys.relay.port;
+    await sys.relay.close();
+    const worker = sys.spawnWorker({ PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
+    await worker.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'patience', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'image generated');
+    await new Promise((r) => setTimeout(r, 500));
+
+    sys.relay = await startRelay({ port });
+    await worker.waitForLog((l) => l.msg === 'job end', 15_000);
+    await new Promise((r) => setTimeout(r, 300));
+    const finals = sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>));
+    expect(finals).toEqual([expect.objectContaining({ Id: 'alice_Grok_Image_Generator', status: 'completed', Number: 1 })]);
+    expect(sys.xai.calls).toHaveLength(1);
+  });
+
+  describe('with a Redis of its own', () => {
+    let redis: RedisServer;
+    afterEach(async () => {
+      await redis?.stop();
+    });
+
+    it('Redis restarted under a running worker: it reconnects and processes new jobs', async () => {
+      redis = await startRedisServer();
+      const alice = await sys.user('alice');
+      const worker = sys.spawnWorker({ REDIS_URL: redis.url });
+      await worker.ready;
+      const producer = new Bull(sys.queueName, { redis: redisOptionsFromUrl(redis.url) });
+      producer.on('error', () => undefined);
+      try {
+        const add = (n: number): Promise<Bull.Job> =>
+          producer.add({ Id: 'alice', Prompt: `job ${n}`, Token: signToken('alice'), Number: n }, { attempts: 1, removeOnComplete: true, removeOnFail: true });
+        await add(1);
+        await alice.waitFor((p) => p.Number === 1 && isFinal(p));
+
+        const { port } = redis;
+        await redis.stop();
+        await new Promise((r) => setTimeout(r, 1000));
+        redis = await startRedisServer(port);
+        await add(2);
+        expect(await alice.waitFor((p) => p.Number === 2 && isFinal(p), 20_000)).toMatchObject({ status: 'completed' });
+        expect(worker.child.exitCode).toBeNull();
+        // Reconnecting is logged, not spun on: a handful of lines, not one per retry.
+        expect(worker.logs.filter((l) => l.level === 'warn' || l.level === 'error').length).toBeLessThan(15);
+      } finally {
+        await producer.close();
+      }
+    });
+  });
+
+  it('three worker processes on one queue: every job generated and notified exactly once', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 50 });
+    const workers = [sys.spawnWorker(), sys.spawnWorker(), sys.spawnWorker()];
+    await Promise.all(workers.map((w) => w.ready));
+    const total = 30;
+    for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `picture ${n}`, Token: signToken(`user${n % 3}`), Number: n });
+
+    await waitUntil(() => sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)).length >= total, 20_000, 'all delivered');
+    await new Promise((r) => setTimeout(r, 500));
+    const finals = sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
+    expect(finals.map((p) => p.Number).sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(finals.every((p) => p.status === 'completed')).toBe(true);
+    expect(sys.xai.calls).toHaveLength(total);
+    const ends = workers.flatMap(jobEnds);
+    expect(new Set(ends.map((l) => l.jobId)).size).toBe(total);
+    expect(ends).toHaveLength(total);
+    // The work was shared, not done by one worker while the others idled.
+    expect(workers.filter((w) => jobEnds(w).length > 0).length).toBeGreaterThanOrEqual(2);
+  });
+});
