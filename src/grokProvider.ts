@@ -50,7 +50,7 @@ export class GrokImageProvider implements ImageProvider {
         signal: s,
       });
       const text = await res.text();
-      if (!res.ok) throw this.httpError(res.status, text, res.headers.get('retry-after'));
+      if (!res.ok) throw this.httpError(res.status, text, res.headers.get('retry-after'), prompt);
       return parseSuccess(text, res.status);
     });
 
@@ -114,9 +114,9 @@ export class GrokImageProvider implements ImageProvider {
     }
   }
 
-  private httpError(status: number, body: string, retryAfter: string | null): WorkerError {
+  private httpError(status: number, body: string, retryAfter: string | null, prompt: string): WorkerError {
     const { message, hint } = describeErrorBody(body);
-    const text = this.redact(`Image API ${status}: ${message}`);
+    const text = this.redact(`Image API ${status}: ${message}`, prompt);
     if ((status === 400 || status === 422) && MODERATION.test(hint)) {
       return permanentError('CONTENT_REJECTED', text, { status });
     }
@@ -125,10 +125,14 @@ export class GrokImageProvider implements ImageProvider {
     return permanentError('GENERATION_FAILED', text, { status });
   }
 
-  /** Some APIs echo a wrong key back in their error text; it must not reach the logs. */
-  private redact(text: string): string {
+  /**
+   * Some APIs echo a wrong key, or the prompt, back in their error text: neither may reach the logs
+   * (prompts are logged at debug only).
+   */
+  private redact(text: string, prompt: string): string {
     const key = this.options.apiKey;
-    return key.length >= 4 ? text.split(key).join('[redacted]') : text;
+    const withoutKey = key.length >= 4 ? text.split(key).join('[redacted]') : text;
+    return prompt.length >= 8 ? withoutKey.split(prompt).join('[prompt]') : withoutKey;
   }
 }
 

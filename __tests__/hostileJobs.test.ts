@@ -1,0 +1,123 @@
+import fc from 'fast-check';
+import jwt from 'jsonwebtoken';
+import { createLogger } from '../src/logger';
+import { runJob } from '../src/pipeline';
+import { JwtTokenVerifier } from '../src/tokenVerifier';
+import type { GeneratedImage, JobEvent, Notifier } from '../src/types';
+import { isFinal, signToken, TestSystem } from './support/harness';
+
+const SECRET = 'property-secret';
+const ERROR_CODES = ['INVALID_JOB', 'INVALID_TOKEN', 'SESSION_EXPIRED', 'CONTENT_REJECTED', 'GENERATION_FAILED'];
+
+/** Any value a field could hold once a producer's data went through Bull's JSON. */
+const anyField = fc.oneof(
+  fc.jsonValue(),
+  fc.string({ unit: 'grapheme', maxLength: 300 }),
+  fc.string({ minLength: 129, maxLength: 2000 }),
+  fc.constantFrom('', ' ', '\u0000', '__proto__', 'constructor', 'a.b.c', '😀'.repeat(200)),
+);
+const hostileKeys = fc.constantFrom('Id', 'Token', 'Prompt', 'Number', '__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty');
+
+/** Job data: anything at all, field-shaped records with any types, and records with pollution keys. */
+const hostileData = fc.oneof(
+  fc.jsonValue(),
+  fc.record({ Id: anyField, Token: anyField, Prompt: anyField, Number: anyField }, { requiredKeys: [] }),
+  fc.dictionary(hostileKeys, anyField),
+  // Well-formed jobs, half with a token for someone else, so the valid path is exercised too.
+  fc.record({ Id: fc.constantFrom('alice', 'bob'), Prompt: fc.string({ minLength: 1, maxLength: 50 }), Number: fc.jsonValue(), tokenFor: fc.constantFrom('alice', 'bob') }).map(
+    ({ tokenFor, ...job }) => ({ ...job, Token: jwt.sign({ Id: tokenFor }, SECRET) }),
+  ),
+);
+
+/** The contract's rule for an Id that names a room, written out independently of the code under test. */
+function usableId(id: unknown): id is string {
+  return typeof id === 'string' && id.trim() !== '' && id.length <= 128;
+}
+
+function asBullWouldStore(data: unknown): unknown {
+  const text = JSON.stringify(data);
+  return text === undefined ? undefined : JSON.parse(text);
+}
+
+describe('hostile and malformed job data', () => {
+  it('never crashes, never pays for an invalid job, always ends with a code, and tells only a usable Id', async () => {
+    const verifier = new JwtTokenVerifier({ secret: SECRET, algorithms: ['HS256'], clockToleranceS: 5, userClaim: 'Id' });
+    const logger = createLogger('silent');
+    await fc.assert(
+      fc.asyncProperty(hostileData, async (raw) => {
+        const data = asBullWouldStore(raw);
+        let generated = 0;
+        const events: JobEvent[] = [];
+        const notifier: Notifier = {
+          notify: async (event) => void events.push(event),
+          tryNotify: (event) => (events.push(event), true),
+          close: async () => undefined,
+        };
+        const provider = {
+          generate: async (): Promise<GeneratedImage> => {
+            generated += 1;
+            return { base64: 'aGk=', mimeType: 'image/png' };
+          },
+        };
+        const checkpoints = { load: async () => null, save: async () => undefined, remove: async () => undefined };
+        const result = await runJob(
+          { jobId: '1', data, attempt: 1, maxAttempts: 1, createdAt: 1 },
+          { verifier, provider, notifier, checkpoints, logger, settings: { promptPrefix: '', promptMaxLength: 1000, maxRetries: 0, notifyProgress: true } },
+          new AbortController().signal,
+        );
+
+        const record = typeof data === 'object' && data !== null && !Array.isArray(data) ? (data as Record<string, unknown>) : undefined;
+        const ownId = record && Object.prototype.hasOwnProperty.call(record, 'Id') ? record.Id : undefined;
+        if (result.outcome === 'completed') {
+          expect(generated).toBe(1);
+          expect(events.map((e) => e.status)).toEqual(['processing', 'completed']);
+          expect(events.every((e) => e.userId === ownId)).toBe(true);
+          return;
+        }
+        expect(result.outcome).toBe('failed');
+        expect(ERROR_CODES).toContain(result.error!.code);
+        expect(result.error!.message.length).toBeGreaterThan(0);
+        if (result.error!.code === 'INVALID_JOB' || result.error!.code === 'INVALID_TOKEN' || result.error!.code === 'SESSION_EXPIRED') {
+          expect(generated).toBe(0);
+        }
+        // Told exactly once, in the room of the job's own Id, and only when that Id is usable.
+        if (usableId(ownId)) expect(events).toEqual([expect.objectContaining({ userId: ownId, status: 'failed' })]);
+        else expect(events).toEqual([]);
+        expect(({} as Record<string, unknown>).Token).toBeUndefined();
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  describe('through the real queue', () => {
+    let sys: TestSystem;
+    beforeAll(async () => {
+      sys = await TestSystem.start('hostile');
+    });
+    afterAll(async () => {
+      await sys.cleanup();
+    });
+
+    it('ends every hostile job with a code and keeps serving', async () => {
+      const alice = await sys.user('alice');
+      await sys.startWorker({ CONCURRENCY: '10' });
+      const samples = fc.sample(hostileData.filter((d) => typeof d === 'object' && d !== null), { numRuns: 60, seed: 42 });
+      for (const data of samples) await sys.producer.add(data, { attempts: 1, removeOnComplete: true, removeOnFail: true });
+      const last = { Id: 'alice', Prompt: 'still serving', Token: signToken('alice'), Number: 'last' };
+      await sys.enqueue(last);
+      await alice.waitFor((p) => p.Number === 'last' && isFinal(p), 20_000);
+      await new Promise((r) => setTimeout(r, 300));
+
+      const ends = sys.logs.jobEnds();
+      expect(ends).toHaveLength(samples.length + 1);
+      for (const end of ends) {
+        if (end.outcome === 'completed') expect(end.code).toBeNull();
+        else expect(ERROR_CODES).toContain(end.code);
+      }
+      // Only jobs whose token proved them valid reached the image API.
+      const completed = ends.filter((e) => e.outcome === 'completed').length;
+      expect(sys.xai.calls).toHaveLength(completed);
+      expect(await sys.producer.getJobCounts()).toMatchObject({ waiting: 0, active: 0 });
+    });
+  });
+});
