@@ -90,6 +90,19 @@ describe('worker end to end', () => {
     expect(alice.received).toHaveLength(2);
   });
 
+  it('shares GROK_RATE_LIMIT across workers: two workers, one job per window', async () => {
+    const alice = await sys.user('alice');
+    const limit = { GROK_RATE_LIMIT: '1', GROK_RATE_WINDOW_MS: '400' };
+    await sys.startWorker(limit);
+    await sys.startWorker(limit);
+    const started = Date.now();
+    await Promise.all([1, 2, 3].map((n) => sys.enqueue({ Id: 'alice', Prompt: `cat ${n}`, Token: signToken('alice'), Number: n })));
+    await waitUntil(async () => alice.finals().length === 3, 10000);
+    // Unlimited, two workers would finish three instant jobs in a few ms; the limiter spaces them 400 ms apart.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(750);
+    expect(sys.xai.calls).toHaveLength(3);
+  });
+
   it('processes jobs concurrently up to CONCURRENCY', async () => {
     const alice = await sys.user('alice');
     sys.xai.setDefault({ ...successAnswer(), delayMs: 400 });
