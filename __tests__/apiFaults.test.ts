@@ -1,16 +1,11 @@
 import { successAnswer } from './support/fakeXai';
-import { isFinal, signToken, TestSystem } from './support/harness';
+import { isFinal, signToken, TestSystem, useTestSystem } from './support/harness';
 import type { ImageProvider } from '../src/types';
 
 /** Image API faults, injected by the local xAI-contract server, seen through the whole worker. */
 describe('image API faults', () => {
   let sys: TestSystem;
-  beforeEach(async () => {
-    sys = await TestSystem.start('apifaults');
-  });
-  afterEach(async () => {
-    await sys.cleanup();
-  });
+  useTestSystem('apifaults', (s) => (sys = s));
 
   async function runOne(env: Record<string, string> = {}, jobOpts = {}): Promise<Record<string, unknown>> {
     const alice = await sys.user('alice');

@@ -4,7 +4,7 @@ import { createLogger } from '../src/logger';
 import { runJob } from '../src/pipeline';
 import { JwtTokenVerifier } from '../src/tokenVerifier';
 import type { GeneratedImage, JobEvent, Notifier } from '../src/types';
-import { isFinal, signToken, TestSystem } from './support/harness';
+import { isFinal, signToken, TestSystem, useTestSystem } from './support/harness';
 
 const SECRET = 'property-secret';
 const ERROR_CODES = ['INVALID_JOB', 'INVALID_TOKEN', 'SESSION_EXPIRED', 'CONTENT_REJECTED', 'GENERATION_FAILED'];
@@ -91,12 +91,7 @@ describe('hostile and malformed job data', () => {
 
   describe('through the real queue', () => {
     let sys: TestSystem;
-    beforeAll(async () => {
-      sys = await TestSystem.start('hostile');
-    });
-    afterAll(async () => {
-      await sys.cleanup();
-    });
+    useTestSystem('hostile', (s) => (sys = s), 'all');
 
     it('ends every hostile job with a code and keeps serving', async () => {
       const alice = await sys.user('alice');

@@ -1,4 +1,4 @@
-import { JWT_SECRET, isFinal, signToken, TestSystem } from './support/harness';
+import { JWT_SECRET, isFinal, signToken, TestSystem, useTestSystem } from './support/harness';
 
 /**
  * Runs jobs with known secrets through the real worker at the most verbose level and reads every log
@@ -6,12 +6,7 @@ import { JWT_SECRET, isFinal, signToken, TestSystem } from './support/harness';
  */
 describe('log hygiene', () => {
   let sys: TestSystem;
-  beforeEach(async () => {
-    sys = await TestSystem.start('loghygiene');
-  });
-  afterEach(async () => {
-    await sys.cleanup();
-  });
+  useTestSystem('loghygiene', (s) => (sys = s));
 
   const API_KEY = 'xai-test-key-SECRET';
   const IMAGE = Buffer.from('distinctive-image-bytes-'.repeat(20)).toString('base64');

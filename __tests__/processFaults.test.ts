@@ -2,7 +2,7 @@ import Bull from 'bull';
 import { startRelay } from '../src/demo/notificationService';
 import { startRedisServer, RedisServer } from '../src/demo/redisServer';
 import { successAnswer } from './support/fakeXai';
-import { isFinal, signToken, TestSystem, WorkerProcess } from './support/harness';
+import { isFinal, signToken, TestSystem, WorkerProcess, useTestSystem, waitUntil } from './support/harness';
 import { redisOptionsFromUrl } from '../src/redis';
 
 /**
@@ -13,13 +13,6 @@ const FAST_RECOVERY = { LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' };
 
 jest.setTimeout(45_000);
 
-async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 function jobEnds(proc: WorkerProcess): Array<Record<string, unknown>> {
   return proc.logs.filter((l) => l.msg === 'job end' || (typeof l.msg === 'string' && l.msg.startsWith('job end')));
@@ -27,12 +20,7 @@ function jobEnds(proc: WorkerProcess): Array<Record<string, unknown>> {
 
 describe('process faults', () => {
   let sys: TestSystem;
-  beforeEach(async () => {
-    sys = await TestSystem.start('procfaults');
-  });
-  afterEach(async () => {
-    await sys.cleanup();
-  });
+  useTestSystem('procfaults', (s) => (sys = s));
 
   it('SIGTERM during a slow generation: the job is delivered, exit 0, and a job added after the signal is not lost', async () => {
     sys.xai.setDefault({ ...successAnswer(), delayMs: 1500 });

@@ -1,15 +1,10 @@
 import { successAnswer, TINY_PNG_BASE64 } from './support/fakeXai';
-import { isFinal, signToken, TestSystem } from './support/harness';
+import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 
 /** The whole pipeline against real Redis, a local xAI-contract server and a real socket.io relay. */
 describe('worker end to end', () => {
   let sys: TestSystem;
-  beforeEach(async () => {
-    sys = await TestSystem.start('e2e');
-  });
-  afterEach(async () => {
-    await sys.cleanup();
-  });
+  useTestSystem('e2e', (s) => (sys = s));
 
   it('delivers the image of a front-end job to its user room only, with Number echoed, and leaves nothing in Redis', async () => {
     const alice = await sys.user('alice');
@@ -116,10 +111,3 @@ describe('worker end to end', () => {
   });
 });
 
-async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

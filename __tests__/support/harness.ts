@@ -247,3 +247,29 @@ export class TestSystem {
     await this.xai.close();
   }
 }
+
+/**
+ * A fresh TestSystem for each test of the enclosing describe (or one for all of them with `scope: 'all'`),
+ * cleaned up afterwards, so every test has its own queue, image API and relay.
+ */
+export function useTestSystem(label: string, assign: (sys: TestSystem) => void, scope: 'each' | 'all' = 'each'): void {
+  let current: TestSystem | undefined;
+  const [before, after] = scope === 'each' ? [beforeEach, afterEach] : [beforeAll, afterAll];
+  before(async () => {
+    current = await TestSystem.start(label);
+    assign(current);
+  });
+  after(async () => {
+    await current?.cleanup();
+    current = undefined;
+  });
+}
+
+/** Polls `condition` until it holds, failing after `timeoutMs`. */
+export async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
