@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import Redis, { RedisOptions } from 'ioredis';
 import type { Logger } from './logger';
 
@@ -15,7 +16,10 @@ export function redisOptionsFromUrl(url: string, rejectUnauthorized = true): Red
   };
   if (parsed.username) options.username = decodeURIComponent(parsed.username);
   if (parsed.password) options.password = decodeURIComponent(parsed.password);
-  if (parsed.protocol === 'rediss:') options.tls = { rejectUnauthorized, servername: options.host };
+  if (parsed.protocol === 'rediss:') {
+    // SNI takes host names only; Node warns when it is given an IP address.
+    options.tls = isIP(options.host!) ? { rejectUnauthorized } : { rejectUnauthorized, servername: options.host };
+  }
   return options;
 }
 

@@ -1,0 +1,123 @@
+import type Bull from 'bull';
+import dotenv from 'dotenv';
+import type { RedisOptions } from 'ioredis';
+import { DEFAULTS, redactUrl } from '../config';
+import { createImageQueue } from '../producer';
+
+/** What the commands share: their streams and exit codes, the queue settings they read, a fail-fast Redis. */
+
+export type Env = Record<string, string | undefined>;
+
+export interface CliIO {
+  stdout: { write(chunk: string): unknown };
+  stderr: { write(chunk: string): unknown };
+}
+
+export const EXIT_OK = 0;
+/** Redis unreachable or a command failed. */
+export const EXIT_FAILURE = 1;
+/** Bad arguments or settings: nothing was done. */
+export const EXIT_USAGE = 2;
+
+/** Bad arguments or settings; the command prints the message (and its usage) and exits 2. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    /** Whether the usage text helps (a wrong flag), or only the message does (a wrong variable). */
+    readonly showUsage = true,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface QueueSettings {
+  redisUrl: string;
+  queueName: string;
+  tlsRejectUnauthorized: boolean;
+}
+
+function setting(env: Env, name: keyof typeof DEFAULTS): string {
+  const value = env[name]?.trim();
+  return value ? value : DEFAULTS[name];
+}
+
+/** REDIS_URL, QUEUE_NAME and REDIS_TLS_REJECT_UNAUTHORIZED, with the contract's defaults, as the worker reads them. */
+export function readQueueSettings(env: Env): QueueSettings {
+  const redisUrl = setting(env, 'REDIS_URL');
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(redisUrl).protocol;
+  } catch {
+    protocol = undefined;
+  }
+  if (protocol !== 'redis:' && protocol !== 'rediss:') {
+    throw new UsageError(`REDIS_URL must be a redis or rediss URL (got ${JSON.stringify(redactUrl(redisUrl))})`, false);
+  }
+  const tls = setting(env, 'REDIS_TLS_REJECT_UNAUTHORIZED').toLowerCase();
+  if (!['true', '1', 'yes', 'false', '0', 'no'].includes(tls)) {
+    throw new UsageError(`REDIS_TLS_REJECT_UNAUTHORIZED must be true or false (got ${JSON.stringify(env.REDIS_TLS_REJECT_UNAUTHORIZED)})`, false);
+  }
+  return { redisUrl, queueName: setting(env, 'QUEUE_NAME'), tlsRejectUnauthorized: ['true', '1', 'yes'].includes(tls) };
+}
+
+/**
+ * A command runs once and must not wait forever for a Redis that is not there: one connection attempt
+ * with a timeout, no reconnecting, and queued commands fail as soon as the connection is gone.
+ */
+export const CLI_REDIS_OPTIONS: RedisOptions = {
+  connectTimeout: 5000,
+  maxRetriesPerRequest: 0,
+  retryStrategy: () => null,
+};
+
+/** The queue, plus the last connection error it saw: ioredis rejects commands with a bare "Connection is closed.". */
+export interface CliQueue {
+  queue: Bull.Queue;
+  connectionError(): Error | undefined;
+}
+
+export function openQueue(settings: QueueSettings): CliQueue {
+  const queue = createImageQueue(settings.redisUrl, settings.queueName, {
+    tlsRejectUnauthorized: settings.tlsRejectUnauthorized,
+    redis: CLI_REDIS_OPTIONS,
+  });
+  let lastError: Error | undefined;
+  queue.on('error', (err: Error) => {
+    lastError = err;
+  });
+  return { queue, connectionError: () => lastError };
+}
+
+/** Bull waits for nothing here (no jobs are processed), but a dead connection must not hold the process. */
+export async function closeQueue(queue: Bull.Queue): Promise<void> {
+  await Promise.race([queue.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+}
+
+/** One line for the operator: where, and why (with a hint when it is the certificate). */
+export function redisFailureMessage(settings: QueueSettings, err: unknown, connectionError: Error | undefined): string {
+  const cause = connectionError ?? (err instanceof Error ? err : new Error(String(err)));
+  const where = `${redactUrl(settings.redisUrl)} (queue ${settings.queueName})`;
+  const hint = /certificate/i.test(cause.message) ? '; for a self-signed certificate set REDIS_TLS_REJECT_UNAUTHORIZED=false' : '';
+  return `Redis at ${where} failed: ${cause.message || cause.name}${hint}`;
+}
+
+export type CliMain = (argv: string[], env: Env, io: CliIO) => Promise<number>;
+
+/** The `node dist/cli/x.js` entry: .env below the real environment, then the command, then its exit code. */
+export function runAsScript(main: CliMain): void {
+  dotenv.config({ quiet: true });
+  main(process.argv.slice(2), process.env, process).then(
+    (code) => exit(code),
+    (err: unknown) => {
+      process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+      exit(EXIT_FAILURE);
+    },
+  );
+}
+
+function exit(code: number): void {
+  process.exitCode = code;
+  // Everything is closed by now; should a connection linger anyway, it must not keep the command alive.
+  setTimeout(() => process.exit(code), 1000).unref();
+}

@@ -1,0 +1,173 @@
+import { parseArgs } from 'node:util';
+import type Bull from 'bull';
+import jwt from 'jsonwebtoken';
+import { DEFAULTS } from '../config';
+import { InvalidJobError, validateJobData } from '../jobData';
+import { enqueueImageJob, ImageJobData } from '../producer';
+import {
+  CliIO,
+  closeQueue,
+  Env,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  openQueue,
+  readQueueSettings,
+  redisFailureMessage,
+  runAsScript,
+  UsageError,
+} from './args';
+
+export const USAGE = `Usage: npm run -s enqueue -- --id <user> --prompt <text> [options]
+
+Adds image jobs to the worker's queue, as the front end does.
+
+  --id <user>        the job's Id (the user; names the notification room)
+  --prompt <text>    what to draw
+  --number <value>   the job's Number, echoed back to the front end; read as JSON when it is
+                     a JSON scalar (3, true, "3"), otherwise sent as a string
+  --token <jwt>      the user's token; without it, JWT_SECRET signs one for --id
+  --attempts <n>     Bull attempts (default 1, what the front end uses)
+  --count <n>        add n identical jobs (default 1)
+  -h, --help         this text
+
+Environment (and .env): REDIS_URL (default ${DEFAULTS.REDIS_URL}), QUEUE_NAME (default ${DEFAULTS.QUEUE_NAME}),
+REDIS_TLS_REJECT_UNAUTHORIZED; to sign tokens: JWT_SECRET, JWT_USER_CLAIM (default ${DEFAULTS.JWT_USER_CLAIM}),
+JWT_ISSUER, JWT_AUDIENCE, JWT_ALGORITHMS. A signed token is valid for 1 hour.
+
+Prints one JSON line per job: {"jobId","queue","Id","Number"}. The token is never printed.
+Exit codes: 0 enqueued, 1 Redis failed, 2 bad arguments or settings.
+`;
+
+const MAX_ATTEMPTS = 100;
+const MAX_COUNT = 10_000;
+/** Long enough to enqueue and for the job to wait its turn; short enough that a leaked one does little harm. */
+export const SIGNED_TOKEN_TTL_S = 3600;
+
+interface EnqueueArgs {
+  id: string;
+  prompt: string;
+  number?: ImageJobData['Number'];
+  token?: string;
+  attempts?: number;
+  count: number;
+}
+
+export function parseEnqueueArgs(argv: string[]): EnqueueArgs | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        id: { type: 'string' },
+        prompt: { type: 'string' },
+        number: { type: 'string' },
+        token: { type: 'string' },
+        attempts: { type: 'string' },
+        count: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) return 'help';
+  if (values.id === undefined) throw new UsageError('--id is required');
+  if (values.prompt === undefined) throw new UsageError('--prompt is required');
+  return {
+    id: values.id,
+    prompt: values.prompt,
+    number: values.number === undefined ? undefined : parseNumber(values.number),
+    token: values.token,
+    attempts: values.attempts === undefined ? undefined : wholeNumber('--attempts', values.attempts, MAX_ATTEMPTS),
+    count: values.count === undefined ? 1 : wholeNumber('--count', values.count, MAX_COUNT),
+  };
+}
+
+function wholeNumber(flag: string, value: string, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > max) throw new UsageError(`${flag} must be a whole number from 1 to ${max} (got ${JSON.stringify(value)})`);
+  return n;
+}
+
+/** `3` is the number 3 and `"3"` the string "3"; anything that is not a JSON scalar is taken as text. */
+export function parseNumber(value: string): ImageJobData['Number'] {
+  try {
+    const parsed: unknown = JSON.parse(value);
+    if (parsed === null || ['string', 'number', 'boolean'].includes(typeof parsed)) return parsed as ImageJobData['Number'];
+  } catch {
+    // Not JSON: plain text.
+  }
+  return value;
+}
+
+const HMAC_ALGORITHMS: jwt.Algorithm[] = ['HS256', 'HS384', 'HS512'];
+
+/**
+ * The token for `id`: the one given, or one signed with JWT_SECRET the way the worker verifies it (the
+ * JWT_USER_CLAIM claim, JWT_ISSUER, JWT_AUDIENCE; HS256 unless JWT_ALGORITHMS leaves it out).
+ */
+export function tokenFor(id: string, given: string | undefined, env: Env): string {
+  if (given !== undefined) return given;
+  const secret = env.JWT_SECRET;
+  if (secret === undefined || secret === '') {
+    throw new UsageError('No token: pass --token <jwt>, or set JWT_SECRET to have one signed for --id', false);
+  }
+  const claim = env.JWT_USER_CLAIM?.trim() || DEFAULTS.JWT_USER_CLAIM;
+  const listed = (env.JWT_ALGORITHMS ?? '').split(',').map((a) => a.trim());
+  const algorithm = listed.includes('HS256') ? 'HS256' : (HMAC_ALGORITHMS.find((a) => listed.includes(a)) ?? 'HS256');
+  const options: jwt.SignOptions = { algorithm, expiresIn: SIGNED_TOKEN_TTL_S };
+  const issuer = env.JWT_ISSUER?.trim();
+  const audience = env.JWT_AUDIENCE?.trim();
+  if (issuer) options.issuer = issuer;
+  if (audience) options.audience = audience;
+  return jwt.sign({ [claim]: id }, secret, options);
+}
+
+/** `npm run enqueue -- --id U --prompt "..."`; resolves to the exit code. */
+export async function main(argv: string[], env: Env, io: CliIO): Promise<number> {
+  let args: EnqueueArgs;
+  let data: ImageJobData;
+  let settings;
+  try {
+    const parsed = parseEnqueueArgs(argv);
+    if (parsed === 'help') {
+      io.stdout.write(USAGE);
+      return EXIT_OK;
+    }
+    args = parsed;
+    settings = readQueueSettings(env);
+    data = { Id: args.id, Prompt: args.prompt, Token: tokenFor(args.id, args.token, env) };
+    if (args.number !== undefined) data.Number = args.number;
+    // Checked here too, so a bad job never opens a connection.
+    validateJobData(data);
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof InvalidJobError) {
+      io.stderr.write(`enqueue: ${err.message}\n`);
+      if (err instanceof UsageError && err.showUsage) io.stderr.write(`\n${USAGE}`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+
+  const { queue, connectionError } = openQueue(settings);
+  const options: Bull.JobOptions = args.attempts === undefined ? {} : { attempts: args.attempts };
+  let added = 0;
+  try {
+    for (; added < args.count; added++) {
+      const job = await enqueueImageJob(queue, data, options);
+      io.stdout.write(`${JSON.stringify({ jobId: String(job.id), queue: settings.queueName, Id: data.Id, Number: data.Number ?? null })}\n`);
+    }
+    return EXIT_OK;
+  } catch (err) {
+    const progress = args.count > 1 ? ` after ${added} of ${args.count} jobs` : '';
+    io.stderr.write(`enqueue: ${redisFailureMessage(settings, err, connectionError())}${progress}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    await closeQueue(queue);
+  }
+}
+
+if (require.main === module) runAsScript(main);

@@ -1,0 +1,152 @@
+import { parseArgs } from 'node:util';
+import type Bull from 'bull';
+import { DEFAULTS, redactUrl } from '../config';
+import {
+  CliIO,
+  closeQueue,
+  Env,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  openQueue,
+  QueueSettings,
+  readQueueSettings,
+  redisFailureMessage,
+  runAsScript,
+  UsageError,
+} from './args';
+
+export const USAGE = `Usage: npm run -s queue:stats [-- --json]
+
+Shows the worker's queue: jobs per state, how long the oldest waiting job has waited, and how many
+generated images wait for delivery (checkpoints).
+
+  --json       one JSON line instead of the table
+  -h, --help   this text
+
+Environment (and .env): REDIS_URL (default ${DEFAULTS.REDIS_URL}), QUEUE_NAME (default ${DEFAULTS.QUEUE_NAME}),
+REDIS_TLS_REJECT_UNAUTHORIZED.
+Exit codes: 0 shown, 1 Redis failed, 2 bad arguments or settings.
+`;
+
+export const STATES = ['waiting', 'active', 'delayed', 'completed', 'failed', 'paused'] as const;
+export type State = (typeof STATES)[number];
+
+export interface QueueStats {
+  queue: string;
+  counts: Record<State, number>;
+  /** Age of the job next in line (the oldest one the queue is FIFO), from its creation; null when none waits. */
+  oldestWaitingAgeMs: number | null;
+  /** Generated images kept until their notification is delivered (`<prefix>:<queue>:checkpoint:<jobId>`). */
+  checkpoints: number;
+}
+
+/** Redis glob characters in a queue name must match themselves. */
+export function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+/**
+ * The age of the oldest job waiting to run. Bull pushes new jobs on the left of the wait list (of the paused
+ * list while the queue is paused) and takes them from the right, so the right end is the one to look at.
+ */
+async function oldestWaitingAgeMs(queue: Bull.Queue, now: number): Promise<number | null> {
+  // A job may be taken (and removed) between reading the list and its hash: look again a few times.
+  for (let tries = 0; tries < 3; tries++) {
+    const ids = (await Promise.all(['wait', 'paused'].map((list) => queue.client.lindex(queue.toKey(list), -1)))).filter(
+      (id): id is string => id !== null,
+    );
+    if (ids.length === 0) return null;
+    const stamps = await Promise.all(ids.map((id) => queue.client.hget(queue.toKey(id), 'timestamp')));
+    if (stamps.some((s) => s === null)) continue;
+    return Math.max(0, now - Math.min(...stamps.map(Number)));
+  }
+  return null;
+}
+
+async function countKeys(queue: Bull.Queue, pattern: string): Promise<number> {
+  let cursor = '0';
+  let count = 0;
+  do {
+    const [next, keys] = await queue.client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    count += keys.length;
+  } while (cursor !== '0');
+  return count;
+}
+
+export async function collectStats(queue: Bull.Queue, now: () => number = Date.now): Promise<QueueStats> {
+  const raw = (await queue.getJobCounts()) as unknown as Partial<Record<State, number>>;
+  const counts = Object.fromEntries(STATES.map((state) => [state, Number(raw[state] ?? 0)])) as Record<State, number>;
+  return {
+    queue: queue.name,
+    counts,
+    oldestWaitingAgeMs: await oldestWaitingAgeMs(queue, now()),
+    checkpoints: await countKeys(queue, `${escapeGlob(queue.toKey('checkpoint'))}:*`),
+  };
+}
+
+/** `1h 2m`, `3m 5s`, `4.2s`, `850 ms`. */
+export function formatAge(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${(ms / 1000).toFixed(1)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+}
+
+export function formatTable(stats: QueueStats, settings: QueueSettings): string {
+  const rows: Array<[string, string]> = [
+    ['queue', `${stats.queue} on ${redactUrl(settings.redisUrl)}`],
+    ...STATES.map((state): [string, string] => [state, String(stats.counts[state])]),
+    ['oldest waiting', stats.oldestWaitingAgeMs === null ? '-' : `${formatAge(stats.oldestWaitingAgeMs)} (${stats.oldestWaitingAgeMs} ms)`],
+    ['checkpoints', String(stats.checkpoints)],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length)) + 2;
+  return rows.map(([label, value]) => `${label.padEnd(width)}${value}\n`).join('');
+}
+
+/** `npm run queue:stats [-- --json]`; resolves to the exit code. */
+export async function main(argv: string[], env: Env, io: CliIO, now: () => number = Date.now): Promise<number> {
+  let json: boolean;
+  let settings: QueueSettings;
+  try {
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args: argv,
+        strict: true,
+        allowPositionals: false,
+        options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      }));
+    } catch (err) {
+      throw new UsageError(err instanceof Error ? err.message : String(err));
+    }
+    if (values.help) {
+      io.stdout.write(USAGE);
+      return EXIT_OK;
+    }
+    json = values.json ?? false;
+    settings = readQueueSettings(env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.stderr.write(`queue:stats: ${err.message}\n`);
+    if (err.showUsage) io.stderr.write(`\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+
+  const { queue, connectionError } = openQueue(settings);
+  try {
+    const stats = await collectStats(queue, now);
+    io.stdout.write(json ? `${JSON.stringify(stats)}\n` : formatTable(stats, settings));
+    return EXIT_OK;
+  } catch (err) {
+    io.stderr.write(`queue:stats: ${redisFailureMessage(settings, err, connectionError())}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    await closeQueue(queue);
+  }
+}
+
+if (require.main === module) runAsScript(main);
