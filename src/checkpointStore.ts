@@ -29,14 +29,17 @@ export class RedisCheckpointStore implements CheckpointStore {
     if (value === null) return null;
     const newline = value.indexOf('\n');
     if (newline < 0) return null;
-    let header: Header;
+    let header: Partial<Header> | null;
     try {
-      header = JSON.parse(value.slice(0, newline)) as Header;
+      header = JSON.parse(value.slice(0, newline)) as Partial<Header> | null;
     } catch {
       return null;
     }
-    if (header.f !== fingerprint) return null;
-    return { base64: value.slice(newline + 1), mimeType: header.m, revisedPrompt: header.r, costUsd: header.c };
+    // A damaged value must read as "no checkpoint", never as an image without a type or without bytes.
+    if (typeof header !== 'object' || header === null || header.f !== fingerprint || typeof header.m !== 'string') return null;
+    const base64 = value.slice(newline + 1);
+    if (base64 === '') return null;
+    return { base64, mimeType: header.m, revisedPrompt: header.r, costUsd: header.c };
   }
 
   async save(jobId: string, fingerprint: string, image: GeneratedImage): Promise<void> {
