@@ -1,5 +1,6 @@
 import { io, Socket } from 'socket.io-client';
 import type { NotifyFormat } from './config';
+import { linkSignals } from './abort';
 import { abortError, toError, transientError } from './errors';
 import type { Logger } from './logger';
 import { buildPayload } from './payload';
@@ -25,10 +26,16 @@ export interface SocketNotifierOptions {
 /** socket.io servers refuse larger messages by default (maxHttpBufferSize). */
 export const SOCKET_IO_DEFAULT_MAX_BYTES = 1_000_000;
 
+/** Wait before connecting again after the service disconnected us on purpose. */
+const SERVER_DISCONNECT_REJOIN_MS = 1000;
+
 /** One socket.io connection per process to the notification service, reconnecting forever. */
 export class SocketNotifier implements Notifier {
   private readonly socket: Socket;
   private closing?: Promise<void>;
+  private rejoinTimer?: NodeJS.Timeout;
+  /** Aborted by close(): wakes every delivery still waiting, so none outlives the connection. */
+  private readonly closed = new AbortController();
 
   constructor(private readonly options: SocketNotifierOptions) {
     this.socket = io(options.url, {
@@ -39,14 +46,28 @@ export class SocketNotifier implements Notifier {
     });
     const log = options.logger.child({ component: 'notifier' });
     this.socket.on('connect', () => log.info({ url: options.url }, 'notification service connected'));
-    this.socket.on('disconnect', (reason) => log.warn({ reason }, 'notification service disconnected'));
+    this.socket.on('disconnect', (reason) => {
+      log.warn({ reason }, 'notification service disconnected');
+      // socket.io-client reconnects by itself after a lost connection, but not after the server disconnected
+      // this socket on purpose; the contract says reconnect forever. The pause keeps a service that keeps
+      // refusing us from turning this into a busy loop.
+      if (reason === 'io server disconnect') this.rejoin();
+    });
     let lastErrorLog = 0;
     this.socket.on('connect_error', (err) => {
+      // A refusal by the service's middleware also ends socket.io-client's own reconnection (`active` is false).
+      if (!this.socket.active) this.rejoin();
       // Reconnection attempts come every few seconds while the service is away: one line a minute is enough.
       if (Date.now() - lastErrorLog < 60_000) return;
       lastErrorLog = Date.now();
       log.warn({ err: { message: err.message } }, 'notification service unreachable, retrying');
     });
+  }
+
+  private rejoin(): void {
+    if (this.closed.signal.aborted) return;
+    clearTimeout(this.rejoinTimer);
+    this.rejoinTimer = setTimeout(() => this.socket.connect(), SERVER_DISCONNECT_REJOIN_MS);
   }
 
   get connected(): boolean {
@@ -84,15 +105,28 @@ export class SocketNotifier implements Notifier {
     const payload = buildPayload(this.options.format, event, this.options.roomSuffix);
     if (!payload) return;
     this.warnIfTooLarge(event);
+    const wait = linkSignals(signal, this.closed.signal);
+    try {
+      await this.deliver(payload, wait.signal);
+    } catch (err) {
+      if (!signal.aborted && this.closed.signal.aborted) throw transientError('Notifier closed before the notification was delivered', { cause: err });
+      throw err;
+    } finally {
+      wait.dispose();
+    }
+  }
+
+  private async deliver(payload: object, signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + this.options.maxWaitMs;
     let lastError: Error | undefined;
     for (let attempt = 1; ; attempt++) {
       if (signal.aborted) throw abortError();
       if (this.socket.connected) {
         try {
-          await this.emit(payload);
+          await this.emit(payload, signal);
           return;
         } catch (err) {
+          if (signal.aborted) throw err;
           lastError = toError(err);
         }
       }
@@ -110,9 +144,10 @@ export class SocketNotifier implements Notifier {
     }
   }
 
-  private async emit(payload: object): Promise<void> {
+  private async emit(payload: object, signal: AbortSignal): Promise<void> {
     if (this.options.ackTimeoutMs > 0) {
-      await this.socket.timeout(this.options.ackTimeoutMs).emitWithAck(this.options.event, payload);
+      const acknowledged = this.socket.timeout(this.options.ackTimeoutMs).emitWithAck(this.options.event, payload);
+      await Promise.race([acknowledged, rejectOnAbort(signal)]);
       return;
     }
     this.socket.emit(this.options.event, payload);
@@ -131,9 +166,18 @@ export class SocketNotifier implements Notifier {
 
   close(): Promise<void> {
     this.closing ??= Promise.resolve().then(() => {
+      this.closed.abort();
+      clearTimeout(this.rejoinTimer);
       this.socket.removeAllListeners();
       this.socket.close();
     });
     return this.closing;
   }
+}
+
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(abortError());
+    else signal.addEventListener('abort', () => reject(abortError()), { once: true });
+  });
 }

@@ -50,10 +50,9 @@ export function startRelay(options: RelayOptions = {}): Promise<Relay> {
         io,
         received,
         close: () =>
-          new Promise<void>((done) => {
-            io.disconnectSockets(true);
-            void io.close(() => done());
-          }),
+          // io.close() disconnects every client and closes their connections at once (disconnecting them
+          // first would leave idle long-polling clients on a 30 s timer).
+          new Promise<void>((done) => void io.close(() => done())),
       });
     });
   });
