@@ -95,7 +95,8 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
     const fingerprint = `${userId}:${run.createdAt}`;
     const image = await timed('generate', () => imageFor(run, fingerprint, prompt.text, deps, retrying, result, signal));
     result.imageBytes = base64Bytes(image.base64);
-    result.costUsd = image.costUsd;
+    // A checkpointed image was paid for by an earlier run, and logged there.
+    result.costUsd = result.fromCheckpoint ? 0 : image.costUsd;
 
     await timed('notify', () => deps.notifier.notify({ ...eventFor(run, job!, 'completed'), image }, signal));
     await forgetCheckpoint(run.jobId, deps);
