@@ -21,10 +21,13 @@ export async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   handleProcessErrors(logger);
   const worker = await startWorker(config, logger);
-  handleSignals(worker, logger);
+  handleSignals(worker, logger, config.shutdownTimeoutMs + SHUTDOWN_GRACE_MS);
 }
 
-function handleSignals(worker: RunningWorker, logger: Logger): void {
+/** Time past SHUTDOWN_TIMEOUT_MS for handing jobs back and closing connections before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 4000;
+
+function handleSignals(worker: RunningWorker, logger: Logger, hardLimitMs: number): void {
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signalled) {
@@ -33,6 +36,11 @@ function handleSignals(worker: RunningWorker, logger: Logger): void {
     }
     signalled = true;
     logger.info({ signal }, 'signal received');
+    // Whatever hangs (an unreachable Redis while closing), the process leaves before the platform kills it.
+    setTimeout(() => {
+      logger.warn({ limitMs: hardLimitMs }, 'shutdown overran its limit: exiting');
+      process.exit(0);
+    }, hardLimitMs).unref();
     worker.close().then(
       () => process.exit(0),
       (err: unknown) => {

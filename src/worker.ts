@@ -13,6 +13,8 @@ import type { ImageProvider, Notifier, TokenVerifier } from './types';
 
 export const QUEUE_PREFIX = 'bull';
 const NOTIFIER_START_WAIT_MS = 3000;
+/** Each resource gets this long to close; Redis that is away would otherwise hold shutdown. */
+const RELEASE_LIMIT_MS = 1500;
 
 /** Edges a test (or a benchmark) may replace; everything else is built from the config. */
 export interface WorkerOverrides {
@@ -124,7 +126,7 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
       }
       for (const { name, release } of releasers.reverse()) {
         try {
-          await Promise.race([release(), delay(3000)]);
+          await Promise.race([release(), delay(RELEASE_LIMIT_MS)]);
         } catch (err) {
           logger.warn({ resource: name, err: errorSummary(err) }, 'release failed');
         }
