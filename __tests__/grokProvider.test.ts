@@ -88,14 +88,30 @@ describe('successful answers', () => {
     expect((await provider().generate('x', signal())).mimeType).toBe('image/webp');
   });
 
-  it('treats a failed download as transient only when the status is', async () => {
-    fake.setFile('busy', { status: 503, body: 'later', headers: { 'Retry-After': '2' } });
+  it('retries a failed download on its own, never the paid API call', async () => {
+    let downloads = 0;
+    fake.setFile('flaky', { status: 503, body: 'later' });
+    fake.script([{ status: 200, json: { data: [{ url: fake.fileUrl('flaky') }] } }]);
+    const flaky = provider({ downloadRetries: 2, retryDelay: () => (++downloads === 2 && fake.setFile('flaky', { status: 200, body: TINY_PNG }), 5) });
+    const image = await flaky.generate('x', signal());
+    expect(image.base64).toBe(TINY_PNG_BASE64);
+    expect(fake.calls).toHaveLength(1);
+    expect(fake.downloads).toHaveLength(3);
+  });
+
+  it('fails permanently when the paid image cannot be downloaded, so the caller does not buy another', async () => {
+    fake.setFile('busy', { status: 503, body: 'later' });
     fake.script([
       { status: 200, json: { data: [{ url: fake.fileUrl('busy') }] } },
       { status: 200, json: { data: [{ url: fake.fileUrl('missing') }] } },
     ]);
-    expect(await failure()).toMatchObject({ transient: true, retryAfterMs: 2000 });
+    const err = await failure(provider({ downloadRetries: 2, retryDelay: () => 1 }));
+    expect(err).toMatchObject({ transient: false, code: 'GENERATION_FAILED', status: undefined });
+    expect(err.message).toMatch(/^The image was generated but could not be downloaded: Image download failed with status 503/);
+    expect(fake.downloads).toHaveLength(3);
     expect(await failure()).toMatchObject({ transient: false, code: 'GENERATION_FAILED', status: undefined });
+    expect(fake.downloads).toHaveLength(4);
+    expect(fake.calls).toHaveLength(2);
   });
 });
 
@@ -150,9 +166,14 @@ describe('error answers', () => {
     expect(err.message).toBe('Image API 401: Incorrect API key provided: [redacted]');
   });
 
-  it.each([401, 403, 404])('%i is permanent and keeps its status', async (status) => {
+  it.each([401, 403, 404])('%i is permanent, keeps its status and marks a misconfiguration', async (status) => {
     fake.script([{ status, json: { error: 'nope' } }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status });
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status, misconfiguration: true });
+  });
+
+  it('other 4xx are permanent but not a misconfiguration', async () => {
+    fake.script([{ status: 400, json: { error: 'Argument not supported: size' } }]);
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status: 400, misconfiguration: false });
   });
 
   it('429 with Retry-After is transient and says how long to wait', async () => {
@@ -182,14 +203,15 @@ describe('error answers', () => {
 });
 
 describe('broken answers and the network', () => {
-  it('a 200 that is not JSON is transient', async () => {
+  // A 200 may have been billed: only network errors, timeouts, 408, 429 and 5xx are worth asking again.
+  it('a 200 that is not JSON is permanent', async () => {
     fake.script([{ status: 200, body: '<html>oops</html>' }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: true });
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
   });
 
-  it('a 200 with an item but no image is transient', async () => {
+  it('a 200 with an item but no image is permanent', async () => {
     fake.script([{ status: 200, json: { data: [{ revised_prompt: 'x' }] } }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: true });
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
   });
 
   it('a connection dropped halfway through the body is transient', async () => {
@@ -226,9 +248,10 @@ describe('broken answers and the network', () => {
   it('a download that never answers times out too', async () => {
     fake.setFile('slow', { hang: true });
     fake.script([{ status: 200, json: { data: [{ url: fake.fileUrl('slow') }] } }]);
-    const err = await failure(provider({ timeoutMs: 200 }));
-    expect(err).toMatchObject({ transient: true });
-    expect(err.message).toBe('Image download did not answer within 200 ms');
+    const err = await failure(provider({ timeoutMs: 200, downloadRetries: 1, retryDelay: () => 1 }));
+    expect(err).toMatchObject({ transient: false, code: 'GENERATION_FAILED' });
+    expect(err.message).toBe('The image was generated but could not be downloaded: Image download did not answer within 200 ms');
+    expect(fake.downloads).toHaveLength(2);
   });
 
   it("the caller's abort rejects with an AbortError, not a WorkerError", async () => {

@@ -14,6 +14,8 @@ export interface WorkerErrorOptions {
   retryAfterMs?: number;
   /** HTTP status of the answer that caused this error, if any. */
   status?: number;
+  /** The image API refused the key, model or URL: logged at error level for an operator to act on. */
+  misconfiguration?: boolean;
 }
 
 /**
@@ -25,6 +27,7 @@ export class WorkerError extends Error {
   readonly transient: boolean;
   readonly retryAfterMs?: number;
   readonly status?: number;
+  readonly misconfiguration: boolean;
 
   constructor(code: ErrorCode, message: string, options: WorkerErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -33,6 +36,7 @@ export class WorkerError extends Error {
     this.transient = options.transient ?? false;
     this.retryAfterMs = options.retryAfterMs;
     this.status = options.status;
+    this.misconfiguration = options.misconfiguration ?? false;
   }
 }
 

@@ -1,6 +1,6 @@
 import nodeFetch from 'node-fetch';
-import { WorkerError, isAbortError, permanentError, transientError } from './errors';
-import { isTransientStatus, parseRetryAfter } from './retryPolicy';
+import { abortError, WorkerError, isAbortError, permanentError, transientError } from './errors';
+import { isTransientStatus, parseRetryAfter, retryDelayMs, withRetries } from './retryPolicy';
 import type { GeneratedImage, ImageProvider } from './types';
 
 type Fetch = typeof nodeFetch;
@@ -13,9 +13,16 @@ export interface GrokProviderOptions {
   model: string;
   /** Limit for each HTTP request (the API call, then the download of a `url` answer), body included. */
   timeoutMs: number;
+  /** Extra attempts at downloading a `url` answer; the image is paid for, so the API is not asked again. Default 3. */
+  downloadRetries?: number;
+  /** Wait before download retry `attempt` (default: the shared backoff policy). */
+  retryDelay?: (attempt: number, err: unknown) => number;
   /** Default: node-fetch. */
   fetch?: Fetch;
 }
+
+/** 401/403/404 mean the key, model or URL is wrong: an operator must act, retrying will not help. */
+const MISCONFIGURATION_STATUSES = new Set([401, 403, 404]);
 
 /** Used when neither the API nor the download says what the image is: xAI renders JPEG. */
 const DEFAULT_MIME = 'image/jpeg';
@@ -58,10 +65,27 @@ export class GrokImageProvider implements ImageProvider {
     const image: GeneratedImage =
       typeof item.b64_json === 'string' && item.b64_json !== ''
         ? { base64: stripDataUrl(item.b64_json), mimeType: stringOr(item.mime_type, DEFAULT_MIME) }
-        : await this.download(String(item.url), stringOr(item.mime_type, undefined), signal);
+        : await this.downloadPaidImage(String(item.url), stringOr(item.mime_type, undefined), signal);
     if (typeof item.revised_prompt === 'string') image.revisedPrompt = item.revised_prompt;
     if (costUsd !== undefined) image.costUsd = costUsd;
     return image;
+  }
+
+  /**
+   * The image behind a `url` answer is already paid for: a failed download is retried here, on its own,
+   * and when it keeps failing the job fails permanently rather than letting the caller buy a new image.
+   */
+  private async downloadPaidImage(url: string, mimeType: string | undefined, signal: AbortSignal): Promise<GeneratedImage> {
+    try {
+      return await withRetries(() => this.download(url, mimeType, signal), {
+        maxRetries: this.options.downloadRetries ?? 3,
+        signal,
+        delayFor: this.options.retryDelay ?? retryDelayMs,
+      });
+    } catch (err) {
+      if (signal.aborted || !(err instanceof WorkerError) || !err.transient) throw err;
+      throw permanentError('GENERATION_FAILED', `The image was generated but could not be downloaded: ${err.message}`, { cause: err });
+    }
   }
 
   /** `url` answers point at short-lived files, so they are fetched now; the API key is not sent there. */
@@ -104,7 +128,7 @@ export class GrokImageProvider implements ImageProvider {
     try {
       return await work(controller.signal);
     } catch (err) {
-      if (signal.aborted) throw isAbortError(err) ? err : abortError(signal);
+      if (signal.aborted) throw isAbortError(err) ? err : abortError(signal.reason);
       if (timedOut) throw transientError(`${what} did not answer within ${timeoutMs} ms`, { cause: err });
       if (err instanceof WorkerError) throw err;
       throw transientError(`${what} request failed: ${reason(err)}`, { cause: err });
@@ -122,7 +146,7 @@ export class GrokImageProvider implements ImageProvider {
     }
     if (status === 429 && OUT_OF_CREDITS.test(hint)) return permanentError('GENERATION_FAILED', text, { status });
     if (isTransientStatus(status)) return transientError(text, { status, retryAfterMs: parseRetryAfter(retryAfter) });
-    return permanentError('GENERATION_FAILED', text, { status });
+    return permanentError('GENERATION_FAILED', text, { status, misconfiguration: MISCONFIGURATION_STATUSES.has(status) });
   }
 
   /**
@@ -141,19 +165,27 @@ function parseSuccess(text: string, status: number): { item: ImageItem; costUsd?
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw transientError(`Image API answered ${status} with a body that is not JSON`, { status, cause: err });
+    throw unusableAnswer(`Image API answered ${status} with a body that is not JSON`, status, err);
   }
   const data = json?.data;
-  if (!Array.isArray(data)) throw transientError(`Image API answered ${status} without a data list`, { status });
+  if (!Array.isArray(data)) throw unusableAnswer(`Image API answered ${status} without a data list`, status);
   const item = data[0] as ImageItem | undefined;
   if (!item || item.respect_moderation === false) {
     throw permanentError('CONTENT_REJECTED', 'Image API withheld the image (content moderation)', { status });
   }
   const hasImage = (typeof item.b64_json === 'string' && item.b64_json !== '') || (typeof item.url === 'string' && item.url !== '');
-  if (!hasImage) throw transientError(`Image API answered ${status} without an image`, { status });
+  if (!hasImage) throw unusableAnswer(`Image API answered ${status} without an image`, status);
   const ticks = json?.usage?.cost_in_usd_ticks;
   const costUsd = typeof ticks === 'number' && Number.isFinite(ticks) && ticks >= 0 ? ticks * USD_PER_TICK : undefined;
   return { item, costUsd };
+}
+
+/**
+ * A 200 that carries no usable image. Not transient: the request may well have been billed, and asking
+ * again could pay for a second image (network errors, timeouts, 408, 429 and 5xx are the transient ones).
+ */
+function unusableAnswer(message: string, status: number, cause?: unknown): WorkerError {
+  return permanentError('GENERATION_FAILED', message, { status, cause });
 }
 
 /** Reads both error shapes xAI uses, `{code, error: "..."}` and `{error: {message, type, code}}`, or plain text. */
@@ -195,10 +227,4 @@ function reason(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && code) return code;
   return err instanceof Error ? err.message : String(err);
-}
-
-function abortError(signal: AbortSignal): Error {
-  const err = new Error('The operation was aborted', { cause: signal.reason });
-  err.name = 'AbortError';
-  return err;
 }

@@ -30,9 +30,6 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-/** Statuses that mean the key, model or URL is wrong, not the request: an operator must act. */
-const MISCONFIGURATION_STATUSES = new Set([401, 403, 404]);
-
 export function createProvider(config: Config): ImageProvider {
   if (config.imageProvider === 'local') return new LocalImageProvider({ delayMs: config.localImageDelayMs });
   const { apiUrl, apiKey, model, timeoutMs } = config.grok;
@@ -199,7 +196,7 @@ function logJobEnd(logger: Logger, job: Job, attempt: number, started: number, r
     costUsd: result.costUsd,
     error: error ? errorSummary(error) : undefined,
   };
-  if (error?.status !== undefined && MISCONFIGURATION_STATUSES.has(error.status)) {
+  if (error?.misconfiguration) {
     logger.error(line, 'job end: the image API refused the request; check GROK_API_KEY, GROK_MODEL and GROK_API');
   } else if (result.outcome === 'completed') logger.info(line, 'job end');
   else logger.warn(line, 'job end');
