@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { io, Socket } from 'socket.io-client';
 import type { NotifyFormat } from './config';
 import { linkSignals } from './abort';
@@ -38,6 +39,8 @@ export class SocketNotifier implements Notifier {
   private readonly closed = new AbortController();
 
   constructor(private readonly options: SocketNotifierOptions) {
+    // One listener per delivery in flight: as many as CONCURRENCY, which may be above Node's warning level.
+    setMaxListeners(0, this.closed.signal);
     this.socket = io(options.url, {
       reconnection: true,
       reconnectionAttempts: Infinity,
@@ -147,7 +150,12 @@ export class SocketNotifier implements Notifier {
   private async emit(payload: object, signal: AbortSignal): Promise<void> {
     if (this.options.ackTimeoutMs > 0) {
       const acknowledged = this.socket.timeout(this.options.ackTimeoutMs).emitWithAck(this.options.event, payload);
-      await Promise.race([acknowledged, rejectOnAbort(signal)]);
+      const aborted = rejectOnAbort(signal);
+      try {
+        await Promise.race([acknowledged, aborted.promise]);
+      } finally {
+        aborted.dispose();
+      }
       return;
     }
     this.socket.emit(this.options.event, payload);
@@ -175,9 +183,13 @@ export class SocketNotifier implements Notifier {
   }
 }
 
-function rejectOnAbort(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(abortError());
-    else signal.addEventListener('abort', () => reject(abortError()), { once: true });
+/** Rejects when `signal` aborts; `dispose()` detaches it once the race is over. */
+function rejectOnAbort(signal: AbortSignal): { promise: Promise<never>; dispose: () => void } {
+  let onAbort = (): void => undefined;
+  const promise = new Promise<never>((_, reject) => {
+    onAbort = () => reject(abortError());
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
   });
+  return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import Bull, { Job, Queue } from 'bull';
 import { RedisCheckpointStore } from './checkpointStore';
 import { Config, describeConfig } from './config';
@@ -95,6 +96,8 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
 
   // Aborted only when shutdown runs out of time: in-flight waits end and their jobs are handed back.
   const hardStop = new AbortController();
+  // Every in-flight wait listens to it: as many as CONCURRENCY, which may be above Node's warning level.
+  setMaxListeners(0, hardStop.signal);
   let shuttingDown = false;
   const handBacks = new Set<Promise<void>>();
   const context: JobContext = { deps, signal: hardStop.signal, shuttingDown: () => shuttingDown, handBacks, logger };
