@@ -80,9 +80,14 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
     job = validateJobData(run.data);
     result.userId = job.userId;
     const { userId, token } = job;
-    await timed('token', () => retrying(() => deps.verifier.verify(token, userId, signal), 'token'));
+    const fingerprint = `${userId}:${run.createdAt}`;
 
-    // Progress goes out only after the token proved the room is this user's.
+    // An image checkpointed by an earlier run of this very job was only made after its token was verified:
+    // it is delivered even if the token has expired since (a Bull backoff, a restart), never paid for again.
+    const saved = await loadCheckpoint(run.jobId, fingerprint, deps);
+    if (!saved) await timed('token', () => retrying(() => deps.verifier.verify(token, userId, signal), 'token'));
+
+    // Progress goes out only once the room is proven to be this user's.
     if (deps.settings.notifyProgress) deps.notifier.tryNotify(eventFor(run, job, 'processing'));
 
     const prompt = preparePrompt(job.prompt, deps.settings.promptPrefix, deps.settings.promptMaxLength);
@@ -92,14 +97,15 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
     }
     logger.debug({ jobId: run.jobId, prompt: prompt.text }, 'prompt');
 
-    const fingerprint = `${userId}:${run.createdAt}`;
-    const image = await timed('generate', () => imageFor(run, fingerprint, prompt.text, deps, retrying, result, signal));
+    result.fromCheckpoint = saved !== null;
+    const image = saved ?? (await timed('generate', () => generate(run, fingerprint, prompt.text, deps, retrying, signal)));
     result.imageBytes = base64Bytes(image.base64);
     // A checkpointed image was paid for by an earlier run, and logged there.
-    result.costUsd = result.fromCheckpoint ? 0 : image.costUsd;
+    result.costUsd = saved ? 0 : image.costUsd;
 
+    // The checkpoint stays until the queue has recorded the job as completed (the caller removes it then):
+    // a crash between delivery and that record redelivers the same image rather than buying a new one.
     await timed('notify', () => deps.notifier.notify({ ...eventFor(run, job!, 'completed'), image }, signal));
-    await forgetCheckpoint(run.jobId, deps);
     result.outcome = 'completed';
     return result;
   } catch (err) {
@@ -114,30 +120,31 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
       return result;
     }
     result.outcome = 'failed';
-    // A failed delivery means the service is away: telling the user about it would only wait as long again.
-    const deliveryFailed = result.steps.notify !== undefined;
-    if (userId !== undefined && !deliveryFailed) await tellFailure(run, userId, job?.number ?? numberOf(run.data), error, deps, signal);
+    if (userId === undefined) return result;
+    const failure = failureEvent(run, userId, job?.number ?? numberOf(run.data), error);
+    // A failed delivery means the service is away: waiting as long again to say so would only block the
+    // worker, so the failure goes out only if the connection happens to be back.
+    if (result.steps.notify !== undefined) deps.notifier.tryNotify(failure);
+    else await tellFailure(failure, deps, signal);
     return result;
   }
 }
 
-async function imageFor(
+async function loadCheckpoint(jobId: string, fingerprint: string, deps: PipelineDeps): Promise<GeneratedImage | null> {
+  return deps.checkpoints.load(jobId, fingerprint).catch((err: unknown) => {
+    deps.logger.warn({ jobId, err: errorSummary(err) }, 'checkpoint unreadable, generating');
+    return null;
+  });
+}
+
+async function generate(
   run: JobRun,
   fingerprint: string,
   prompt: string,
   deps: PipelineDeps,
   retrying: <T>(fn: () => Promise<T>, step: string) => Promise<T>,
-  result: JobResult,
   signal: AbortSignal,
 ): Promise<GeneratedImage> {
-  const saved = await deps.checkpoints.load(run.jobId, fingerprint).catch((err: unknown) => {
-    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'checkpoint unreadable, generating');
-    return null;
-  });
-  if (saved) {
-    result.fromCheckpoint = true;
-    return saved;
-  }
   const image = await retrying(() => deps.provider.generate(prompt, signal), 'generate');
   // Losing the checkpoint only risks paying again after a crash; it never stops the delivery.
   await deps.checkpoints.save(run.jobId, fingerprint, image).catch((err: unknown) => {
@@ -146,32 +153,16 @@ async function imageFor(
   return image;
 }
 
-async function forgetCheckpoint(jobId: string, deps: PipelineDeps): Promise<void> {
-  await deps.checkpoints.remove(jobId).catch((err: unknown) => {
-    deps.logger.warn({ jobId, err: errorSummary(err) }, 'checkpoint not removed (it expires by itself)');
-  });
+function failureEvent(run: JobRun, userId: string, number: ImageJob['number'], error: WorkerError): JobEvent {
+  return { userId, number, jobId: run.jobId, status: 'failed', error: { code: error.code, message: error.message } };
 }
 
-async function tellFailure(
-  run: JobRun,
-  userId: string,
-  number: ImageJob['number'],
-  error: WorkerError,
-  deps: PipelineDeps,
-  signal: AbortSignal,
-): Promise<void> {
-  const event: JobEvent = {
-    userId,
-    number,
-    jobId: run.jobId,
-    status: 'failed',
-    error: { code: error.code, message: error.message },
-  };
+async function tellFailure(event: JobEvent, deps: PipelineDeps, signal: AbortSignal): Promise<void> {
   try {
     await deps.notifier.notify(event, signal);
   } catch (err) {
     if (signal.aborted && isAbortError(err)) throw err;
-    deps.logger.warn({ jobId: run.jobId, code: error.code, err: errorSummary(err) }, 'failure notification not delivered');
+    deps.logger.warn({ jobId: event.jobId, code: event.error?.code, err: errorSummary(err) }, 'failure notification not delivered');
   }
 }
 
