@@ -89,9 +89,22 @@ describe('loadConfig', () => {
   });
 
   it('describes the settings without any secret', () => {
-    const env = { ...minimal, REDIS_URL: 'rediss://:redis-password@host:6380' };
+    const env = {
+      ...minimal,
+      REDIS_URL: 'rediss://:redis-password@host:6380',
+      PORT_MESSAGES_USERS: 'https://relay-user:relay-password@messages.example:4001',
+      GROK_API: 'https://proxy.example/v1/images/generations?key=proxy-key',
+    };
     const text = JSON.stringify(describeConfig(loadConfig(env)));
-    for (const secret of ['xai-secret-key', 'jwt-secret', 'redis-password']) expect(text).not.toContain(secret);
+    for (const secret of ['xai-secret-key', 'jwt-secret', 'redis-password', 'relay-password', 'proxy-key']) expect(text).not.toContain(secret);
     expect(text).toContain('grok-imagine-image');
+    expect(text).toContain('messages.example');
+  });
+
+  it('treats an empty variable as not set, so a copied .env.example keeps the defaults', () => {
+    const config = loadConfig({ ...minimal, NOTIFY_ROOM_SUFFIX: '', CONCURRENCY: '', QUEUE_NAME: ' ' });
+    expect(config.notify.roomSuffix).toBe('_Grok_Image_Generator');
+    expect(config.concurrency).toBe(5);
+    expect(config.queueName).toBe('Grok_Image_Generator');
   });
 });

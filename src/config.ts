@@ -176,7 +176,7 @@ export function loadConfig(env: Env): Config {
     notify: {
       url: notificationUrl(optional('PORT_MESSAGES_USERS'), problems),
       event: raw('NOTIFY_EVENT')!,
-      roomSuffix: env.NOTIFY_ROOM_SUFFIX ?? DEFAULTS.NOTIFY_ROOM_SUFFIX,
+      roomSuffix: raw('NOTIFY_ROOM_SUFFIX')!,
       format: oneOf('NOTIFY_FORMAT', ['schema', 'legacy'] as const),
       progress: bool('NOTIFY_PROGRESS'),
       ackTimeoutMs: int('NOTIFY_ACK_TIMEOUT_MS', 0),
@@ -257,13 +257,14 @@ function notificationUrl(value: string | undefined, problems: string[]): string 
   }
 }
 
-/** A URL with its password replaced, safe to print. */
+/** A URL with its credentials and query (which may carry a key) replaced, safe to print. */
 export function redactUrl(value: string | undefined): string | undefined {
   if (!value) return value;
   try {
     const parsed = new URL(value);
     if (parsed.password) parsed.password = '***';
     if (parsed.username && parsed.password === '') parsed.username = '***';
+    if (parsed.search) parsed.search = '?***';
     return parsed.toString();
   } catch {
     return value.replace(/\/\/[^@/]*@/, '//***@');
@@ -276,6 +277,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
   return {
     ...rest,
     redisUrl: redactUrl(config.redisUrl),
+    notify: { ...config.notify, url: redactUrl(config.notify.url) },
     jwt: {
       mode: jwt.mode,
       key: jwt.secret ? 'secret' : jwt.publicKey ? 'publicKey' : undefined,
@@ -286,6 +288,6 @@ export function describeConfig(config: Config): Record<string, unknown> {
       userClaim: jwt.userClaim,
       verifyUrl: redactUrl(jwt.verifyUrl),
     },
-    grok: { apiUrl: grok.apiUrl, model: grok.model, timeoutMs: grok.timeoutMs, maxRetries: grok.maxRetries, apiKeySet: grok.apiKey !== '' },
+    grok: { apiUrl: redactUrl(grok.apiUrl), model: grok.model, timeoutMs: grok.timeoutMs, maxRetries: grok.maxRetries, apiKeySet: grok.apiKey !== '' },
   };
 }

@@ -20,14 +20,16 @@ export async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   handleProcessErrors(logger);
-  const worker = await startWorker(config, logger);
+  // Signals are handled from the first moment: jobs start flowing before startWorker resolves.
+  const worker = startWorker(config, logger);
   handleSignals(worker, logger, config.shutdownTimeoutMs + SHUTDOWN_GRACE_MS);
+  await worker;
 }
 
 /** Time past SHUTDOWN_TIMEOUT_MS for handing jobs back and closing connections before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 4000;
 
-function handleSignals(worker: RunningWorker, logger: Logger, hardLimitMs: number): void {
+function handleSignals(worker: Promise<RunningWorker>, logger: Logger, hardLimitMs: number): void {
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signalled) {
@@ -41,7 +43,7 @@ function handleSignals(worker: RunningWorker, logger: Logger, hardLimitMs: numbe
       logger.warn({ limitMs: hardLimitMs }, 'shutdown overran its limit: exiting');
       process.exit(0);
     }, hardLimitMs).unref();
-    worker.close().then(
+    worker.then((w) => w.close()).then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err: toError(err) }, 'shutdown failed');
