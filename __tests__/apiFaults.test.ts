@@ -1,4 +1,3 @@
-import { successAnswer } from './support/fakeXai';
 import { isFinal, signToken, TestSystem, useTestSystem } from './support/harness';
 import type { ImageProvider } from '../src/types';
 
@@ -84,12 +83,5 @@ describe('image API faults', () => {
     expect(await alice.waitFor((p) => p.Number === 2 && isFinal(p))).toMatchObject({ status: 'completed' });
     expect(calls).toBe(2);
     expect(sys.logs.lines.find((l) => l.msg === 'unexpected error in the pipeline')).toMatchObject({ level: 'error', jobId: expect.any(String) });
-  });
-
-  it('uses the default answer after the script: a fresh worker is unaffected by earlier faults', async () => {
-    sys.xai.script([{ status: 500, body: 'oops' }]);
-    sys.xai.setDefault(successAnswer());
-    expect(await runOne()).toMatchObject({ status: 'completed' });
-    expect(sys.xai.calls).toHaveLength(2);
   });
 });

@@ -69,6 +69,5 @@ describe('validateJobData', () => {
     expect(rejection(inherited).message).toMatch(/Token/);
     const polluted = JSON.parse('{"Id":"alice","Prompt":"p","__proto__":{"Token":"a.b.c"}}') as unknown;
     expect(rejection(polluted).message).toMatch(/Token/);
-    expect(({} as Record<string, unknown>).Token).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 import { io as connectClient, Socket } from 'socket.io-client';
 import type { NotifyFormat } from '../src/config';
 import { startRelay, Relay } from '../src/demo/notificationService';
-import { freePort } from '../src/demo/redisServer';
+import { freeFixedPort } from '../src/demo/redisServer';
 import { WorkerError } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { SocketNotifier, SocketNotifierOptions } from '../src/socketNotifier';
@@ -141,7 +141,7 @@ describe('SocketNotifier: delivery', () => {
 
 describe('SocketNotifier: while the service is away', () => {
   it('tryNotify sends nothing and buffers nothing while disconnected', async () => {
-    const port = await freePort();
+    const port = await freeFixedPort();
     const n = notifier(`http://127.0.0.1:${port}`);
     expect(n.connected).toBe(false);
     expect(n.tryNotify({ userId: USER, number: 1, jobId: 'stale', status: 'processing' })).toBe(false);
@@ -158,7 +158,7 @@ describe('SocketNotifier: while the service is away', () => {
   });
 
   it('notify waits for the service to come up and delivers exactly once', async () => {
-    const port = await freePort();
+    const port = await freeFixedPort();
     const n = notifier(`http://127.0.0.1:${port}`, { maxWaitMs: 15_000 });
     const delivering = n.notify(completed, new AbortController().signal);
     let settled = false;
@@ -175,7 +175,7 @@ describe('SocketNotifier: while the service is away', () => {
   });
 
   it('gives up with a transient WorkerError after maxWaitMs when nobody listens', async () => {
-    const port = await freePort();
+    const port = await freeFixedPort();
     const n = notifier(`http://127.0.0.1:${port}`, { maxWaitMs: 300 });
     const started = Date.now();
     const err = await n.notify(completed, new AbortController().signal).then(
@@ -191,7 +191,7 @@ describe('SocketNotifier: while the service is away', () => {
   });
 
   it('an abort ends the wait promptly with AbortError', async () => {
-    const port = await freePort();
+    const port = await freeFixedPort();
     const n = notifier(`http://127.0.0.1:${port}`, { maxWaitMs: 30_000 });
     const controller = new AbortController();
     const started = Date.now();
@@ -277,7 +277,7 @@ describe('SocketNotifier: close', () => {
   });
 
   it('ends a delivery still waiting for the service with a transient error, at once', async () => {
-    const n = notifier(`http://127.0.0.1:${await freePort()}`, { maxWaitMs: 60_000 });
+    const n = notifier(`http://127.0.0.1:${await freeFixedPort()}`, { maxWaitMs: 60_000 });
     const pending = n.notify(completed, new AbortController().signal);
     await pause(100);
     const started = Date.now();
@@ -289,7 +289,7 @@ describe('SocketNotifier: close', () => {
 
 describe('SocketNotifier: reconnection', () => {
   it('reconnects after the service restarts, even when it disconnected us on purpose', async () => {
-    const port = await freePort();
+    const port = await freeFixedPort();
     const first = await relay({ port });
     const n = notifier(`http://127.0.0.1:${port}`, { maxWaitMs: 15_000 });
     expect(await n.waitForConnection(5000)).toBe(true);
