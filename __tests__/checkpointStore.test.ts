@@ -4,7 +4,9 @@ import RedisMock from 'ioredis-mock';
 import { RedisCheckpointStore } from '../src/checkpointStore';
 import type { GeneratedImage } from '../src/types';
 
-const PREFIX = 'bull:Grok_Image_Generator:checkpoint:';
+const BASE = 'bull:Grok_Image_Generator:';
+const PREFIX = `${BASE}checkpoint:`;
+const OWNER = { userId: 'user-42', number: 3 };
 const TTL_S = 3600;
 const FINGERPRINT = 'user-42:1700000000000';
 const IMAGE: GeneratedImage = { base64: 'iVBORw0KGgoAAAANSUhEUg==', mimeType: 'image/png', revisedPrompt: 'a fox, "revised"\nwith a newline', costUsd: 0.07 };
@@ -16,7 +18,7 @@ beforeEach(async () => {
   redis = new RedisMock() as unknown as Redis;
   // ioredis-mock instances share one in-memory keyspace: start each test from an empty one.
   await redis.flushall();
-  store = new RedisCheckpointStore(redis, PREFIX, TTL_S);
+  store = new RedisCheckpointStore(redis, BASE, TTL_S);
 });
 
 afterEach(() => {
@@ -26,12 +28,12 @@ afterEach(() => {
 describe('RedisCheckpointStore', () => {
   it('returns what was saved when the fingerprint matches', async () => {
     await store.save('17', FINGERPRINT, IMAGE);
-    expect(await store.load('17', FINGERPRINT)).toEqual(IMAGE);
+    expect(await store.open('17', FINGERPRINT, OWNER)).toEqual(IMAGE);
   });
 
   it('keeps only what the image has: no revisedPrompt or cost stays absent', async () => {
     await store.save('18', FINGERPRINT, { base64: 'AAAA', mimeType: 'image/jpeg' });
-    const loaded = await store.load('18', FINGERPRINT);
+    const loaded = await store.open('18', FINGERPRINT, OWNER);
     expect(loaded).toEqual({ base64: 'AAAA', mimeType: 'image/jpeg' });
     expect(loaded!.revisedPrompt).toBeUndefined();
     expect(loaded!.costUsd).toBeUndefined();
@@ -39,24 +41,24 @@ describe('RedisCheckpointStore', () => {
 
   it('keeps a cost of zero', async () => {
     await store.save('19', FINGERPRINT, { ...IMAGE, costUsd: 0 });
-    expect((await store.load('19', FINGERPRINT))!.costUsd).toBe(0);
+    expect((await store.open('19', FINGERPRINT, OWNER))!.costUsd).toBe(0);
   });
 
   it('returns null for another fingerprint (a reused job id) and for a job never saved', async () => {
     await store.save('17', FINGERPRINT, IMAGE);
-    expect(await store.load('17', 'someone-else:1700000000000')).toBeNull();
-    expect(await store.load('17', 'user-42:1700000000001')).toBeNull();
-    expect(await store.load('99', FINGERPRINT)).toBeNull();
+    expect(await store.open('17', 'someone-else:1700000000000', OWNER)).toBeNull();
+    expect(await store.open('17', 'user-42:1700000000001', OWNER)).toBeNull();
+    expect(await store.open('99', FINGERPRINT, OWNER)).toBeNull();
   });
 
   it('keeps one checkpoint per job: a later save replaces the earlier one', async () => {
     await store.save('17', 'old-user:1', { ...IMAGE, base64: 'b2xk' });
     await store.save('17', FINGERPRINT, IMAGE);
-    expect(await store.load('17', 'old-user:1')).toBeNull();
-    expect(await store.load('17', FINGERPRINT)).toEqual(IMAGE);
+    expect(await store.open('17', 'old-user:1', OWNER)).toBeNull();
+    expect(await store.open('17', FINGERPRINT, OWNER)).toEqual(IMAGE);
   });
 
-  it('stores under the given prefix, one key per job, with a TTL of at most ttlS', async () => {
+  it('stores under the queue prefix, one key per job, with a TTL of at most ttlS', async () => {
     await store.save('17', FINGERPRINT, IMAGE);
     expect(store.key('17')).toBe(`${PREFIX}17`);
     expect(await redis.keys('*')).toEqual([`${PREFIX}17`]);
@@ -65,14 +67,23 @@ describe('RedisCheckpointStore', () => {
     expect(ttl).toBeLessThanOrEqual(TTL_S);
   });
 
-  it('remove deletes the key, and removing again is harmless', async () => {
+  it('open records the owner (with a TTL) and takeOwner hands it out exactly once', async () => {
+    expect(await store.open('17', FINGERPRINT, OWNER)).toBeNull();
+    expect(await redis.keys('*')).toEqual([`${BASE}owner:17`]);
+    expect(await redis.ttl(`${BASE}owner:17`)).toBeGreaterThan(0);
+    expect(await store.takeOwner('17')).toEqual(OWNER);
+    expect(await store.takeOwner('17')).toBeNull();
+    expect(await redis.keys('*')).toEqual([]);
+  });
+
+  it("forget deletes the job's checkpoint and owner record, and forgetting again is harmless", async () => {
+    await store.open('17', FINGERPRINT, OWNER);
     await store.save('17', FINGERPRINT, IMAGE);
     await store.save('18', FINGERPRINT, IMAGE);
-    await store.remove('17');
-    expect(await redis.exists(`${PREFIX}17`)).toBe(0);
-    expect(await store.load('17', FINGERPRINT)).toBeNull();
-    await expect(store.remove('17')).resolves.toBeUndefined();
-    expect(await store.load('18', FINGERPRINT)).toEqual(IMAGE);
+    await store.forget('17');
+    expect(await redis.keys('*')).toEqual([`${PREFIX}18`]);
+    await expect(store.forget('17')).resolves.toBeUndefined();
+    expect(await store.open('18', FINGERPRINT, OWNER)).toEqual(IMAGE);
   });
 
   it.each([
@@ -85,7 +96,7 @@ describe('RedisCheckpointStore', () => {
     ['a header without an image after it', `${JSON.stringify({ f: FINGERPRINT, m: 'image/png' })}\n`],
   ])('a corrupt value (%s) reads as no checkpoint', async (_label, value) => {
     await redis.set(`${PREFIX}17`, value);
-    await expect(store.load('17', FINGERPRINT)).resolves.toBeNull();
+    await expect(store.open('17', FINGERPRINT, OWNER)).resolves.toBeNull();
   });
 
   it('round-trips a 1.5 MB image', async () => {
@@ -93,7 +104,7 @@ describe('RedisCheckpointStore', () => {
     expect(base64.length).toBe(1_500_000);
     const big: GeneratedImage = { base64, mimeType: 'image/png', costUsd: 0.07 };
     await store.save('big', FINGERPRINT, big);
-    const loaded = await store.load('big', FINGERPRINT);
+    const loaded = await store.open('big', FINGERPRINT, OWNER);
     expect(loaded!.base64.length).toBe(base64.length);
     expect(loaded!.base64 === base64).toBe(true);
     expect(loaded!.mimeType).toBe('image/png');

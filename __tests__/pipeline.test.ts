@@ -3,7 +3,7 @@ import { abortError, permanentError, transientError, WorkerError } from '../src/
 import { createLogger } from '../src/logger';
 import { JobRun, PipelineDeps, PipelineSettings, runJob } from '../src/pipeline';
 import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
-import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, Notifier, TokenVerifier } from '../src/types';
+import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, JobOwner, Notifier, TokenVerifier } from '../src/types';
 
 const USER = 'user-42';
 const CREATED_AT = 1_700_000_000_000;
@@ -75,6 +75,15 @@ class FakeNotifier implements Notifier {
     }
     this.delivered.push(event);
   }
+  /** False: deliveries need waiting (as when the service must acknowledge). */
+  instant = true;
+  /** Delivers at once unless disconnected, failing or hanging (then the pipeline must wait through notify). */
+  tryDeliver(event: JobEvent): boolean {
+    this.timeline.push(`deliver:${event.status}`);
+    if (!this.instant || !this.connected || this.failures > 0 || this.hang) return false;
+    this.delivered.push(event);
+    return true;
+  }
   tryNotify(event: JobEvent): boolean {
     this.timeline.push(`try:${event.status}`);
     if (!this.connected) return false;
@@ -87,10 +96,12 @@ class FakeNotifier implements Notifier {
 class FakeCheckpoints implements CheckpointStore {
   readonly saved = new Map<string, { fingerprint: string; image: GeneratedImage }>();
   readonly ops: string[] = [];
-  failOn = new Set<'load' | 'save' | 'remove'>();
+  readonly owners = new Map<string, JobOwner>();
+  failOn = new Set<'open' | 'save'>();
   constructor(private readonly timeline: string[]) {}
-  async load(jobId: string, fingerprint: string): Promise<GeneratedImage | null> {
-    this.record('load', jobId);
+  async open(jobId: string, fingerprint: string, owner: JobOwner): Promise<GeneratedImage | null> {
+    this.record('open', jobId);
+    this.owners.set(jobId, owner);
     const entry = this.saved.get(jobId);
     return entry && entry.fingerprint === fingerprint ? entry.image : null;
   }
@@ -98,11 +109,7 @@ class FakeCheckpoints implements CheckpointStore {
     this.record('save', jobId);
     this.saved.set(jobId, { fingerprint, image });
   }
-  async remove(jobId: string): Promise<void> {
-    this.record('remove', jobId);
-    this.saved.delete(jobId);
-  }
-  private record(op: 'load' | 'save' | 'remove', jobId: string): void {
+  private record(op: 'open' | 'save', jobId: string): void {
     this.ops.push(op);
     this.timeline.push(`checkpoint:${op}`);
     if (this.failOn.has(op)) throw new Error(`redis down during ${op} of ${jobId}`);
@@ -159,9 +166,19 @@ describe('runJob: the completed path', () => {
       { userId: USER, number: 3, jobId: '17', status: 'processing' },
       { userId: USER, number: 3, jobId: '17', status: 'completed', image: IMAGE },
     ]);
-    // The checkpoint outlives the delivery: the worker removes it once Bull has recorded the completion.
-    expect(t.timeline).toEqual(['checkpoint:load', 'verify', 'try:processing', 'generate', 'checkpoint:save', 'notify:completed']);
-    expect(t.checkpoints.saved.size).toBe(1);
+    // Delivered at once: nothing to wait for, so the image is never written to Redis.
+    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'generate', 'deliver:completed']);
+    expect(t.checkpoints.saved.size).toBe(0);
+    expect(t.checkpoints.owners.get('17')).toEqual({ userId: USER, number: 3 });
+  });
+
+  it('checkpoints the image before waiting for a delivery that cannot happen at once', async () => {
+    const t = setup();
+    t.notifier.connected = false;
+    const result = await runJob(jobRun(), t.deps, signal());
+    expect(result.outcome).toBe('completed');
+    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'generate', 'deliver:completed', 'checkpoint:save', 'notify:completed']);
+    expect(t.checkpoints.saved.get('17')).toEqual({ fingerprint: FINGERPRINT, image: IMAGE });
   });
 
   it('sends no progress event when NOTIFY_PROGRESS is off', async () => {
@@ -261,7 +278,7 @@ describe('runJob: the token', () => {
     expect(t.verifier.calls).toHaveLength(1);
     expect(t.provider.prompts).toHaveLength(0);
     expect(t.notifier.delivered).toEqual([{ userId: USER, number: 3, jobId: '17', status: 'failed', error: { code, message } }]);
-    expect(t.timeline).toEqual(['checkpoint:load', 'verify', 'notify:failed']);
+    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'notify:failed']);
   });
 
   it('a transient verification failure is retried and then succeeds', async () => {
@@ -313,7 +330,7 @@ describe('runJob: retries of the image API', () => {
     expect(t.provider.prompts).toHaveLength(3);
     expect(statuses(t.notifier.delivered)).toEqual(['processing', 'failed']);
     expect(t.notifier.delivered[1].error).toEqual({ code: 'GENERATION_FAILED', message: 'Image API answered 503' });
-    expect(t.checkpoints.ops).toEqual(['load']);
+    expect(t.checkpoints.ops).toEqual(['open']);
   });
 
   it('transient on every call with Bull attempts left: retry, and no failure event yet', async () => {
@@ -362,7 +379,7 @@ describe('runJob: checkpoints', () => {
     expect(t.provider.prompts).toHaveLength(0);
     expect(t.verifier.calls).toHaveLength(0);
     expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toEqual({ userId: USER, number: 3, jobId: '17', status: 'completed', image: saved });
-    expect(t.checkpoints.ops).toEqual(['load']);
+    expect(t.checkpoints.ops).toEqual(['open']);
   });
 
   it("a checkpoint with another fingerprint (a reused job id, another user) is ignored", async () => {
@@ -385,9 +402,10 @@ describe('runJob: checkpoints', () => {
     expect(t.notifier.delivered[t.notifier.delivered.length - 1].image).toEqual(IMAGE);
   });
 
-  it.each(['load', 'save'] as const)('a checkpoint store failing on %s does not stop the job', async (op) => {
+  it.each(['open', 'save'] as const)('a checkpoint store failing on %s does not stop the job', async (op) => {
     const t = setup();
     t.checkpoints.failOn.add(op);
+    t.notifier.instant = false;
     const result = await runJob(jobRun(), t.deps, signal());
     expect(result.outcome).toBe('completed');
     expect(t.provider.prompts).toHaveLength(1);
@@ -406,7 +424,7 @@ describe('runJob: delivery failures', () => {
     expect(t.provider.prompts).toHaveLength(1);
     expect(t.notifier.notifyCalls.map((e) => e.status)).toEqual(['completed']);
     expect(t.checkpoints.saved.get('17')).toEqual({ fingerprint: FINGERPRINT, image: IMAGE });
-    expect(t.checkpoints.ops).not.toContain('remove');
+
   });
 
   it('on the last attempt: failed, the checkpoint kept, and the failure only sent if the connection is back', async () => {
@@ -417,7 +435,7 @@ describe('runJob: delivery failures', () => {
     expect(result.error!.code).toBe('GENERATION_FAILED');
     expect(result.steps.notify).toBeDefined();
     expect(t.notifier.notifyCalls.map((e) => e.status)).toEqual(['completed']);
-    expect(t.timeline.slice(-2)).toEqual(['notify:completed', 'try:failed']);
+    expect(t.timeline.slice(-3)).toEqual(['checkpoint:save', 'notify:completed', 'try:failed']);
     expect(t.checkpoints.saved.has('17')).toBe(true);
   });
 

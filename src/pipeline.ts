@@ -3,7 +3,7 @@ import { InvalidJobError, ImageJob, validateJobData } from './jobData';
 import type { Logger } from './logger';
 import { preparePrompt } from './prompt';
 import { withRetries } from './retryPolicy';
-import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, Notifier, TokenVerifier } from './types';
+import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, JobOwner, Notifier, TokenVerifier } from './types';
 
 /** The steps' collaborators: the pipeline never builds a client or reads the environment itself. */
 export interface PipelineDeps {
@@ -84,7 +84,7 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
 
     // An image checkpointed by an earlier run of this very job was only made after its token was verified:
     // it is delivered even if the token has expired since (a Bull backoff, a restart), never paid for again.
-    const saved = await loadCheckpoint(run.jobId, fingerprint, deps);
+    const saved = await openCheckpoint(run.jobId, fingerprint, { userId, number: job.number }, deps);
     if (!saved) await timed('token', () => retrying(() => deps.verifier.verify(token, userId, signal), 'token'));
 
     // Progress goes out only once the room is proven to be this user's.
@@ -98,14 +98,20 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
     logger.debug({ jobId: run.jobId, prompt: prompt.text }, 'prompt');
 
     result.fromCheckpoint = saved !== null;
-    const image = saved ?? (await timed('generate', () => generate(run, fingerprint, prompt.text, deps, retrying, signal)));
+    const image = saved ?? (await timed('generate', () => retrying(() => deps.provider.generate(prompt.text, signal), 'generate')));
     result.imageBytes = base64Bytes(image.base64);
     // A checkpointed image was paid for by an earlier run, and logged there.
     result.costUsd = saved ? 0 : image.costUsd;
 
-    // The checkpoint stays until the queue has recorded the job as completed (the caller removes it then):
-    // a crash between delivery and that record redelivers the same image rather than buying a new one.
-    await timed('notify', () => deps.notifier.notify({ ...eventFor(run, job!, 'completed'), image }, signal));
+    const completed: JobEvent = { ...eventFor(run, job, 'completed'), image };
+    await timed('notify', async () => {
+      if (deps.notifier.tryDeliver(completed)) return;
+      // Delivery has to wait (the service is away, or must acknowledge): the image is kept in Redis meanwhile,
+      // so a crash, a stall or a later attempt delivers it without paying again. The queue's side removes it
+      // once the job has finished.
+      if (!saved) await saveCheckpoint(run.jobId, fingerprint, image, deps);
+      await deps.notifier.notify(completed, signal);
+    });
     result.outcome = 'completed';
     return result;
   } catch (err) {
@@ -130,27 +136,18 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
   }
 }
 
-async function loadCheckpoint(jobId: string, fingerprint: string, deps: PipelineDeps): Promise<GeneratedImage | null> {
-  return deps.checkpoints.load(jobId, fingerprint).catch((err: unknown) => {
+async function openCheckpoint(jobId: string, fingerprint: string, owner: JobOwner, deps: PipelineDeps): Promise<GeneratedImage | null> {
+  return deps.checkpoints.open(jobId, fingerprint, owner).catch((err: unknown) => {
     deps.logger.warn({ jobId, err: errorSummary(err) }, 'checkpoint unreadable, generating');
     return null;
   });
 }
 
-async function generate(
-  run: JobRun,
-  fingerprint: string,
-  prompt: string,
-  deps: PipelineDeps,
-  retrying: <T>(fn: () => Promise<T>, step: string) => Promise<T>,
-  signal: AbortSignal,
-): Promise<GeneratedImage> {
-  const image = await retrying(() => deps.provider.generate(prompt, signal), 'generate');
+async function saveCheckpoint(jobId: string, fingerprint: string, image: GeneratedImage, deps: PipelineDeps): Promise<void> {
   // Losing the checkpoint only risks paying again after a crash; it never stops the delivery.
-  await deps.checkpoints.save(run.jobId, fingerprint, image).catch((err: unknown) => {
-    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'checkpoint not saved');
+  await deps.checkpoints.save(jobId, fingerprint, image).catch((err: unknown) => {
+    deps.logger.warn({ jobId, err: errorSummary(err) }, 'checkpoint not saved');
   });
-  return image;
 }
 
 function failureEvent(run: JobRun, userId: string, number: ImageJob['number'], error: WorkerError): JobEvent {

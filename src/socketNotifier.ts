@@ -104,6 +104,15 @@ export class SocketNotifier implements Notifier {
     return true;
   }
 
+  tryDeliver(event: JobEvent): boolean {
+    if (this.options.ackTimeoutMs > 0 || !this.socket.connected) return false;
+    const payload = buildPayload(this.options.format, event, this.options.roomSuffix);
+    if (!payload) return true;
+    this.warnIfTooLarge(event);
+    this.socket.emit(this.options.event, payload);
+    return true;
+  }
+
   async notify(event: JobEvent, signal: AbortSignal): Promise<void> {
     const payload = buildPayload(this.options.format, event, this.options.roomSuffix);
     if (!payload) return;

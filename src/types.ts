@@ -37,18 +37,29 @@ export interface JobEvent {
 /** Delivers events to a user. Resolves once delivered; rejects (transient) when it gave up. */
 export interface Notifier {
   notify(event: JobEvent, signal: AbortSignal): Promise<void>;
+  /**
+   * Delivers at once if that needs no waiting (connected, no acknowledgement required) and says whether
+   * it did. Lets the pipeline skip the checkpoint when there is nothing to wait for.
+   */
+  tryDeliver(event: JobEvent): boolean;
   /** Best effort, for progress: sends at once if connected, never waits. Returns whether it was sent. */
   tryNotify(event: JobEvent): boolean;
   close(): Promise<void>;
 }
 
+/** Who a job belongs to: enough to tell them it failed. */
+export interface JobOwner {
+  userId: string;
+  number: string | number | boolean | null;
+}
+
 /**
  * Keeps a generated image until it is delivered, so a later attempt of the job does not pay again.
  * `fingerprint` ties the image to one job instance (user and creation time): a reused job id never
- * delivers an earlier job's image.
+ * delivers an earlier job's image. The queue's side removes both once the job has finished.
  */
 export interface CheckpointStore {
-  load(jobId: string, fingerprint: string): Promise<GeneratedImage | null>;
+  /** Records the job's owner and returns the image an earlier run of this job checkpointed, if any. */
+  open(jobId: string, fingerprint: string, owner: JobOwner): Promise<GeneratedImage | null>;
   save(jobId: string, fingerprint: string, image: GeneratedImage): Promise<void>;
-  remove(jobId: string): Promise<void>;
 }

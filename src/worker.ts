@@ -4,7 +4,6 @@ import { RedisCheckpointStore } from './checkpointStore';
 import { Config, describeConfig } from './config';
 import { isAbortError, toError } from './errors';
 import { usableUserId } from './jobData';
-import { JobOwner, JobOwners } from './jobOwners';
 import { GrokImageProvider } from './grokProvider';
 import { LocalImageProvider } from './localProvider';
 import type { Logger } from './logger';
@@ -81,9 +80,7 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
   // The first jobs' progress events need a connection; a service that is away does not stop the start.
   if (notifier instanceof SocketNotifier) await notifier.waitForConnection(NOTIFIER_START_WAIT_MS);
 
-  const keyBase = `${QUEUE_PREFIX}:${config.queueName}`;
-  const checkpoints = new RedisCheckpointStore(queue.client, `${keyBase}:checkpoint:`, config.checkpointTtlS);
-  const owners = new JobOwners(queue.client, `${keyBase}:owner:`, config.checkpointTtlS);
+  const checkpoints = new RedisCheckpointStore(queue.client, `${QUEUE_PREFIX}:${config.queueName}:`, config.checkpointTtlS);
   const deps: PipelineDeps = {
     verifier: overrides.verifier ?? createVerifier(config),
     provider: overrides.provider ?? createProvider(config),
@@ -105,17 +102,17 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
   setMaxListeners(0, hardStop.signal);
   let shuttingDown = false;
   const handBacks = new Set<Promise<void>>();
-  const context: JobContext = { deps, owners, signal: hardStop.signal, shuttingDown: () => shuttingDown, handBacks, logger };
+  const context: JobContext = { deps, signal: hardStop.signal, shuttingDown: () => shuttingDown, handBacks, logger };
   // Once Bull has recorded a job as finished, its checkpoint and owner record have served their purpose.
   const forget = (job: Job): void => {
-    queue.client.del(checkpoints.key(String(job.id)), owners.key(String(job.id))).catch((err: unknown) => {
+    checkpoints.forget(String(job.id)).catch((err: unknown) => {
       logger.warn({ jobId: String(job.id), err: errorSummary(err) }, 'checkpoint not removed (it expires by itself)');
     });
   };
   queue.on('completed', forget);
   // Bull emits 'failed' for every failed attempt; only a final one (finishedOn set) ends the job.
   queue.on('failed', (job: Job | null) => job?.finishedOn && forget(job));
-  queue.on('global:failed', (jobId: string, reason: string) => void reportStallLimit(String(jobId), reason, owners, deps, logger));
+  queue.on('global:failed', (jobId: string, reason: string) => void reportStallLimit(String(jobId), reason, checkpoints, deps, logger));
   const handler = (job: Job): Promise<void> => handleJob(job, context);
   queue.process(config.concurrency, handler).catch((err: unknown) => {
     logger.error({ err: toError(err) }, 'queue processing stopped');
@@ -154,7 +151,6 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
 
 interface JobContext {
   deps: PipelineDeps;
-  owners: JobOwners;
   signal: AbortSignal;
   shuttingDown: () => boolean;
   /** Jobs being given back to the queue because shutdown ran out of time. */
@@ -162,15 +158,9 @@ interface JobContext {
   logger: Logger;
 }
 
-async function handleJob(job: Job, { deps, owners, signal, shuttingDown, handBacks, logger }: JobContext): Promise<void> {
+async function handleJob(job: Job, { deps, signal, shuttingDown, handBacks, logger }: JobContext): Promise<void> {
   const started = Date.now();
   const attempt = job.attemptsMade + 1;
-  const owner = ownerOf(job.data);
-  if (owner) {
-    await owners.remember(String(job.id), owner).catch((err: unknown) => {
-      logger.warn({ jobId: String(job.id), err: errorSummary(err) }, 'job owner not recorded');
-    });
-  }
   let result: JobResult;
   try {
     result = await runJob(
@@ -184,7 +174,7 @@ async function handleJob(job: Job, { deps, owners, signal, shuttingDown, handBac
     // after its lock expires. A checkpointed image is delivered from there without being paid again.
     const handBack = (job as unknown as BullJobInternals)
       .moveToDelayed(Date.now(), false)
-      .then(() => logJobEnd(logger, job, attempt, started, { outcome: 'handed_back', userId: owner?.userId, steps: {} }))
+      .then(() => logJobEnd(logger, job, attempt, started, { outcome: 'handed_back', userId: userIdOf(job.data), steps: {} }))
       .catch((handBackErr: unknown) => logger.warn({ jobId: String(job.id), err: errorSummary(handBackErr) }, 'job not handed back; stalled recovery will redo it'));
     handBacks.add(handBack);
     // Settling would make Bull try to finish a job that is no longer ours.
@@ -198,13 +188,9 @@ async function handleJob(job: Job, { deps, owners, signal, shuttingDown, handBac
   throw Object.assign(new Error(result.outcome === 'retry' ? `${error.code}: ${error.message}` : error.code), { code: error.code });
 }
 
-/** The user and slot of a job, when its data names a usable user: enough to tell them it failed. */
-function ownerOf(data: unknown): JobOwner | undefined {
-  if (typeof data !== 'object' || data === null) return undefined;
-  const { Id, Number: number } = data as Record<string, unknown>;
-  if (!usableUserId(Id)) return undefined;
-  const scalar = number === null || ['string', 'number', 'boolean'].includes(typeof number);
-  return { userId: Id, number: scalar ? (number as JobOwner['number']) : null };
+function userIdOf(data: unknown): string | undefined {
+  const id = typeof data === 'object' && data !== null ? (data as Record<string, unknown>).Id : undefined;
+  return usableUserId(id) ? id : undefined;
 }
 
 /**
@@ -212,10 +198,10 @@ function ownerOf(data: unknown): JobOwner | undefined {
  * without running it; with removeOnFail its data is gone too. Every worker hears of it; the one that
  * takes the owner record tells the user and logs the job's end.
  */
-async function reportStallLimit(jobId: string, reason: string, owners: JobOwners, deps: PipelineDeps, logger: Logger): Promise<void> {
+async function reportStallLimit(jobId: string, reason: string, checkpoints: RedisCheckpointStore, deps: PipelineDeps, logger: Logger): Promise<void> {
   if (!/stalled more than/.test(reason)) return;
   try {
-    const owner = await owners.take(jobId);
+    const owner = await checkpoints.takeOwner(jobId);
     if (!owner) return;
     const message = 'Image generation was interrupted too many times. Please try again.';
     logger.warn(
