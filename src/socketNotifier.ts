@@ -22,7 +22,14 @@ export interface SocketNotifierOptions {
   /** Backoff between delivery attempts while connected but unacknowledged. */
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /**
+   * Emitted bytes the connection may hold unsent before deliveries wait (default 8 MB). socket.io emits
+   * without backpressure: a service that stops reading would otherwise pile every image up in memory.
+   */
+  maxUnsentBytes?: number;
 }
+
+const DEFAULT_MAX_UNSENT_BYTES = 8 * 1024 * 1024;
 
 /** socket.io servers refuse larger messages by default (maxHttpBufferSize). */
 export const SOCKET_IO_DEFAULT_MAX_BYTES = 1_000_000;
@@ -99,13 +106,13 @@ export class SocketNotifier implements Notifier {
 
   tryNotify(event: JobEvent): boolean {
     const payload = buildPayload(this.options.format, event, this.options.roomSuffix);
-    if (!payload || !this.socket.connected) return false;
+    if (!payload || !this.ready()) return false;
     this.socket.emit(this.options.event, payload);
     return true;
   }
 
   tryDeliver(event: JobEvent): boolean {
-    if (this.options.ackTimeoutMs > 0 || !this.socket.connected) return false;
+    if (this.options.ackTimeoutMs > 0 || !this.ready()) return false;
     const payload = buildPayload(this.options.format, event, this.options.roomSuffix);
     if (!payload) return true;
     this.warnIfTooLarge(event);
@@ -133,7 +140,7 @@ export class SocketNotifier implements Notifier {
     let lastError: Error | undefined;
     for (let attempt = 1; ; attempt++) {
       if (signal.aborted) throw abortError();
-      if (this.socket.connected) {
+      if (this.ready()) {
         try {
           await this.emit(payload, signal);
           return;
@@ -154,6 +161,17 @@ export class SocketNotifier implements Notifier {
       // While disconnected, deliver the moment the connection is back rather than on the next tick of the backoff.
       else await this.waitForConnection(remaining, signal);
     }
+  }
+
+  /** Connected, and not holding more unsent bytes than allowed. */
+  private ready(): boolean {
+    return this.socket.connected && this.unsentBytes() <= (this.options.maxUnsentBytes ?? DEFAULT_MAX_UNSENT_BYTES);
+  }
+
+  /** What the websocket has accepted but not yet written to the network (0 on other transports). */
+  private unsentBytes(): number {
+    const engine = this.socket.io.engine as unknown as { transport?: { ws?: { bufferedAmount?: number } } } | undefined;
+    return engine?.transport?.ws?.bufferedAmount ?? 0;
   }
 
   private async emit(payload: object, signal: AbortSignal): Promise<void> {
