@@ -1,0 +1,59 @@
+import type { RunSpec } from './measureRun';
+
+/** How big each scenario is: the full run takes a few minutes on 2 cores, BENCH_QUICK=1 about one. */
+export interface Plan {
+  quick: boolean;
+  overhead: { jobs: number; rounds: number; imageBytes: number };
+  latency: { jobs: number; delayMs: number; imageBytes: number };
+  memory: { batches: number[]; delayMs: number; imageBytes: number; saturatedJobs: number; stall: { jobs: number; afterMs: number; forMs: number } };
+  /** Many small jobs as fast as they go, heap read after a full GC between batches: growth that scales with jobs. */
+  leak: { batches: number[]; imageBytes: number };
+  scaleOut: { jobsPerProcess: number; processes: number[]; delayMs: number; imageBytes: number };
+  /** The checkpoint write alone: image size and saves per round. */
+  checkpointWrite: Array<{ imageBytes: number; saves: number }>;
+  profileJobs: number;
+  concurrency: number;
+}
+
+const CONCURRENCY = 20;
+const SMALL_IMAGE = 2_000;
+
+export const FULL: Plan = {
+  quick: false,
+  overhead: { jobs: 600, rounds: 3, imageBytes: 200_000 },
+  latency: { jobs: 1200, delayMs: 300, imageBytes: SMALL_IMAGE },
+  // An API that takes 500 ms keeps both consumers and the relay below saturation, so the peak is the
+  // pipeline's own working set rather than a backlog; the saturated case is measured separately.
+  memory: { batches: [1000, 1000], delayMs: 500, imageBytes: 1_000_000, saturatedJobs: 400, stall: { jobs: 400, afterMs: 1000, forMs: 3000 } },
+  leak: { batches: [2000, 2000, 2000, 2000], imageBytes: SMALL_IMAGE },
+  scaleOut: { jobsPerProcess: 600, processes: [1, 2, 4], delayMs: 300, imageBytes: SMALL_IMAGE },
+  checkpointWrite: [
+    { imageBytes: 200_000, saves: 1000 },
+    { imageBytes: 1_000_000, saves: 300 },
+  ],
+  profileJobs: 600,
+  concurrency: CONCURRENCY,
+};
+
+export const QUICK: Plan = {
+  quick: true,
+  overhead: { jobs: 200, rounds: 1, imageBytes: 200_000 },
+  latency: { jobs: 300, delayMs: 300, imageBytes: SMALL_IMAGE },
+  memory: { batches: [100, 100], delayMs: 500, imageBytes: 1_000_000, saturatedJobs: 100, stall: { jobs: 200, afterMs: 500, forMs: 2000 } },
+  leak: { batches: [300, 300, 300, 300], imageBytes: SMALL_IMAGE },
+  scaleOut: { jobsPerProcess: 200, processes: [1, 2, 4], delayMs: 300, imageBytes: SMALL_IMAGE },
+  checkpointWrite: [
+    { imageBytes: 200_000, saves: 300 },
+    { imageBytes: 1_000_000, saves: 100 },
+  ],
+  profileJobs: 200,
+  concurrency: CONCURRENCY,
+};
+
+/** What-if environments for the worker: the proposed checkpoint write, and no checkpoint at all (its whole cost). */
+export const CHECKPOINT_FIX = { BENCH_CHECKPOINT: 'buffer' };
+export const NO_CHECKPOINT = { BENCH_CHECKPOINT: 'none' };
+
+export function spec(name: string, kind: RunSpec['kind'], rest: Omit<RunSpec, 'name' | 'kind' | 'processes'> & { processes?: number }): RunSpec {
+  return { name, kind, processes: 1, ...rest };
+}

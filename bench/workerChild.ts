@@ -1,0 +1,19 @@
+import { loadConfig } from '../src/config';
+import { createLogger } from '../src/logger';
+import { startWorker } from '../src/worker';
+import { applyCheckpointVariant, CheckpointVariant } from './checkpointVariants';
+import { failChild, serveParent } from './childProtocol';
+
+/**
+ * The worker under test, wired exactly as the service wires it: config from the environment, pino JSON on
+ * stdout at LOG_LEVEL (the benchmark points stdout at a file), every edge the real one. BENCH_CHECKPOINT
+ * selects a what-if variant of the checkpoint write; unset, the shipped code runs untouched.
+ */
+async function main(): Promise<void> {
+  applyCheckpointVariant((process.env.BENCH_CHECKPOINT ?? 'shipped') as CheckpointVariant);
+  const config = loadConfig(process.env);
+  const worker = await startWorker(config, createLogger(config.logLevel));
+  serveParent(() => worker.close());
+}
+
+main().catch(failChild);
