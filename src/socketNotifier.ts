@@ -30,6 +30,8 @@ export interface SocketNotifierOptions {
 }
 
 const DEFAULT_MAX_UNSENT_BYTES = 8 * 1024 * 1024;
+/** How often a delivery held back by unsent bytes looks again. */
+const BACKLOG_POLL_MS = 20;
 
 /** socket.io servers refuse larger messages by default (maxHttpBufferSize). */
 export const SOCKET_IO_DEFAULT_MAX_BYTES = 1_000_000;
@@ -138,7 +140,8 @@ export class SocketNotifier implements Notifier {
   private async deliver(payload: object, signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + this.options.maxWaitMs;
     let lastError: Error | undefined;
-    for (let attempt = 1; ; attempt++) {
+    let failures = 0;
+    for (;;) {
       if (signal.aborted) throw abortError();
       if (this.ready()) {
         try {
@@ -147,6 +150,7 @@ export class SocketNotifier implements Notifier {
         } catch (err) {
           if (signal.aborted) throw err;
           lastError = toError(err);
+          failures += 1;
         }
       }
       const remaining = deadline - Date.now();
@@ -156,10 +160,16 @@ export class SocketNotifier implements Notifier {
           { cause: lastError },
         );
       }
-      const delay = Math.min(backoffDelayMs(attempt, { baseMs: this.options.retryBaseMs ?? 250, maxMs: this.options.retryMaxMs ?? 5000 }), remaining);
-      if (this.socket.connected) await sleep(delay, signal);
-      // While disconnected, deliver the moment the connection is back rather than on the next tick of the backoff.
-      else await this.waitForConnection(remaining, signal);
+      if (!this.socket.connected) {
+        // While disconnected, deliver the moment the connection is back rather than on the next tick of a backoff.
+        await this.waitForConnection(remaining, signal);
+      } else if (failures === 0) {
+        // Connected but over the unsent-bytes limit: not a failure, so no backoff; go as soon as it drains.
+        await sleep(Math.min(BACKLOG_POLL_MS, remaining), signal);
+      } else {
+        const backoff = backoffDelayMs(failures, { baseMs: this.options.retryBaseMs ?? 250, maxMs: this.options.retryMaxMs ?? 5000 });
+        await sleep(Math.min(backoff, remaining), signal);
+      }
     }
   }
 
