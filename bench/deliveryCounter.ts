@@ -15,6 +15,8 @@ export class DeliveryCounter {
   duplicates = 0;
   /** performance.now() of the latest final notification. */
   lastAt = 0;
+  /** performance.now() of every final notification of this run, in order. */
+  times: number[] = [];
 
   constructor(relay: BenchChild) {
     relay.onMessage((message) => {
@@ -30,6 +32,7 @@ export class DeliveryCounter {
     this.failed = 0;
     this.duplicates = 0;
     this.lastAt = 0;
+    this.times = [];
   }
 
   /** Resolves once `total` distinct jobs of this run have had their final notification; rejects after `timeoutMs`. */
@@ -61,6 +64,7 @@ export class DeliveryCounter {
     if (status === 'completed') this.completed++;
     else this.failed++;
     this.lastAt = performance.now();
+    this.times.push(this.lastAt);
     if (this.seen.size >= this.target) this.wake?.();
   }
 }

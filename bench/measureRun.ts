@@ -68,7 +68,21 @@ export interface RunResult {
   profiles: string[];
   /** When jobs ran, on the clock CPU profiles use: their summary leaves start-up and shutdown out. */
   window: ProfileWindow;
+  /** Runs with a frozen relay: when it was stopped and resumed, and what was delivered around it (ms from the start). */
+  stall?: StallTimeline;
   error?: string;
+}
+
+export interface StallTimeline {
+  stoppedAtMs: number;
+  resumedAtMs: number;
+  /** The resume on the wall clock, to set the worker's log lines against. */
+  resumedAtEpochMs: number;
+  deliveredBeforeStop: number;
+  deliveredAfterResume: number;
+  /** The first and the last final notification after the relay was resumed. */
+  firstAfterResumeMs: number;
+  lastMs: number;
 }
 
 let runCount = 0;
@@ -131,7 +145,7 @@ export async function measureRun(system: BenchSystem, spec: RunSpec, log: (line:
     profiles,
     window: { fromUs: 0, toUs: 0 },
   };
-  let stall: (() => void) | undefined;
+  let stall: Stall | undefined;
   let redisInput = 0;
   try {
     await Promise.all(consumers.map((c) => c.ready));
@@ -153,6 +167,19 @@ export async function measureRun(system: BenchSystem, spec: RunSpec, log: (line:
       await producer.resume();
       await deliveries.waitFor(target, Math.max(60_000, size * 200));
       const batchMs = deliveries.lastAt - started;
+      if (b === 0 && stall?.stoppedAt !== undefined && stall.resumedAt !== undefined) {
+        const { stoppedAt, resumedAt, resumedAtEpoch } = stall;
+        const after = deliveries.times.filter((t) => t >= resumedAt);
+        result.stall = {
+          stoppedAtMs: stoppedAt - started,
+          resumedAtMs: resumedAt - started,
+          resumedAtEpochMs: resumedAtEpoch ?? 0,
+          deliveredBeforeStop: deliveries.times.filter((t) => t < stoppedAt).length,
+          deliveredAfterResume: after.length,
+          firstAfterResumeMs: (after[0] ?? resumedAt) - started,
+          lastMs: batchMs,
+        };
+      }
       result.window.toUs = monotonicUs();
       result.activeMs += batchMs;
       result.usage = Meter.add(result.usage, Meter.usage(before, await meter.read()));
@@ -168,7 +195,7 @@ export async function measureRun(system: BenchSystem, spec: RunSpec, log: (line:
     result.error = err instanceof Error ? err.message : String(err);
     log(`  ${spec.name}: ${result.error}\n${consumers.map((c) => c.logTail(5)).join('\n')}`);
   } finally {
-    stall?.();
+    stall?.resume();
     result.completed = deliveries.completed;
     result.failed = deliveries.failed;
     result.duplicates = deliveries.duplicates;
@@ -199,19 +226,37 @@ export function cpuPerJob(result: RunResult): Usage['cpuMs'] {
   return { consumers: consumers / n, relay: relay / n, harness: harness / n, redis: redis / n, otherOnMachine: otherOnMachine / n };
 }
 
-/** Stops a process for a while; the returned function resumes it at once (for errors and cleanup). */
-function stallProcess(pid: number, afterMs: number, forMs: number): () => void {
+/**
+ * Stops a process for a while, recording when (performance.now()); `resume` resumes it at once (for errors
+ * and cleanup).
+ */
+interface Stall {
+  resume: () => void;
+  stoppedAt?: number;
+  resumedAt?: number;
+  resumedAtEpoch?: number;
+}
+
+function stallProcess(pid: number, afterMs: number, forMs: number): Stall {
   let resumed = false;
-  const resume = (): void => {
-    clearTimeout(stopTimer);
-    clearTimeout(contTimer);
-    if (resumed) return;
-    resumed = true;
-    process.kill(pid, 'SIGCONT');
+  const stall: Stall = {
+    resume: () => {
+      clearTimeout(stopTimer);
+      clearTimeout(contTimer);
+      if (resumed) return;
+      resumed = true;
+      process.kill(pid, 'SIGCONT');
+      if (stall.stoppedAt === undefined) return;
+      stall.resumedAt = performance.now();
+      stall.resumedAtEpoch = Date.now();
+    },
   };
-  const stopTimer = setTimeout(() => process.kill(pid, 'SIGSTOP'), afterMs);
-  const contTimer = setTimeout(resume, afterMs + forMs);
-  return resume;
+  const stopTimer = setTimeout(() => {
+    process.kill(pid, 'SIGSTOP');
+    stall.stoppedAt = performance.now();
+  }, afterMs);
+  const contTimer = setTimeout(stall.resume, afterMs + forMs);
+  return stall;
 }
 
 function monotonicUs(): number {

@@ -5,6 +5,7 @@ export interface Plan {
   quick: boolean;
   overhead: { jobs: number; rounds: number; imageBytes: number };
   latency: { jobs: number; delayMs: number; imageBytes: number };
+  /** `stall`: the saturated run again, with the relay process frozen for `forMs`, `afterMs` into the run. */
   memory: { batches: number[]; delayMs: number; imageBytes: number; saturatedJobs: number; stall: { jobs: number; afterMs: number; forMs: number } };
   /** Many small jobs as fast as they go, heap read after a full GC between batches: growth that scales with jobs. */
   leak: { batches: number[]; imageBytes: number };
@@ -50,9 +51,17 @@ export const QUICK: Plan = {
   concurrency: CONCURRENCY,
 };
 
-/** What-if environments for the worker: the proposed checkpoint write, and no checkpoint at all (its whole cost). */
-export const CHECKPOINT_FIX = { BENCH_CHECKPOINT: 'buffer' };
-export const NO_CHECKPOINT = { BENCH_CHECKPOINT: 'none' };
+/**
+ * What-if environments for the worker in the overhead setting, each taking one thing away to show what it costs a
+ * job: the checkpoint store (patched to no-ops by the benchmark), and through the worker's own settings the
+ * progress event and the info-level log lines (the job-end line).
+ */
+export const WHAT_IF = {
+  noCheckpoint: { BENCH_CHECKPOINT: 'none' },
+  noProgress: { NOTIFY_PROGRESS: 'false' },
+  quietLog: { LOG_LEVEL: 'warn' },
+} as const;
+export type WhatIf = keyof typeof WHAT_IF;
 
 export function spec(name: string, kind: RunSpec['kind'], rest: Omit<RunSpec, 'name' | 'kind' | 'processes'> & { processes?: number }): RunSpec {
   return { name, kind, processes: 1, ...rest };

@@ -133,18 +133,19 @@ function areaOf(frame: CallFrame): string {
   return built ? built[1] : path.basename(file);
 }
 
-export function formatSummary(summary: ProfileSummary, label: string): string {
+/** The summary as markdown tables, the first `limit` rows of each. */
+export function formatSummary(summary: ProfileSummary, label: string, limit = Infinity): string {
   const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
   const lines = [
     `${label}: ${summary.busyMs.toFixed(0)} ms busy of ${summary.totalMs.toFixed(0)} ms sampled (${path.basename(summary.file)})`,
     '',
     '| self time, by package | ms | share of busy |',
     '| --- | ---: | ---: |',
-    ...summary.areas.map((a) => `| ${a.name} | ${a.ms.toFixed(0)} | ${pct(a.share)} |`),
+    ...summary.areas.slice(0, limit).map((a) => `| ${a.name} | ${a.ms.toFixed(0)} | ${pct(a.share)} |`),
     '',
     '| self time, by function | mostly on behalf of | ms | share of busy |',
     '| --- | --- | ---: | ---: |',
-    ...summary.functions.map((f) => `| \`${f.name}\` | ${f.mainCaller ? `\`${f.mainCaller}\`` : ''} | ${f.ms.toFixed(0)} | ${pct(f.share)} |`),
+    ...summary.functions.slice(0, limit).map((f) => `| \`${f.name}\` | ${f.mainCaller ? `\`${f.mainCaller}\`` : ''} | ${f.ms.toFixed(0)} | ${pct(f.share)} |`),
   ];
   return lines.join('\n');
 }

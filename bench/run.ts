@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { measureCheckpointWrite } from './checkpointMicro';
 import { measureRun, RunResult, RunSpec, TMP_DIR } from './measureRun';
-import { CHECKPOINT_FIX, FULL, NO_CHECKPOINT, Plan, QUICK, spec } from './plan';
+import { FULL, Plan, QUICK, spec, WHAT_IF } from './plan';
 import { machineInfo } from './procStats';
 import { summariseProfile } from './profileSummary';
 import { BenchResults, renderReport, renderSummaryTable } from './report';
@@ -15,8 +15,6 @@ import { startSystem } from './system';
  */
 async function main(): Promise<void> {
   const plan: Plan = process.env.BENCH_QUICK === '1' ? QUICK : FULL;
-  // Optional: a node_modules folder holding bufferutil, to measure ws with its native masking helper.
-  const extraNodePath = process.env.BENCH_NODE_PATH;
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
   const startedAt = Date.now();
   const machine = machineInfo();
@@ -33,34 +31,27 @@ async function main(): Promise<void> {
   try {
     say('overhead: 200 KB images, an API that answers at once');
     const o = plan.overhead;
-    const overheadRun = (name: string, kind: RunSpec['kind'], env?: Record<string, string>, round = 0): Promise<RunResult> =>
+    const overheadRun = (name: string, kind: RunSpec['kind'], env: Record<string, string> | undefined, round: number): Promise<RunResult> =>
       run(spec(`overhead-${name}-r${round + 1}`, kind, { concurrency: C, batches: [o.jobs], imageBytes: o.imageBytes, delayMs: 0, env }));
     const rounds: BenchResults['overhead']['rounds'] = [];
     for (let r = 0; r < o.rounds; r++) {
       // Alternate the order so neither consumer always runs right after the other has warmed the system.
-      const order = ['bare', 'worker', 'fix', 'noCheckpoint'] as const;
+      const order = ['bare', 'worker', 'noCheckpoint', 'noProgress', 'quietLog'] as const;
       const round: Partial<BenchResults['overhead']['rounds'][number]> = {};
+      const whatIfs: Partial<Record<keyof typeof WHAT_IF, RunResult>> = {};
       for (const which of r % 2 === 0 ? order : [...order].reverse()) {
         if (which === 'bare') round.bare = await overheadRun('bare', 'bare', undefined, r);
-        if (which === 'worker') round.worker = await overheadRun('worker', 'worker', undefined, r);
-        if (which === 'fix') round.fix = await overheadRun('worker-fix', 'worker', CHECKPOINT_FIX, r);
-        if (which === 'noCheckpoint') round.noCheckpoint = await overheadRun('worker-no-checkpoint', 'worker', NO_CHECKPOINT, r);
+        else if (which === 'worker') round.worker = await overheadRun('worker', 'worker', undefined, r);
+        else whatIfs[which] = await overheadRun(`worker-${which}`, 'worker', { ...WHAT_IF[which] }, r);
       }
-      rounds.push(round as BenchResults['overhead']['rounds'][number]);
+      rounds.push({ ...round, whatIf: whatIfs } as BenchResults['overhead']['rounds'][number]);
     }
-    const withBufferutil = extraNodePath
-      ? {
-          bare: await overheadRun('bare-bufferutil', 'bare', { NODE_PATH: extraNodePath }),
-          worker: await overheadRun('worker-bufferutil', 'worker', { NODE_PATH: extraNodePath }),
-          fix: await overheadRun('worker-fix-bufferutil', 'worker', { ...CHECKPOINT_FIX, NODE_PATH: extraNodePath }),
-        }
-      : undefined;
 
-    say('checkpoint write alone: src\'s save against one Buffer');
+    say('checkpoint write alone: src\'s save and forget, as a job whose delivery waits pays them');
     const checkpointWrite = [];
     for (const { imageBytes, saves } of plan.checkpointWrite) {
       const cost = await measureCheckpointWrite(system.redisServer.url, imageBytes, saves);
-      say(`  ${imageBytes / 1000} KB: ${cost.shippedUs.toFixed(0)} us (src) vs ${cost.bufferUs.toFixed(0)} us (Buffer) of CPU per save`);
+      say(`  ${imageBytes / 1000} KB: ${cost.saveUs.toFixed(0)} us of CPU per save`);
       checkpointWrite.push(cost);
     }
 
@@ -76,24 +67,24 @@ async function main(): Promise<void> {
       run(spec(`memory-${name}`, kind, { concurrency: C, batches: m.batches, imageBytes: m.imageBytes, delayMs: m.delayMs, env }));
     const saturatedRun = (name: string, kind: RunSpec['kind'], env?: Record<string, string>): Promise<RunResult> =>
       run(spec(`memory-saturated-${name}`, kind, { concurrency: C, batches: [m.saturatedJobs], imageBytes: m.imageBytes, delayMs: 0, env }));
-    const memory = {
-      bare: await memoryRun('bare', 'bare'),
-      worker: await memoryRun('worker', 'worker'),
-      fix: await memoryRun('worker-fix', 'worker', CHECKPOINT_FIX),
-      saturated: {
-        bare: await saturatedRun('bare', 'bare'),
-        worker: await saturatedRun('worker', 'worker'),
-        fix: await saturatedRun('worker-fix', 'worker', CHECKPOINT_FIX),
-      },
-      stalledRelay: await run(
-        spec('memory-stalled-relay-worker', 'worker', {
+    const stalledRun = (kind: RunSpec['kind']): Promise<RunResult> =>
+      run(
+        spec(`memory-stalled-relay-${kind}`, kind, {
           concurrency: C,
           batches: [m.stall.jobs],
           imageBytes: m.imageBytes,
           delayMs: 0,
           stallRelay: { afterMs: m.stall.afterMs, forMs: m.stall.forMs },
         }),
-      ),
+      );
+    const memory = {
+      bare: await memoryRun('bare', 'bare'),
+      worker: await memoryRun('worker', 'worker'),
+      saturated: {
+        bare: await saturatedRun('bare', 'bare'),
+        worker: await saturatedRun('worker', 'worker'),
+      },
+      stalledRelay: { worker: await stalledRun('worker'), bare: await stalledRun('bare') },
     };
 
     say('growth: small jobs in batches, heap after a full GC between them');
@@ -114,14 +105,16 @@ async function main(): Promise<void> {
     const profileRun = (kind: RunSpec['kind']): Promise<RunResult> =>
       run(spec(`profile-${kind}`, kind, { concurrency: C, batches: [plan.profileJobs], imageBytes: o.imageBytes, delayMs: 0, profile: true }));
     const profiled = { worker: await profileRun('worker'), bare: await profileRun('bare') };
-    const summarise = (r: RunResult) => (r.profiles[0] && fs.existsSync(r.profiles[0]) ? summariseProfile(r.profiles[0], 15, r.window) : undefined);
+    // More rows than the report shows, so that the worker-minus-bare comparison sees every package that matters.
+    const summarise = (r: RunResult) => (r.profiles[0] && fs.existsSync(r.profiles[0]) ? summariseProfile(r.profiles[0], 40, r.window) : undefined);
 
     results = {
       plan,
       machine,
+      bufferutil: bufferutilVersion(),
       date: new Date().toISOString(),
       durationS: 0,
-      overhead: { rounds, withBufferutil, checkpointWrite },
+      overhead: { rounds, checkpointWrite },
       latency,
       memory,
       leak,
@@ -137,12 +130,22 @@ async function main(): Promise<void> {
   results.durationS = (Date.now() - startedAt) / 1000;
 
   const out = plan.quick ? path.join(TMP_DIR, 'results-quick.md') : path.resolve(TMP_DIR, '..', 'results.md');
-  fs.writeFileSync(out, renderReport(results));
+  // The figures first: a report that fails to render can be rendered again from them (report.ts is also a tool).
   fs.writeFileSync(path.join(TMP_DIR, plan.quick ? 'results-quick.json' : 'results.json'), JSON.stringify(results, null, 2));
+  fs.writeFileSync(out, renderReport(results));
   say('');
   say(renderSummaryTable(results));
   say('');
   say(`written to ${path.relative(process.cwd(), out)} (${results.durationS.toFixed(0)} s)`);
+}
+
+/** bufferutil as the consumers resolve it from this repository (ws uses it for masking when it loads). */
+function bufferutilVersion(): string | null {
+  try {
+    return (require('bufferutil/package.json') as { version: string }).version;
+  } catch {
+    return null;
+  }
 }
 
 main().catch((err: unknown) => {

@@ -6,8 +6,8 @@ import { failChild, serveParent } from './childProtocol';
 
 /**
  * The worker under test, wired exactly as the service wires it: config from the environment, pino JSON on
- * stdout at LOG_LEVEL (the benchmark points stdout at a file), every edge the real one. BENCH_CHECKPOINT
- * selects a what-if variant of the checkpoint write; unset, the shipped code runs untouched.
+ * stdout at LOG_LEVEL (the benchmark points stdout at a file), every edge the real one. BENCH_CHECKPOINT=none
+ * turns the checkpoint store into no-ops (a what-if); unset, the shipped code runs untouched.
  */
 async function main(): Promise<void> {
   applyCheckpointVariant((process.env.BENCH_CHECKPOINT ?? 'shipped') as CheckpointVariant);
