@@ -16,3 +16,21 @@ export function linkSignals(...signals: AbortSignal[]): { signal: AbortSignal; d
   const dispose = (): void => signals.forEach((source) => source.removeEventListener('abort', onAbort));
   return { signal: controller.signal, dispose };
 }
+
+/**
+ * The caller's signal plus a deadline of its own, for one request: `timedOut()` tells the deadline from
+ * the caller's abort, `dispose()` clears the timer and detaches from the caller's signal.
+ */
+export function withDeadline(signal: AbortSignal, timeoutMs: number): { signal: AbortSignal; timedOut: () => boolean; dispose: () => void } {
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), timeoutMs);
+  const linked = linkSignals(signal, deadline.signal);
+  return {
+    signal: linked.signal,
+    timedOut: () => deadline.signal.aborted,
+    dispose: () => {
+      clearTimeout(timer);
+      linked.dispose();
+    },
+  };
+}

@@ -1,4 +1,5 @@
 import nodeFetch from 'node-fetch';
+import { withDeadline } from './abort';
 import { abortError, WorkerError, isAbortError, permanentError, transientError } from './errors';
 import { isTransientStatus, parseRetryAfter, retryDelayMs, withRetries } from './retryPolicy';
 import type { GeneratedImage, ImageProvider } from './types';
@@ -116,25 +117,16 @@ export class GrokImageProvider implements ImageProvider {
    */
   private async withTimeout<T>(what: string, signal: AbortSignal, work: (s: AbortSignal) => Promise<T>): Promise<T> {
     const { timeoutMs } = this.options;
-    const controller = new AbortController();
-    let timedOut = false;
-    const onAbort = (): void => controller.abort(signal.reason);
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, timeoutMs);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
+    const request = withDeadline(signal, timeoutMs);
     try {
-      return await work(controller.signal);
+      return await work(request.signal);
     } catch (err) {
       if (signal.aborted) throw isAbortError(err) ? err : abortError(signal.reason);
-      if (timedOut) throw transientError(`${what} did not answer within ${timeoutMs} ms`, { cause: err });
+      if (request.timedOut()) throw transientError(`${what} did not answer within ${timeoutMs} ms`, { cause: err });
       if (err instanceof WorkerError) throw err;
       throw transientError(`${what} request failed: ${reason(err)}`, { cause: err });
     } finally {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
+      request.dispose();
     }
   }
 

@@ -1,7 +1,8 @@
 import crypto, { KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import nodeFetch from 'node-fetch';
-import { permanentError, transientError, WorkerError } from './errors';
+import { withDeadline } from './abort';
+import { abortError, permanentError, transientError, WorkerError } from './errors';
 import type { TokenVerifier } from './types';
 
 /** What the user is told when their session ran out; the legacy front end matches this text. */
@@ -104,7 +105,7 @@ export class JwtTokenVerifier implements TokenVerifier {
   }
 
   async verify(token: string, userId: string, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) throw abortError(signal);
+    if (signal.aborted) throw abortError(signal.reason);
     checkShape(token);
     let payload: jwt.JwtPayload | string;
     try {
@@ -134,7 +135,7 @@ export class RemoteTokenVerifier implements TokenVerifier {
   }
 
   async verify(token: string, userId: string, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) throw abortError(signal);
+    if (signal.aborted) throw abortError(signal.reason);
     checkShape(token);
     const { status, body } = await this.post(token, signal);
 
@@ -158,32 +159,24 @@ export class RemoteTokenVerifier implements TokenVerifier {
   }
 
   private async post(token: string, signal: AbortSignal): Promise<{ status: number; body: string }> {
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, this.options.timeoutMs);
-    const onAbort = (): void => controller.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
+    const request = withDeadline(signal, this.options.timeoutMs);
     try {
       const res = await this.fetch(this.options.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify({ Token: token }),
-        signal: controller.signal,
+        signal: request.signal,
         size: 1024 * 1024,
       });
       return { status: res.status, body: await res.text() };
     } catch (err) {
-      if (signal.aborted) throw abortError(signal);
-      if (timedOut) {
+      if (signal.aborted) throw abortError(signal.reason);
+      if (request.timedOut()) {
         throw transientError(`Token verification service did not answer within ${this.options.timeoutMs} ms`, { cause: err });
       }
       throw transientError('Token verification service is unreachable', { cause: err });
     } finally {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
+      request.dispose();
     }
   }
 }
@@ -261,10 +254,4 @@ function decodedClaim(token: string, claim: string): unknown {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function abortError(signal: AbortSignal): Error {
-  const err = new Error('The operation was aborted', { cause: signal.reason });
-  err.name = 'AbortError';
-  return err;
 }
