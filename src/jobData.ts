@@ -25,6 +25,17 @@ function own(data: object, key: string): unknown {
   return Object.prototype.hasOwnProperty.call(data, key) ? (data as Record<string, unknown>)[key] : undefined;
 }
 
+function isScalar(value: unknown): value is string | number | boolean {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean';
+}
+
+/** The data's `Number` if it can be echoed (a scalar), else null: for telling a user about invalid data. */
+export function echoableNumber(data: unknown): ImageJob['number'] {
+  if (typeof data !== 'object' || data === null) return null;
+  const number = own(data, 'Number');
+  return isScalar(number) ? number : null;
+}
+
 function describe(value: unknown): string {
   if (value === undefined) return 'missing';
   if (value === null) return 'null';
@@ -55,7 +66,7 @@ export function validateJobData(data: unknown): ImageJob {
   if (typeof prompt !== 'string') fail(`Job field Prompt must be a string (got ${describe(prompt)})`);
   if (cleanPrompt(prompt as string) === '') fail('Job field Prompt must not be blank');
   const number = own(data, 'Number');
-  if (number !== undefined && number !== null && !['string', 'number', 'boolean'].includes(typeof number)) {
+  if (number !== undefined && number !== null && !isScalar(number)) {
     fail(`Job field Number must be a string, number, boolean or null when given (got ${describe(number)})`);
   }
   return {

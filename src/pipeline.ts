@@ -1,5 +1,5 @@
 import { isAbortError, toError, WorkerError } from './errors';
-import { InvalidJobError, ImageJob, validateJobData } from './jobData';
+import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './jobData';
 import type { Logger } from './logger';
 import { preparePrompt } from './prompt';
 import { withRetries } from './retryPolicy';
@@ -127,7 +127,7 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
     }
     result.outcome = 'failed';
     if (userId === undefined) return result;
-    const failure = failureEvent(run, userId, job?.number ?? numberOf(run.data), error);
+    const failure = failureEvent(run, userId, job?.number ?? echoableNumber(run.data), error);
     // A failed delivery means the service is away: waiting as long again to say so would only block the
     // worker, so the failure goes out only if the connection happens to be back.
     if (result.steps.notify !== undefined) deps.notifier.tryNotify(failure);
@@ -165,13 +165,6 @@ async function tellFailure(event: JobEvent, deps: PipelineDeps, signal: AbortSig
 
 function eventFor(run: JobRun, job: ImageJob, status: JobEvent['status']): JobEvent {
   return { userId: job.userId, number: job.number, jobId: run.jobId, status };
-}
-
-/** `Number` when the rest of the data was invalid: echoed only if it is a scalar. */
-function numberOf(data: unknown): ImageJob['number'] {
-  if (typeof data !== 'object' || data === null || !Object.prototype.hasOwnProperty.call(data, 'Number')) return null;
-  const value = (data as { Number: unknown }).Number;
-  return ['string', 'number', 'boolean'].includes(typeof value) ? (value as ImageJob['number']) : null;
 }
 
 /** Anything that is not a WorkerError is a bug in a step: logged loudly, and the job fails rather than loops. */
