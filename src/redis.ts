@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import Redis, { RedisOptions } from 'ioredis';
 import type { Logger } from './logger';
+import { timeLimit } from './sleep';
 
 /**
  * ioredis options from a redis:// or rediss:// URL. Bull's own URL parsing ignores `rediss://`, so TLS
@@ -52,7 +53,7 @@ export function bullClientFactory(base: RedisOptions, logger: Logger): { create:
       clients.map(async (redis) => {
         if (redis.status === 'end') return;
         try {
-          await Promise.race([redis.quit(), new Promise((resolve) => setTimeout(resolve, 500).unref())]);
+          await Promise.race([redis.quit(), timeLimit(500)]);
         } catch {
           // Already closing or unreachable: disconnect below.
         }

@@ -9,6 +9,7 @@ import { LocalImageProvider } from './localProvider';
 import type { Logger } from './logger';
 import { errorSummary, PipelineDeps } from './pipeline';
 import { bullClientFactory, redisOptionsFromUrl } from './redis';
+import { timeLimit } from './sleep';
 import { SocketNotifier } from './socketNotifier';
 import { JwtTokenVerifier, RemoteTokenVerifier } from './tokenVerifier';
 import type { ImageProvider, Notifier, TokenVerifier } from './types';
@@ -134,11 +135,11 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
       if (!finished) {
         hardStop.abort();
         // Give the aborted handlers a moment to hand their jobs back to the queue.
-        await Promise.race([Promise.all(handBacks), delay(2000)]);
+        await Promise.race([Promise.all(handBacks), timeLimit(2000)]);
       }
       for (const { name, release } of releasers.reverse()) {
         try {
-          await Promise.race([release(), delay(RELEASE_LIMIT_MS)]);
+          await Promise.race([release(), timeLimit(RELEASE_LIMIT_MS)]);
         } catch (err) {
           logger.warn({ resource: name, err: errorSummary(err) }, 'release failed');
         }
@@ -185,8 +186,4 @@ async function logStats(queue: Queue, logger: Logger): Promise<void> {
   } catch (err) {
     logger.warn({ err: errorSummary(err) }, 'queue stats unavailable');
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -3,6 +3,7 @@ import dotenv from 'dotenv';
 import type { RedisOptions } from 'ioredis';
 import { DEFAULTS, redactUrl } from '../config';
 import { createImageQueue } from '../producer';
+import { timeLimit } from '../sleep';
 
 /** What the commands share: their streams and exit codes, the queue settings they read, a fail-fast Redis. */
 
@@ -91,7 +92,7 @@ export function openQueue(settings: QueueSettings): CliQueue {
 
 /** Bull waits for nothing here (no jobs are processed), but a dead connection must not hold the process. */
 export async function closeQueue(queue: Bull.Queue): Promise<void> {
-  await Promise.race([queue.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+  await Promise.race([queue.close().catch(() => undefined), timeLimit(2000)]);
 }
 
 /** One line for the operator: where, and why (with a hint when it is the certificate). */
