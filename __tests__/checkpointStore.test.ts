@@ -28,12 +28,12 @@ afterEach(() => {
 describe('RedisCheckpointStore', () => {
   it('returns what was saved when the fingerprint matches', async () => {
     await store.save('17', FINGERPRINT, IMAGE);
-    expect(await store.open('17', FINGERPRINT, OWNER)).toEqual(IMAGE);
+    expect(await store.load('17', FINGERPRINT)).toEqual(IMAGE);
   });
 
   it('keeps only what the image has: no revisedPrompt or cost stays absent', async () => {
     await store.save('18', FINGERPRINT, { base64: 'AAAA', mimeType: 'image/jpeg' });
-    const loaded = await store.open('18', FINGERPRINT, OWNER);
+    const loaded = await store.load('18', FINGERPRINT);
     expect(loaded).toEqual({ base64: 'AAAA', mimeType: 'image/jpeg' });
     expect(loaded!.revisedPrompt).toBeUndefined();
     expect(loaded!.costUsd).toBeUndefined();
@@ -41,21 +41,21 @@ describe('RedisCheckpointStore', () => {
 
   it('keeps a cost of zero', async () => {
     await store.save('19', FINGERPRINT, { ...IMAGE, costUsd: 0 });
-    expect((await store.open('19', FINGERPRINT, OWNER))!.costUsd).toBe(0);
+    expect((await store.load('19', FINGERPRINT))!.costUsd).toBe(0);
   });
 
   it('returns null for another fingerprint (a reused job id) and for a job never saved', async () => {
     await store.save('17', FINGERPRINT, IMAGE);
-    expect(await store.open('17', 'someone-else:1700000000000', OWNER)).toBeNull();
-    expect(await store.open('17', 'user-42:1700000000001', OWNER)).toBeNull();
-    expect(await store.open('99', FINGERPRINT, OWNER)).toBeNull();
+    expect(await store.load('17', 'someone-else:1700000000000')).toBeNull();
+    expect(await store.load('17', 'user-42:1700000000001')).toBeNull();
+    expect(await store.load('99', FINGERPRINT)).toBeNull();
   });
 
   it('keeps one checkpoint per job: a later save replaces the earlier one', async () => {
     await store.save('17', 'old-user:1', { ...IMAGE, base64: 'b2xk' });
     await store.save('17', FINGERPRINT, IMAGE);
-    expect(await store.open('17', 'old-user:1', OWNER)).toBeNull();
-    expect(await store.open('17', FINGERPRINT, OWNER)).toEqual(IMAGE);
+    expect(await store.load('17', 'old-user:1')).toBeNull();
+    expect(await store.load('17', FINGERPRINT)).toEqual(IMAGE);
   });
 
   it('stores under the queue prefix, one key per job, with a TTL of at most ttlS', async () => {
@@ -67,23 +67,13 @@ describe('RedisCheckpointStore', () => {
     expect(ttl).toBeLessThanOrEqual(TTL_S);
   });
 
-  it('open records the owner (with a TTL) and takeOwner hands it out exactly once', async () => {
-    expect(await store.open('17', FINGERPRINT, OWNER)).toBeNull();
-    expect(await redis.keys('*')).toEqual([`${BASE}owner:17`]);
-    expect(await redis.ttl(`${BASE}owner:17`)).toBeGreaterThan(0);
-    expect(await store.takeOwner('17')).toEqual(OWNER);
-    expect(await store.takeOwner('17')).toBeNull();
-    expect(await redis.keys('*')).toEqual([]);
-  });
-
-  it("forget deletes the job's checkpoint and owner record, and forgetting again is harmless", async () => {
-    await store.open('17', FINGERPRINT, OWNER);
+  it("forget deletes the job's checkpoint, and forgetting again is harmless", async () => {
     await store.save('17', FINGERPRINT, IMAGE);
     await store.save('18', FINGERPRINT, IMAGE);
     await store.forget('17');
     expect(await redis.keys('*')).toEqual([`${PREFIX}18`]);
     await expect(store.forget('17')).resolves.toBeUndefined();
-    expect(await store.open('18', FINGERPRINT, OWNER)).toEqual(IMAGE);
+    expect(await store.load('18', FINGERPRINT)).toEqual(IMAGE);
   });
 
   it.each([
@@ -96,7 +86,7 @@ describe('RedisCheckpointStore', () => {
     ['a header without an image after it', `${JSON.stringify({ f: FINGERPRINT, m: 'image/png' })}\n`],
   ])('a corrupt value (%s) reads as no checkpoint', async (_label, value) => {
     await redis.set(`${PREFIX}17`, value);
-    await expect(store.open('17', FINGERPRINT, OWNER)).resolves.toBeNull();
+    await expect(store.load('17', FINGERPRINT)).resolves.toBeNull();
   });
 
   it('round-trips a 1.5 MB image', async () => {
@@ -104,7 +94,7 @@ describe('RedisCheckpointStore', () => {
     expect(base64.length).toBe(1_500_000);
     const big: GeneratedImage = { base64, mimeType: 'image/png', costUsd: 0.07 };
     await store.save('big', FINGERPRINT, big);
-    const loaded = await store.open('big', FINGERPRINT, OWNER);
+    const loaded = await store.load('big', FINGERPRINT);
     expect(loaded!.base64.length).toBe(base64.length);
     expect(loaded!.base64 === base64).toBe(true);
     expect(loaded!.mimeType).toBe('image/png');

@@ -20,7 +20,7 @@ const signal = (): AbortSignal => new AbortController().signal;
 
 /** Runs generate and returns what it threw, failing the test if it resolved. */
 async function failure(p: GrokImageProvider = provider(), prompt = 'a cat'): Promise<WorkerError> {
-  const err = await p.generate(prompt, signal()).then(
+  const err = await p.generate({ prompt: prompt, userId: 'user-1' }, signal()).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -31,7 +31,7 @@ async function failure(p: GrokImageProvider = provider(), prompt = 'a cat'): Pro
 
 describe('request', () => {
   it('posts exactly model, prompt, n and response_format with the bearer key', async () => {
-    await provider().generate('a red fox', signal());
+    await provider().generate({ prompt: 'a red fox', userId: 'user-1' }, signal());
     expect(fake.calls).toHaveLength(1);
     const { headers, body } = fake.calls[0];
     expect(body).toEqual({ model: 'grok-imagine-image', prompt: 'a red fox', n: 1, response_format: 'b64_json' });
@@ -43,14 +43,14 @@ describe('request', () => {
   });
 
   it('passes the configured model through', async () => {
-    await provider({ model: 'grok-2-image-1212' }).generate('x', signal());
+    await provider({ model: 'grok-2-image-1212' }).generate({ prompt: 'x', userId: 'user-1' }, signal());
     expect(fake.calls[0].body).toMatchObject({ model: 'grok-2-image-1212' });
   });
 });
 
 describe('successful answers', () => {
   it('returns a b64 answer with mime type, revised prompt and cost', async () => {
-    const image = await provider().generate('a red fox', signal());
+    const image = await provider().generate({ prompt: 'a red fox', userId: 'user-1' }, signal());
     expect(image).toEqual({
       base64: TINY_PNG_BASE64,
       mimeType: 'image/png',
@@ -62,14 +62,14 @@ describe('successful answers', () => {
 
   it('defaults the mime type to image/jpeg and leaves out absent usage', async () => {
     fake.script([{ status: 200, json: { data: [{ b64_json: 'AAAA' }] } }]);
-    const image = await provider().generate('x', signal());
+    const image = await provider().generate({ prompt: 'x', userId: 'user-1' }, signal());
     expect(image).toEqual({ base64: 'AAAA', mimeType: 'image/jpeg' });
   });
 
   it('downloads a url answer, without the API key, and takes the mime from Content-Type', async () => {
     fake.setFile('fox.png', { status: 200, body: TINY_PNG, headers: { 'Content-Type': 'image/png' } });
     fake.script([{ status: 200, json: { data: [{ url: fake.fileUrl('fox.png') }], usage: { cost_in_usd_ticks: 5e8 } } }]);
-    const image = await provider().generate('x', signal());
+    const image = await provider().generate({ prompt: 'x', userId: 'user-1' }, signal());
     expect(image.base64).toBe(TINY_PNG_BASE64);
     expect(image.mimeType).toBe('image/png');
     expect(image.costUsd).toBeCloseTo(0.05);
@@ -84,8 +84,8 @@ describe('successful answers', () => {
       { status: 200, json: { data: [{ url: fake.fileUrl('a') }] } },
       { status: 200, json: { data: [{ url: fake.fileUrl('b'), mime_type: 'image/webp' }] } },
     ]);
-    expect((await provider().generate('x', signal())).mimeType).toBe('image/jpeg');
-    expect((await provider().generate('x', signal())).mimeType).toBe('image/webp');
+    expect((await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType).toBe('image/jpeg');
+    expect((await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType).toBe('image/webp');
   });
 
   it('retries a failed download on its own, never the paid API call', async () => {
@@ -93,7 +93,7 @@ describe('successful answers', () => {
     fake.setFile('flaky', { status: 503, body: 'later' });
     fake.script([{ status: 200, json: { data: [{ url: fake.fileUrl('flaky') }] } }]);
     const flaky = provider({ downloadRetries: 2, retryDelay: () => (++downloads === 2 && fake.setFile('flaky', { status: 200, body: TINY_PNG }), 5) });
-    const image = await flaky.generate('x', signal());
+    const image = await flaky.generate({ prompt: 'x', userId: 'user-1' }, signal());
     expect(image.base64).toBe(TINY_PNG_BASE64);
     expect(fake.calls).toHaveLength(1);
     expect(fake.downloads).toHaveLength(3);
@@ -257,7 +257,7 @@ describe('broken answers and the network', () => {
   it("the caller's abort rejects with an AbortError, not a WorkerError", async () => {
     fake.script([{ hang: true }]);
     const controller = new AbortController();
-    const run = provider().generate('x', controller.signal);
+    const run = provider().generate({ prompt: 'x', userId: 'user-1' }, controller.signal);
     setTimeout(() => controller.abort(), 50);
     const err = await run.catch((e: unknown) => e);
     expect(err).toMatchObject({ name: 'AbortError' });
@@ -267,7 +267,7 @@ describe('broken answers and the network', () => {
   it('an already aborted signal sends nothing', async () => {
     const controller = new AbortController();
     controller.abort();
-    await expect(provider().generate('x', controller.signal)).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(provider().generate({ prompt: 'x', userId: 'user-1' }, controller.signal)).rejects.toMatchObject({ name: 'AbortError' });
     expect(fake.calls).toHaveLength(0);
   });
 });

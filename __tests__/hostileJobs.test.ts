@@ -60,7 +60,7 @@ describe('hostile and malformed job data', () => {
             return { base64: 'aGk=', mimeType: 'image/png' };
           },
         };
-        const checkpoints = { open: async () => null, save: async () => undefined };
+        const checkpoints = { load: async () => null, save: async () => undefined };
         const result = await runJob(
           { jobId: '1', data, attempt: 1, maxAttempts: 1, createdAt: 1 },
           { verifier, provider, notifier, checkpoints, logger, settings: { promptPrefix: '', promptMaxLength: 1000, maxRetries: 0, notifyProgress: true } },

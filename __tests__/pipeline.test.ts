@@ -3,7 +3,7 @@ import { abortError, permanentError, transientError, WorkerError } from '../src/
 import { createLogger } from '../src/logger';
 import { JobRun, PipelineDeps, PipelineSettings, runJob } from '../src/pipeline';
 import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
-import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, JobOwner, Notifier, TokenVerifier } from '../src/types';
+import type { CheckpointStore, GeneratedImage, ImageProvider, ImageRequest, JobEvent, Notifier, TokenVerifier } from '../src/types';
 
 const USER = 'user-42';
 const CREATED_AT = 1_700_000_000_000;
@@ -44,7 +44,7 @@ class FakeProvider implements ImageProvider {
   script: unknown[] = [IMAGE];
   onCall?: () => void;
   constructor(private readonly timeline: string[]) {}
-  async generate(prompt: string, signal: AbortSignal): Promise<GeneratedImage> {
+  async generate({ prompt }: ImageRequest, signal: AbortSignal): Promise<GeneratedImage> {
     this.prompts.push(prompt);
     this.timeline.push('generate');
     this.onCall?.();
@@ -96,12 +96,10 @@ class FakeNotifier implements Notifier {
 class FakeCheckpoints implements CheckpointStore {
   readonly saved = new Map<string, { fingerprint: string; image: GeneratedImage }>();
   readonly ops: string[] = [];
-  readonly owners = new Map<string, JobOwner>();
   failOn = new Set<'open' | 'save'>();
   constructor(private readonly timeline: string[]) {}
-  async open(jobId: string, fingerprint: string, owner: JobOwner): Promise<GeneratedImage | null> {
+  async load(jobId: string, fingerprint: string): Promise<GeneratedImage | null> {
     this.record('open', jobId);
-    this.owners.set(jobId, owner);
     const entry = this.saved.get(jobId);
     return entry && entry.fingerprint === fingerprint ? entry.image : null;
   }
@@ -169,7 +167,6 @@ describe('runJob: the completed path', () => {
     // Delivered at once: nothing to wait for, so the image is never written to Redis.
     expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'generate', 'deliver:completed']);
     expect(t.checkpoints.saved.size).toBe(0);
-    expect(t.checkpoints.owners.get('17')).toEqual({ userId: USER, number: 3 });
   });
 
   it('checkpoints the image before waiting for a delivery that cannot happen at once', async () => {

@@ -11,7 +11,7 @@ export function applyCheckpointVariant(variant: CheckpointVariant): void {
   if (variant === 'shipped') return;
   if (variant !== 'none') throw new Error(`unknown BENCH_CHECKPOINT: ${String(variant)}`);
   const proto = RedisCheckpointStore.prototype;
-  proto.open = async () => null;
+  proto.load = async () => null;
   proto.save = async () => undefined;
   proto.forget = async () => undefined;
 }

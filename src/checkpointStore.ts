@@ -32,16 +32,8 @@ export class RedisCheckpointStore implements CheckpointStore {
     return `${this.keyBase}owner:${jobId}`;
   }
 
-  async open(jobId: string, fingerprint: string, owner: JobOwner): Promise<GeneratedImage | null> {
-    const results = await this.redis
-      .pipeline()
-      .set(this.ownerKey(jobId), JSON.stringify(owner), 'EX', this.ttlS)
-      .getBuffer(this.key(jobId))
-      .exec();
-    const [ownerResult, checkpointResult] = results ?? [];
-    if (ownerResult?.[0]) throw ownerResult[0];
-    if (checkpointResult?.[0]) throw checkpointResult[0];
-    return parseCheckpoint(checkpointResult?.[1] as Buffer | null, fingerprint);
+  async load(jobId: string, fingerprint: string): Promise<GeneratedImage | null> {
+    return parseCheckpoint(await this.redis.getBuffer(this.key(jobId)), fingerprint);
   }
 
   async save(jobId: string, fingerprint: string, image: GeneratedImage): Promise<void> {

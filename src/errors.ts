@@ -16,6 +16,13 @@ export interface WorkerErrorOptions {
   status?: number;
   /** The image API refused the key, model or URL: logged at error level for an operator to act on. */
   misconfiguration?: boolean;
+  /**
+   * A 429 that is the team's rate limit (not used-up credits): a wait, never a failure. The capacity layer
+   * slows the fleet and asks again; it never uses up a job's retries.
+   */
+  rateLimited?: boolean;
+  /** An operator must act: the job-end line carries `alert` (used-up credits: `billing`). */
+  alert?: 'billing' | 'misconfiguration';
 }
 
 /**
@@ -28,6 +35,8 @@ export class WorkerError extends Error {
   readonly retryAfterMs?: number;
   readonly status?: number;
   readonly misconfiguration: boolean;
+  readonly rateLimited: boolean;
+  readonly alert?: 'billing' | 'misconfiguration';
 
   constructor(code: ErrorCode, message: string, options: WorkerErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -37,6 +46,8 @@ export class WorkerError extends Error {
     this.retryAfterMs = options.retryAfterMs;
     this.status = options.status;
     this.misconfiguration = options.misconfiguration ?? false;
+    this.rateLimited = options.rateLimited ?? false;
+    this.alert = options.alert ?? (this.misconfiguration ? 'misconfiguration' : undefined);
   }
 }
 

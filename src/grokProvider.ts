@@ -2,7 +2,7 @@ import nodeFetch from 'node-fetch';
 import { withDeadline } from './abort';
 import { abortError, WorkerError, isAbortError, permanentError, transientError } from './errors';
 import { isTransientStatus, parseRetryAfter, retryDelayMs, withRetries } from './retryPolicy';
-import type { GeneratedImage, ImageProvider } from './types';
+import type { GeneratedImage, ImageProvider, ImageRequest } from './types';
 
 type Fetch = typeof nodeFetch;
 
@@ -48,7 +48,7 @@ export class GrokImageProvider implements ImageProvider {
     this.fetch = options.fetch ?? nodeFetch;
   }
 
-  async generate(prompt: string, signal: AbortSignal): Promise<GeneratedImage> {
+  async generate({ prompt }: ImageRequest, signal: AbortSignal): Promise<GeneratedImage> {
     const { apiUrl, apiKey, model } = this.options;
     const answer = await this.withTimeout('Image API', signal, async (s) => {
       const res = await this.fetch(apiUrl, {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { PNG } from 'pngjs';
 import { sleep } from './sleep';
-import type { GeneratedImage, ImageProvider } from './types';
+import type { GeneratedImage, ImageProvider, ImageRequest } from './types';
 
 export interface LocalProviderOptions {
   /** Width and height in pixels, 16..1024. Default 256. */
@@ -31,7 +31,7 @@ export class LocalImageProvider implements ImageProvider {
     }
   }
 
-  async generate(prompt: string, signal: AbortSignal): Promise<GeneratedImage> {
+  async generate({ prompt }: ImageRequest, signal: AbortSignal): Promise<GeneratedImage> {
     // Always sleeps, even for 0 ms, so an aborted signal is honoured like the real provider would.
     await sleep(this.delayMs, signal);
     return { base64: renderPng(prompt, this.size).toString('base64'), mimeType: 'image/png', costUsd: 0 };

@@ -3,7 +3,7 @@ import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './jo
 import type { Logger } from './logger';
 import { preparePrompt } from './prompt';
 import { withRetries } from './retryPolicy';
-import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, JobOwner, Notifier, TokenVerifier } from './types';
+import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, Notifier, TokenVerifier } from './types';
 
 /** The steps' collaborators: the pipeline never builds a client or reads the environment itself. */
 export interface PipelineDeps {
@@ -84,7 +84,7 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
 
     // An image checkpointed by an earlier run of this very job was only made after its token was verified:
     // it is delivered even if the token has expired since (a Bull backoff, a restart), never paid for again.
-    const saved = await openCheckpoint(run.jobId, fingerprint, { userId, number: job.number }, deps);
+    const saved = await loadCheckpoint(run.jobId, fingerprint, deps);
     if (!saved) await timed('token', () => retrying(() => deps.verifier.verify(token, userId, signal), 'token'));
 
     // Progress goes out only once the room is proven to be this user's.
@@ -98,7 +98,7 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
     logger.debug({ jobId: run.jobId, prompt: prompt.text }, 'prompt');
 
     result.fromCheckpoint = saved !== null;
-    const image = saved ?? (await timed('generate', () => retrying(() => deps.provider.generate(prompt.text, signal), 'generate')));
+    const image = saved ?? (await timed('generate', () => retrying(() => deps.provider.generate({ prompt: prompt.text, userId }, signal), 'generate')));
     result.imageBytes = base64Bytes(image.base64);
     // A checkpointed image was paid for by an earlier run, and logged there.
     result.costUsd = saved ? 0 : image.costUsd;
@@ -136,8 +136,8 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
   }
 }
 
-async function openCheckpoint(jobId: string, fingerprint: string, owner: JobOwner, deps: PipelineDeps): Promise<GeneratedImage | null> {
-  return deps.checkpoints.open(jobId, fingerprint, owner).catch((err: unknown) => {
+async function loadCheckpoint(jobId: string, fingerprint: string, deps: PipelineDeps): Promise<GeneratedImage | null> {
+  return deps.checkpoints.load(jobId, fingerprint).catch((err: unknown) => {
     deps.logger.warn({ jobId, err: errorSummary(err) }, 'checkpoint unreadable, generating');
     return null;
   });

@@ -11,9 +11,22 @@ export interface GeneratedImage {
   costUsd?: number;
 }
 
+/** One request for an image. */
+export interface ImageRequest {
+  /** The prepared prompt (prefix + the user's cleaned, possibly cut prompt). */
+  prompt: string;
+  /** The job's user; the Grok provider sends only a one-way hash of it (`user`). */
+  userId: string;
+  /**
+   * Epoch ms after which waiting for capacity (the shared rate limit, a rate-limit 429) ends the job as
+   * GENERATION_FAILED (GENERATION_DEADLINE_MS from the start of the generate step). Absent: no deadline.
+   */
+  deadlineAt?: number;
+}
+
 /** Makes one image; one attempt, no retries (the pipeline owns the retry policy). */
 export interface ImageProvider {
-  generate(prompt: string, signal: AbortSignal): Promise<GeneratedImage>;
+  generate(request: ImageRequest, signal: AbortSignal): Promise<GeneratedImage>;
 }
 
 /**
@@ -56,10 +69,21 @@ export interface JobOwner {
 /**
  * Keeps a generated image until it is delivered, so a later attempt of the job does not pay again.
  * `fingerprint` ties the image to one job instance (user and creation time): a reused job id never
- * delivers an earlier job's image. The queue's side removes both once the job has finished.
+ * delivers an earlier job's image. The job's end (the queue side) removes it.
  */
 export interface CheckpointStore {
-  /** Records the job's owner and returns the image an earlier run of this job checkpointed, if any. */
-  open(jobId: string, fingerprint: string, owner: JobOwner): Promise<GeneratedImage | null>;
+  /** The image an earlier run of this job checkpointed, if any. */
+  load(jobId: string, fingerprint: string): Promise<GeneratedImage | null>;
   save(jobId: string, fingerprint: string, image: GeneratedImage): Promise<void>;
+}
+
+/**
+ * Prompts refused by moderation, per user, for REFUSAL_MEMORY_S: the StoryBang front end asks again at once
+ * after any failure, and a refused prompt would otherwise go back to the paid API every time. Only a hash of
+ * user and prompt is stored.
+ */
+export interface RefusalMemory {
+  /** Was this prepared prompt refused for this user within the memory's lifetime? */
+  has(userId: string, prompt: string): Promise<boolean>;
+  remember(userId: string, prompt: string): Promise<void>;
 }
