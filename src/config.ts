@@ -18,7 +18,10 @@ export const DEFAULTS = {
   GROK_MODEL: 'grok-imagine-image',
   GROK_TIMEOUT_MS: '60000',
   GROK_MAX_RETRIES: '3',
-  GROK_RATE_WINDOW_MS: '60000',
+  GROK_RATE_LIMIT: '5',
+  GROK_RATE_WINDOW_MS: '1000',
+  GENERATION_DEADLINE_MS: '300000',
+  USER_CONCURRENCY: '0',
   NOTIFY_EVENT: 'Profile',
   NOTIFY_ROOM_SUFFIX: '_Grok_Image_Generator',
   NOTIFY_FORMAT: 'schema',
@@ -60,8 +63,10 @@ export interface Config {
   jwt: JwtConfig;
   imageProvider: 'grok' | 'local';
   grok: { apiUrl: string; apiKey: string; model: string; timeoutMs: number; maxRetries: number };
-  /** Shared limiter for the image API across all workers (Bull's limiter), when set. */
-  rateLimit?: { max: number; durationMs: number };
+  /** The fleet's shared pace for the image API; null when GROK_RATE_LIMIT=0. */
+  rateLimit: { max: number; windowMs: number } | null;
+  generationDeadlineMs: number;
+  userConcurrency: number;
   localImageDelayMs: number;
   notify: {
     url: string;
@@ -152,8 +157,8 @@ export function loadConfig(env: Env): Config {
     problems.push('GROK_API_KEY is required when IMAGE_PROVIDER=grok (an xAI API key; or set IMAGE_PROVIDER=local for offline images)');
   }
 
-  const rateLimitRaw = optional('GROK_RATE_LIMIT');
-  const rateLimit = rateLimitRaw === undefined ? undefined : { max: int('GROK_RATE_LIMIT', 1), durationMs: int('GROK_RATE_WINDOW_MS', 1) };
+  const rateMax = int('GROK_RATE_LIMIT', 0);
+  const rateLimit = rateMax === 0 ? null : { max: rateMax, windowMs: int('GROK_RATE_WINDOW_MS', 1) };
 
   const config: Config = {
     redisUrl,
@@ -172,6 +177,8 @@ export function loadConfig(env: Env): Config {
       maxRetries: int('GROK_MAX_RETRIES', 0, 20),
     },
     rateLimit,
+    generationDeadlineMs: int('GENERATION_DEADLINE_MS', 1000),
+    userConcurrency: int('USER_CONCURRENCY', 0),
     localImageDelayMs: int('LOCAL_IMAGE_DELAY_MS', 0),
     notify: {
       url: notificationUrl(optional('PORT_MESSAGES_USERS'), problems),

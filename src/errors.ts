@@ -90,3 +90,9 @@ export function abortError(cause?: unknown): Error {
   err.name = 'AbortError';
   return err;
 }
+
+/** What a log line shows of an error: its message, and for a WorkerError its code and HTTP status. */
+export function errorSummary(err: unknown): { message: string; code?: string; status?: number } {
+  const error = toError(err);
+  return err instanceof WorkerError ? { message: error.message, code: err.code, status: err.status } : { message: error.message };
+}

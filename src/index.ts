@@ -1,11 +1,20 @@
 import { ConfigError, loadConfigFromEnvironment } from './config';
-import { toError } from './errors';
-import { createLogger, Logger } from './logger';
-import { RunningWorker, startWorker } from './worker';
+import { isAbortError, toError } from './errors';
+import { createLogger } from './logger';
+import { startWorker } from './worker';
+
+/** Exit codes: the platform tells a clean stop from a forced one, and a bad configuration from a crash. */
+export const EXIT_CLEAN = 0;
+export const EXIT_FORCED = 1;
+export const EXIT_CONFIG = 78; // EX_CONFIG: restarting will not help until the settings change.
+
+/** Time past SHUTDOWN_TIMEOUT_MS for handing jobs back and closing connections before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 4000;
 
 /**
- * The process: config, logger, worker, and the signals. First SIGTERM/SIGINT drains and exits 0; a
- * second exits at once (Bull's stalled-job recovery redoes whatever was still running).
+ * The process: config, logger, worker, and the signals. The first SIGTERM/SIGINT drains and exits 0; a second
+ * signal, a shutdown that overruns its limit and an uncaught exception all take the one forced path and exit 1
+ * (the fair queue's lease recovery redoes whatever was still running).
  */
 export async function main(): Promise<void> {
   let config;
@@ -14,62 +23,57 @@ export async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
-      process.exit(78); // EX_CONFIG: the platform shows the message; restarting will not help.
+      process.exit(EXIT_CONFIG);
     }
     throw err;
   }
   const logger = createLogger(config.logLevel);
-  handleProcessErrors(logger);
-  // Signals are handled from the first moment: jobs start flowing before startWorker resolves.
-  const worker = startWorker(config, logger);
-  handleSignals(worker, logger, config.shutdownTimeoutMs + SHUTDOWN_GRACE_MS);
-  await worker;
-}
+  const forceExit = (reason: string, fields: Record<string, unknown> = {}): never => {
+    logger.fatal(fields, `${reason}: exiting now`);
+    process.exit(EXIT_FORCED);
+  };
+  process.on('uncaughtException', (err) => forceExit('uncaught exception', { err }));
+  // A stray rejection is a bug somewhere, but the jobs and connections are intact: log it and keep serving.
+  process.on('unhandledRejection', (reason) => logger.error({ err: toError(reason) }, 'unhandled rejection'));
 
-/** Time past SHUTDOWN_TIMEOUT_MS for handing jobs back and closing connections before the process exits anyway. */
-const SHUTDOWN_GRACE_MS = 4000;
-
-function handleSignals(worker: Promise<RunningWorker>, logger: Logger, hardLimitMs: number): void {
+  // Signals are handled from the first moment: one during start stops the start.
+  const stopStart = new AbortController();
+  const worker = startWorker(config, logger, { signal: stopStart.signal });
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (signalled) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
+    if (signalled) forceExit('second signal', { signal });
     signalled = true;
     logger.info({ signal }, 'signal received');
+    stopStart.abort();
     // Whatever hangs (an unreachable Redis while closing), the process leaves before the platform kills it.
-    setTimeout(() => {
-      logger.warn({ limitMs: hardLimitMs }, 'shutdown overran its limit: exiting');
-      process.exit(0);
-    }, hardLimitMs).unref();
-    worker.then((w) => w.close()).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err: toError(err) }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    const limitMs = config.shutdownTimeoutMs + SHUTDOWN_GRACE_MS;
+    setTimeout(() => forceExit('shutdown overran its limit', { limitMs }), limitMs).unref();
+    worker
+      .then((w) => w.close())
+      .then(
+        () => process.exit(EXIT_CLEAN),
+        (err: unknown) => {
+          if (isAbortError(err)) {
+            logger.info('stopped before ready');
+            process.exit(EXIT_CLEAN);
+          }
+          forceExit('shutdown failed', { err: toError(err) });
+        },
+      );
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-}
-
-function handleProcessErrors(logger: Logger): void {
-  // A stray rejection is a bug somewhere, but the jobs and connections are intact: log it and keep serving.
-  process.on('unhandledRejection', (reason) => {
-    logger.error({ err: toError(reason) }, 'unhandled rejection');
-  });
-  // After an uncaught exception the process state is unknown: exit non-zero so the platform restarts it.
-  process.on('uncaughtException', (err) => {
-    logger.fatal({ err }, 'uncaught exception: exiting');
-    process.exit(1);
-  });
+  try {
+    await worker;
+  } catch (err) {
+    if (!(isAbortError(err) && signalled)) throw err;
+  }
 }
 
 if (require.main === module) {
   main().catch((err: unknown) => {
     process.stderr.write(`${JSON.stringify({ level: 'fatal', msg: 'worker failed to start', err: toError(err).message })}\n`);
-    process.exit(1);
+    process.exit(EXIT_FORCED);
   });
 }
+

@@ -1,4 +1,4 @@
-import { isAbortError, toError, WorkerError } from './errors';
+import { errorSummary, isAbortError, toError, WorkerError } from './errors';
 import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './jobData';
 import type { Logger } from './logger';
 import { preparePrompt } from './prompt';
@@ -173,11 +173,6 @@ function asWorkerError(err: unknown, logger: Logger, jobId: string): WorkerError
   const error = toError(err);
   logger.error({ jobId, err: error }, 'unexpected error in the pipeline');
   return new WorkerError('GENERATION_FAILED', 'Image generation failed unexpectedly', { cause: error });
-}
-
-export function errorSummary(err: unknown): { message: string; code?: string; status?: number } {
-  const error = toError(err);
-  return err instanceof WorkerError ? { message: error.message, code: err.code, status: err.status } : { message: error.message };
 }
 
 export function base64Bytes(base64: string): number {

@@ -66,6 +66,19 @@ export function retryDelayMs(attempt: number, err: unknown, opts: BackoffOptions
   return backoffDelayMs(attempt, opts);
 }
 
+/**
+ * The wait before a producer's next Bull attempt, as Bull 4 computes it from the job's `backoff` option after
+ * `attemptsMade` failed attempts: a number or `{type: 'fixed', delay}` waits `delay`; `{type: 'exponential',
+ * delay}` waits (2^attemptsMade - 1) x delay. No backoff (or one Bull would not know) runs the next attempt at once.
+ */
+export function producerBackoffMs(backoff: unknown, attemptsMade: number): number {
+  const option = typeof backoff === 'number' ? { type: 'fixed', delay: backoff } : (backoff as { type?: unknown; delay?: unknown } | null);
+  const delay = typeof option?.delay === 'number' && Number.isFinite(option.delay) ? Math.max(0, option.delay) : 0;
+  if (option?.type === 'fixed') return delay;
+  if (option?.type === 'exponential') return Math.round((2 ** Math.max(1, attemptsMade) - 1) * delay);
+  return 0;
+}
+
 export interface RetryInfo {
   /** The attempt that just failed (1-based); the next call is attempt + 1. */
   attempt: number;

@@ -7,6 +7,7 @@ import type { Logger } from './logger';
 import { buildPayload } from './payload';
 import { backoffDelayMs } from './retryPolicy';
 import { sleep } from './sleep';
+import { Throttle } from './throttle';
 import type { JobEvent, Notifier } from './types';
 
 export interface SocketNotifierOptions {
@@ -65,13 +66,12 @@ export class SocketNotifier implements Notifier {
       // refusing us from turning this into a busy loop.
       if (reason === 'io server disconnect') this.rejoin();
     });
-    let lastErrorLog = 0;
+    // Reconnection attempts come every few seconds while the service is away: one line a minute is enough.
+    const throttle = new Throttle(60_000);
     this.socket.on('connect_error', (err) => {
       // A refusal by the service's middleware also ends socket.io-client's own reconnection (`active` is false).
       if (!this.socket.active) this.rejoin();
-      // Reconnection attempts come every few seconds while the service is away: one line a minute is enough.
-      if (Date.now() - lastErrorLog < 60_000) return;
-      lastErrorLog = Date.now();
+      if (!throttle.allow()) return;
       log.warn({ err: { message: err.message } }, 'notification service unreachable, retrying');
     });
   }

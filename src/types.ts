@@ -57,6 +57,8 @@ export interface Notifier {
   tryDeliver(event: JobEvent): boolean;
   /** Best effort, for progress: sends at once if connected, never waits. Returns whether it was sent. */
   tryNotify(event: JobEvent): boolean;
+  /** Resolves true once connected, false after `timeoutMs`: lets a start wait briefly for its first events to go out. */
+  waitForConnection?(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 

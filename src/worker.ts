@@ -1,23 +1,33 @@
 import { setMaxListeners } from 'node:events';
 import Bull, { Job, Queue } from 'bull';
+import type { Redis } from 'ioredis';
 import { RedisCheckpointStore } from './checkpointStore';
-import { Config, describeConfig } from './config';
-import { toError } from './errors';
+import { Config, describeConfig, redactUrl } from './config';
+import { abortError, errorSummary, toError } from './errors';
+import { FairQueue } from './fairQueue';
 import { GrokImageProvider } from './grokProvider';
-import { handleJob, JobContext, reportStallLimit } from './jobHandler';
+import { JobRunner } from './jobRunner';
 import { LocalImageProvider } from './localProvider';
 import type { Logger } from './logger';
-import { errorSummary, PipelineDeps } from './pipeline';
+import { paceIntervalMs, RedisPacer } from './pacer';
+import type { PipelineDeps } from './pipeline';
 import { bullClientFactory, redisOptionsFromUrl } from './redis';
-import { timeLimit } from './sleep';
+import { Releasers } from './releasers';
+import { backoffDelayMs } from './retryPolicy';
+import { sleep, timeLimit } from './sleep';
 import { SocketNotifier } from './socketNotifier';
+import { Throttle } from './throttle';
 import { JwtTokenVerifier, RemoteTokenVerifier } from './tokenVerifier';
 import type { ImageProvider, Notifier, TokenVerifier } from './types';
 
 export const QUEUE_PREFIX = 'bull';
 const NOTIFIER_START_WAIT_MS = 3000;
-/** Each resource gets this long to close; Redis that is away would otherwise hold shutdown. */
-const RELEASE_LIMIT_MS = 1500;
+/** Jobs Bull hands over at once: each is only moved into the fair queue, one script, so two loops keep up. */
+const INTAKE_CONCURRENCY = 2;
+/** After shutdown runs out of time, how long aborted jobs get to hand themselves back. */
+const HAND_BACK_LIMIT_MS = 2000;
+/** How long start waits for Redis before saying so (and again every 30 s). */
+const REDIS_WAIT_NOTICE_MS = 1000;
 
 /** Edges a test (or a benchmark) may replace; everything else is built from the config. */
 export interface WorkerOverrides {
@@ -25,11 +35,13 @@ export interface WorkerOverrides {
   verifier?: TokenVerifier;
   notifier?: Notifier;
   retryDelay?: PipelineDeps['retryDelay'];
+  /** Aborting it during start releases what was built and rejects with an AbortError (a signal before ready). */
+  signal?: AbortSignal;
 }
 
 export interface RunningWorker {
   queue: Queue;
-  /** Stop fetching, let in-flight jobs finish within SHUTDOWN_TIMEOUT_MS, then close. Safe to call twice. */
+  /** Stop taking jobs, let running ones finish within SHUTDOWN_TIMEOUT_MS, hand the rest back, close. Safe to call twice. */
   close(): Promise<void>;
 }
 
@@ -55,38 +67,53 @@ export function createVerifier(config: Config): TokenVerifier {
   });
 }
 
-/** Wires config -> Redis, queue, provider, verifier, notifier -> pipeline, and starts consuming. */
+/**
+ * Wires config -> Redis, queue, fair queue, provider, verifier, notifier -> pipeline, and starts consuming.
+ * Whatever was opened is released again if the start fails half-way.
+ */
 export async function startWorker(config: Config, logger: Logger, overrides: WorkerOverrides = {}): Promise<RunningWorker> {
   logger.info({ settings: describeConfig(config) }, 'starting');
-  // Releasers run last-in-first-out at shutdown, each guarded on its own.
-  const releasers: Array<{ name: string; release: () => Promise<void> }> = [];
+  const releasers = new Releasers(logger);
+  try {
+    return await start(config, logger, overrides, releasers);
+  } catch (err) {
+    await releasers.releaseAll();
+    throw err;
+  }
+}
 
+async function start(config: Config, logger: Logger, overrides: WorkerOverrides, releasers: Releasers): Promise<RunningWorker> {
+  const { signal } = overrides;
   const redis = bullClientFactory(redisOptionsFromUrl(config.redisUrl, config.redisTlsRejectUnauthorized), logger);
+  releasers.add('redis', () => redis.closeAll());
   const queue = new Bull(config.queueName, {
     prefix: QUEUE_PREFIX,
     createClient: (type) => redis.create(type),
-    settings: {
-      lockDuration: config.lockDurationMs,
-      stalledInterval: config.stalledIntervalMs,
-      maxStalledCount: config.maxStalledCount,
-    },
-    limiter: config.rateLimit ? { max: config.rateLimit.max, duration: config.rateLimit.durationMs } : undefined,
+    settings: { lockDuration: config.lockDurationMs, stalledInterval: config.stalledIntervalMs, maxStalledCount: config.maxStalledCount },
   });
-  releasers.push({ name: 'redis', release: () => redis.closeAll() });
-  releasers.push({ name: 'queue', release: () => queue.close(true) });
+  releasers.add('queue', () => queue.close(true));
   watchQueue(queue, logger);
+  await waitForRedis(queue.client, config.redisUrl, logger, signal);
 
   const notifier = overrides.notifier ?? new SocketNotifier({ ...config.notify, logger });
-  releasers.push({ name: 'notifier', release: () => notifier.close() });
+  releasers.add('notifier', () => notifier.close());
   // The first jobs' progress events need a connection; a service that is away does not stop the start.
-  if (notifier instanceof SocketNotifier) await notifier.waitForConnection(NOTIFIER_START_WAIT_MS);
+  await notifier.waitForConnection?.(NOTIFIER_START_WAIT_MS);
+  if (signal?.aborted) throw abortError();
 
-  const checkpoints = new RedisCheckpointStore(queue.client, `${QUEUE_PREFIX}:${config.queueName}:`, config.checkpointTtlS);
+  const base = `${QUEUE_PREFIX}:${config.queueName}:`;
+  const pacer = config.rateLimit ? new RedisPacer(queue.client, base, paceIntervalMs(config.rateLimit)) : null;
+  const fair = new FairQueue(queue.client, base, {
+    leaseMs: config.lockDurationMs,
+    userConcurrency: config.userConcurrency,
+    doneTtlS: config.checkpointTtlS,
+    paceLeadMs: pacer ? pacer.intervalMs : null,
+  });
   const deps: PipelineDeps = {
     verifier: overrides.verifier ?? createVerifier(config),
     provider: overrides.provider ?? createProvider(config),
     notifier,
-    checkpoints,
+    checkpoints: new RedisCheckpointStore(queue.client, base, config.checkpointTtlS),
     logger,
     settings: {
       promptPrefix: config.promptPrefix,
@@ -97,92 +124,99 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
     retryDelay: overrides.retryDelay,
   };
 
-  // Aborted only when shutdown runs out of time: in-flight waits end and their jobs are handed back.
+  // Aborted only when shutdown runs out of time: running jobs stop waiting and are handed back.
   const hardStop = new AbortController();
-  // Every in-flight wait listens to it: as many as CONCURRENCY, which may be above Node's warning level.
+  // Every running job's waits listen to it: as many as CONCURRENCY, which may be above Node's warning level.
   setMaxListeners(0, hardStop.signal);
-  let shuttingDown = false;
-  const handBacks = new Set<Promise<void>>();
-  const context: JobContext = { deps, signal: hardStop.signal, shuttingDown: () => shuttingDown, handBacks, logger };
-  // Once Bull has recorded a job as finished, its checkpoint and owner record have served their purpose.
-  const forget = (job: Job): void => {
-    checkpoints.forget(String(job.id)).catch((err: unknown) => {
-      logger.warn({ jobId: String(job.id), err: errorSummary(err) }, 'checkpoint not removed (it expires by itself)');
-    });
-  };
-  queue.on('completed', forget);
-  // Bull emits 'failed' for every failed attempt; only a final one (finishedOn set) ends the job.
-  queue.on('failed', (job: Job | null) => job?.finishedOn && forget(job));
-  queue.on('global:failed', (jobId: string, reason: string) => void reportStallLimit(String(jobId), reason, checkpoints, deps, logger));
-  const handler = (job: Job): Promise<void> => handleJob(job, context);
-  queue.process(config.concurrency, handler).catch((err: unknown) => {
+  const runner = new JobRunner(fair, deps, { pacer, deadlineMs: config.generationDeadlineMs, logger }, {
+    concurrency: config.concurrency,
+    leaseMs: config.lockDurationMs,
+    stalledIntervalMs: config.stalledIntervalMs,
+    maxStalledCount: config.maxStalledCount,
+  }, hardStop.signal);
+
+  const wake = redis.create('wake');
+  await wake.subscribe(fair.wakeChannel);
+  wake.on('message', () => runner.wake());
+
+  let closing: Promise<void> | undefined;
+  // Bull only brings jobs in: each is moved into the fair queue at once (producers stay unchanged).
+  queue.process(INTAKE_CONCURRENCY, (job: Job) => intake(fair, job, () => closing !== undefined, logger)).catch((err: unknown) => {
     logger.error({ err: toError(err) }, 'queue processing stopped');
   });
-  await queue.isReady();
+  runner.start();
 
-  const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue, logger), config.statsIntervalMs) : undefined;
+  const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue, fair, logger), config.statsIntervalMs) : undefined;
   stats?.unref();
   logger.info({ queue: config.queueName, concurrency: config.concurrency }, 'ready');
 
-  let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
-      shuttingDown = true;
       const started = Date.now();
-      if (stats) clearInterval(stats);
-      logger.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: no new jobs, finishing in-flight ones');
-      const finished = await finishInFlight(queue, config.shutdownTimeoutMs);
+      clearInterval(stats);
+      logger.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: no new jobs, finishing running ones');
+      // No new jobs from Bull (the ones being moved in finish moving), none claimed from the fair queue.
+      const intakeStopped = queue.pause(true).catch(() => undefined);
+      const finished = await runner.drain(config.shutdownTimeoutMs);
       if (!finished) {
         hardStop.abort();
-        // Give the aborted handlers a moment to hand their jobs back to the queue.
-        await Promise.race([Promise.all(handBacks), timeLimit(2000)]);
+        await runner.handedBack(HAND_BACK_LIMIT_MS);
       }
-      for (const { name, release } of releasers.reverse()) {
-        try {
-          await Promise.race([release(), timeLimit(RELEASE_LIMIT_MS)]);
-        } catch (err) {
-          logger.warn({ resource: name, err: errorSummary(err) }, 'release failed');
-        }
-      }
+      await Promise.race([intakeStopped, timeLimit(HAND_BACK_LIMIT_MS)]);
+      await releasers.releaseAll();
       logger.info({ durationMs: Date.now() - started, finishedInFlight: finished }, 'shutdown complete');
     })());
-
   return { queue, close };
 }
 
-/** Pauses this worker (no new jobs; Bull stops fetching the next job on completion) and waits for the active ones. */
-async function finishInFlight(queue: Queue, timeoutMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  const finished = queue.pause(true).then(
-    () => true,
-    () => true,
-  );
-  const result = await Promise.race([finished, timedOut]);
-  clearTimeout(timer);
-  return result;
+/**
+ * Moves one Bull job into the fair queue. It must not fail: Bull would drop the job (the front end's
+ * removeOnFail). While Redis is away it tries again; at shutdown it lets go without settling, and Bull's
+ * stalled-job recovery gives the job to a live worker.
+ */
+async function intake(fair: FairQueue, job: Job, stopping: () => boolean, logger: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fair.intake(job);
+      return;
+    } catch (err) {
+      if (stopping()) return new Promise<void>(() => undefined);
+      if (attempt === 1) logger.warn({ jobId: String(job.id), err: errorSummary(err) }, 'job not moved into the fair queue yet: retrying');
+      await timeLimit(backoffDelayMs(attempt, { baseMs: 200, maxMs: 5000 }));
+    }
+  }
+}
+
+/** Resolves once Redis answers; until then says what it waits for, once at first and every 30 s after. */
+async function waitForRedis(client: Redis, url: string, logger: Logger, signal?: AbortSignal): Promise<void> {
+  const throttle = new Throttle(30_000);
+  let waitedMs = 0;
+  while (client.status !== 'ready') {
+    if (signal?.aborted) throw abortError();
+    if (waitedMs >= REDIS_WAIT_NOTICE_MS && throttle.allow()) {
+      logger.warn({ redisUrl: redactUrl(url), waitedMs, status: client.status }, 'waiting for Redis: not ready yet');
+    }
+    await sleep(100, signal);
+    waitedMs += 100;
+  }
 }
 
 function watchQueue(queue: Queue, logger: Logger): void {
-  let lastErrorLog = 0;
+  const throttle = new Throttle(30_000);
   queue.on('error', (err: Error) => {
     // Bull reports each failed poll while Redis is away; the connection itself is logged by ioredis' watcher.
-    if (Date.now() - lastErrorLog < 30_000) return;
-    lastErrorLog = Date.now();
-    logger.warn({ component: 'queue', err: { message: err.message } }, 'queue error');
+    if (throttle.allow()) logger.warn({ component: 'queue', err: { message: err.message } }, 'queue error');
   });
-  queue.on('stalled', (job: Job) => logger.warn({ jobId: String(job.id) }, 'job stalled: its worker died or blocked; it runs again'));
+  queue.on('stalled', (job: Job) => logger.warn({ jobId: String(job.id) }, 'job stalled while being moved into the fair queue: it moves again'));
   queue.on('lock-extension-failed', (job: Job, err: Error) =>
     logger.warn({ jobId: String(job.id), err: { message: err.message } }, 'job lock not extended'),
   );
 }
 
-async function logStats(queue: Queue, logger: Logger): Promise<void> {
+async function logStats(queue: Queue, fair: FairQueue, logger: Logger): Promise<void> {
   try {
-    const counts = await queue.getJobCounts();
-    logger.info({ queue: queue.name, counts }, 'queue stats');
+    const [counts, fairCounts] = await Promise.all([queue.getJobCounts(), fair.counts()]);
+    logger.info({ queue: queue.name, counts, fair: fairCounts }, 'queue stats');
   } catch (err) {
     logger.warn({ err: errorSummary(err) }, 'queue stats unavailable');
   }

@@ -1,0 +1,54 @@
+import type { Redis } from 'ioredis';
+import { fairCommands } from './fairQueue';
+
+/**
+ * The fleet's one pace for the image API (GROK_RATE_LIMIT requests per GROK_RATE_WINDOW_MS): every request
+ * from every worker on the Redis reserves the next slot, one per interval, so requests are spread evenly
+ * rather than sent in a burst at the top of each window. Nothing is held: a worker that dies after
+ * reserving leaves no slot taken. A rate-limit answer slows the whole fleet (see SLOW_DOWN).
+ */
+export interface Pacer {
+  /** The spacing between two requests at full speed. */
+  readonly intervalMs: number;
+  /** Reserves the next slot and returns the ms to wait for it; null when it would come after `deadlineInMs`. */
+  acquire(deadlineInMs?: number): Promise<number | null>;
+  /** The image API said "rate limited": pause the fleet for `retryAfterMs` (or a little) and slow it down. */
+  slowDown(retryAfterMs?: number): Promise<void>;
+}
+
+/**
+ * Requests are spaced a little wider than the limit allows: arrival times at the API wobble by a few ms, and
+ * an API that counts requests in a rolling window answers 429 to one that arrives early.
+ */
+export const PACE_MARGIN = 1.05;
+
+/** An idle fleet's pace is forgotten after this long. */
+const IDLE_TTL_MS = 3_600_000;
+
+export function paceIntervalMs(rateLimit: { max: number; windowMs: number }): number {
+  return (rateLimit.windowMs / rateLimit.max) * PACE_MARGIN;
+}
+
+export class RedisPacer implements Pacer {
+  private readonly commands: ReturnType<typeof fairCommands>;
+
+  constructor(
+    redis: Redis,
+    /** The queue's key prefix, e.g. `bull:Grok_Image_Generator:`: the pace is shared by the queue's workers. */
+    private readonly base: string,
+    readonly intervalMs: number,
+  ) {
+    this.commands = fairCommands(redis);
+  }
+
+  async acquire(deadlineInMs?: number): Promise<number | null> {
+    const deadline = deadlineInMs === undefined ? -1 : Math.max(0, Math.floor(deadlineInMs));
+    const wait = (await this.commands.fqAcquire(this.base, this.intervalMs, deadline, IDLE_TTL_MS)) as number;
+    return wait < 0 ? null : wait;
+  }
+
+  async slowDown(retryAfterMs?: number): Promise<void> {
+    const pause = retryAfterMs === undefined ? -1 : Math.max(0, Math.round(retryAfterMs));
+    await this.commands.fqSlowDown(this.base, this.intervalMs, pause, IDLE_TTL_MS);
+  }
+}
