@@ -32,7 +32,8 @@ describe('worker end to end', () => {
       n: 1,
       response_format: 'b64_json',
     });
-    await waitUntil(async () => (await sys.keys()).every((k) => /:(id|stalled-check)$/.test(k)));
+    // What stays: Bull's id counter and stalled-check mark, and the job's short-lived end mark (it has a TTL).
+    await waitUntil(async () => (await sys.keys()).every((k) => /:(id|stalled-check|f:done:\d+|f:pace)$/.test(k)));
     expect(bob.received).toEqual([]);
     const end = sys.logs.jobEnds()[0];
     expect(end).toMatchObject({ jobId: String(job.id), userId: 'alice', outcome: 'completed', code: null, attempt: 1, imageBytes: expect.any(Number) });

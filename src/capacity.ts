@@ -18,7 +18,7 @@ export interface CapacityOptions {
  * One job's way to the image API: every request (first tries and retries alike) waits for its slot in the
  * fleet's pace, and a rate-limit 429 is a wait, not a failure: it slows the fleet and asks again, without
  * using up the job's retries. Only the deadline turns waiting into GENERATION_FAILED.
- * `onSlot` is called once, when the job's first request has its slot (the worker then claims the next job).
+ * `onSlot` is called as each request gets its slot; the first call lets the worker claim the next job.
  */
 export function withCapacity(provider: ImageProvider, options: CapacityOptions, jobId: string, onSlot: () => void = () => undefined): ImageProvider {
   const { pacer, deadlineMs, logger, sleep = cancellableSleep } = options;

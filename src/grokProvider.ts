@@ -137,7 +137,7 @@ export class GrokImageProvider implements ImageProvider {
       return permanentError('CONTENT_REJECTED', text, { status });
     }
     if (status === 429 && OUT_OF_CREDITS.test(hint)) return permanentError('GENERATION_FAILED', text, { status });
-    if (isTransientStatus(status)) return transientError(text, { status, retryAfterMs: parseRetryAfter(retryAfter) });
+    if (isTransientStatus(status)) return transientError(text, { status, retryAfterMs: parseRetryAfter(retryAfter), rateLimited: status === 429 });
     return permanentError('GENERATION_FAILED', text, { status, misconfiguration: MISCONFIGURATION_STATUSES.has(status) });
   }
 

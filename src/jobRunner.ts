@@ -24,7 +24,7 @@ const FIRST_SLOT_WAIT_MS = 2000;
 /** An idle worker asks again this often even without a wake message (one lost while Redis reconnected). */
 const IDLE_POLL_MS = 1000;
 
-type Waiting = 'work' | 'slot' | 'pace' | 'nothing';
+type Waiting = 'work' | 'slot' | 'first-slot' | 'pace' | 'nothing';
 
 /**
  * Runs jobs from the fair queue: claims while it has room (CONCURRENCY), runs each through the pipeline,
@@ -100,14 +100,17 @@ export class JobRunner {
       }
       if (claim.job) {
         const hasSlot = this.run(claim.job);
-        if (this.capacity.pacer) await Promise.race([hasSlot, this.idle('nothing', FIRST_SLOT_WAIT_MS)]);
+        if (this.capacity.pacer) {
+          await Promise.race([hasSlot, this.idle('first-slot', FIRST_SLOT_WAIT_MS)]);
+          if (this.waiting === 'first-slot') this.nudge?.();
+        }
         continue;
       }
       await this.idle(claim.retryInMs === null ? 'work' : 'pace', claim.retryInMs ?? IDLE_POLL_MS);
     }
   }
 
-  /** Waits `ms`, or less when nudged (a wake message for 'work', a job ending for 'slot') or stopped. */
+  /** Waits `ms`, or less when nudged (a wake message for 'work', a job ending for 'slot'), or stopped. */
   private idle(reason: Waiting, ms: number): Promise<void> {
     if (this.stopped) return Promise.resolve();
     return new Promise((resolve) => {

@@ -1,0 +1,120 @@
+import { withCapacity } from '../src/capacity';
+import { transientError, WorkerError } from '../src/errors';
+import { createLogger } from '../src/logger';
+import type { Pacer } from '../src/pacer';
+import type { GeneratedImage, ImageProvider, ImageRequest } from '../src/types';
+import { LogCapture } from './support/harness';
+
+const IMAGE: GeneratedImage = { base64: 'aGk=', mimeType: 'image/png' };
+const REQUEST: ImageRequest = { prompt: 'a fox', userId: 'alice' };
+
+/** A pace that answers from a script of waits and records what it was asked. */
+class FakePacer implements Pacer {
+  readonly intervalMs = 200;
+  readonly calls: Array<['acquire', number | undefined] | ['slowDown', number | undefined]> = [];
+  waits: Array<number | null> = [];
+  async acquire(deadlineInMs?: number): Promise<number | null> {
+    this.calls.push(['acquire', deadlineInMs]);
+    return this.waits.length ? this.waits.shift()! : 0;
+  }
+  async slowDown(retryAfterMs?: number): Promise<void> {
+    this.calls.push(['slowDown', retryAfterMs]);
+  }
+}
+
+function provider(answers: unknown[]): ImageProvider & { requests: ImageRequest[] } {
+  const requests: ImageRequest[] = [];
+  return {
+    requests,
+    async generate(request) {
+      requests.push(request);
+      const answer = answers.shift();
+      if (answer instanceof Error) throw answer;
+      return IMAGE;
+    },
+  };
+}
+
+const rateLimited = (retryAfterMs?: number): WorkerError => transientError('Image API 429: rate limited', { status: 429, rateLimited: true, retryAfterMs });
+
+describe('withCapacity', () => {
+  const logs = new LogCapture();
+  const logger = createLogger('info', logs);
+  const slept: number[] = [];
+  const sleep = async (ms: number): Promise<void> => void slept.push(ms);
+  beforeEach(() => {
+    slept.length = 0;
+  });
+
+  it('waits for its slot in the shared pace before each request, and says once that it has one', async () => {
+    const pacer = new FakePacer();
+    pacer.waits = [120];
+    const inner = provider([IMAGE]);
+    let slots = 0;
+    const paced = withCapacity(inner, { pacer, deadlineMs: 10_000, logger, sleep }, 'job-1', () => slots++);
+    expect(await paced.generate(REQUEST, new AbortController().signal)).toBe(IMAGE);
+    expect(slept).toEqual([120]);
+    expect(slots).toBe(1);
+    expect(inner.requests).toEqual([{ ...REQUEST, deadlineAt: expect.any(Number) }]);
+  });
+
+  it('a rate-limit 429 is a wait: it slows the fleet and asks again without failing, however often it comes', async () => {
+    const pacer = new FakePacer();
+    const inner = provider([rateLimited(1000), rateLimited(), rateLimited(500), IMAGE]);
+    const paced = withCapacity(inner, { pacer, deadlineMs: 60_000, logger, sleep }, 'job-1');
+    expect(await paced.generate(REQUEST, new AbortController().signal)).toBe(IMAGE);
+    expect(inner.requests).toHaveLength(4);
+    expect(pacer.calls.filter(([kind]) => kind === 'slowDown')).toEqual([
+      ['slowDown', 1000],
+      ['slowDown', undefined],
+      ['slowDown', 500],
+    ]);
+    expect(pacer.calls.filter(([kind]) => kind === 'acquire')).toHaveLength(4);
+  });
+
+  it('passes every other failure through as it was (the pipeline decides about retries)', async () => {
+    const failure = transientError('Image API 503', { status: 503 });
+    const paced = withCapacity(provider([failure]), { pacer: new FakePacer(), deadlineMs: 60_000, logger, sleep }, 'job-1');
+    await expect(paced.generate(REQUEST, new AbortController().signal)).rejects.toBe(failure);
+  });
+
+  it('ends the wait with GENERATION_FAILED once no slot comes before GENERATION_DEADLINE_MS', async () => {
+    const pacer = new FakePacer();
+    pacer.waits = [null];
+    const inner = provider([IMAGE]);
+    const paced = withCapacity(inner, { pacer, deadlineMs: 5000, logger, sleep }, 'job-1');
+    const err = await paced.generate(REQUEST, new AbortController().signal).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
+    expect((err as Error).message).toMatch(/GENERATION_DEADLINE_MS/);
+    expect(inner.requests).toHaveLength(0);
+    // The deadline went to the pace, so it reserves nothing it cannot use.
+    expect(pacer.calls[0]).toEqual(['acquire', expect.any(Number)]);
+    expect(pacer.calls[0][1]).toBeLessThanOrEqual(5000);
+  });
+
+  it('keeps one deadline for the whole job: a later request of the same job has less time left', async () => {
+    const pacer = new FakePacer();
+    let now = 1_000_000;
+    const realNow = Date.now;
+    Date.now = () => now;
+    try {
+      const paced = withCapacity(provider([IMAGE, IMAGE]), { pacer, deadlineMs: 5000, logger, sleep }, 'job-1');
+      await paced.generate(REQUEST, new AbortController().signal);
+      now += 3000;
+      await paced.generate(REQUEST, new AbortController().signal);
+    } finally {
+      Date.now = realNow;
+    }
+    expect(pacer.calls.map(([, ms]) => ms)).toEqual([5000, 2000]);
+  });
+
+  it('without a pace (GROK_RATE_LIMIT=0) a 429 still waits, for Retry-After, and asks again', async () => {
+    const inner = provider([rateLimited(700), IMAGE]);
+    let slots = 0;
+    const paced = withCapacity(inner, { pacer: null, deadlineMs: 60_000, logger, sleep }, 'job-1', () => slots++);
+    expect(await paced.generate(REQUEST, new AbortController().signal)).toBe(IMAGE);
+    expect(slept).toEqual([700]);
+    expect(inner.requests).toHaveLength(2);
+    expect(slots).toBe(2);
+  });
+});
