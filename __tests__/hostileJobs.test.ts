@@ -4,7 +4,7 @@ import { createLogger } from '../src/logger';
 import { runJob } from '../src/pipeline';
 import { JwtTokenVerifier } from '../src/tokenVerifier';
 import type { GeneratedImage, JobEvent, Notifier } from '../src/types';
-import { isFinal, signToken, TestSystem, useTestSystem } from './support/harness';
+import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 
 const SECRET = 'property-secret';
 const ERROR_CODES = ['INVALID_JOB', 'INVALID_TOKEN', 'SESSION_EXPIRED', 'CONTENT_REJECTED', 'GENERATION_FAILED'];
@@ -100,8 +100,9 @@ describe('hostile and malformed job data', () => {
       for (const data of samples) await sys.producer.add(data, { attempts: 1, removeOnComplete: true, removeOnFail: true });
       const last = { Id: 'alice', Prompt: 'still serving', Token: signToken('alice'), Number: 'last' };
       await sys.enqueue(last);
+      // Users are served round robin, not in order: the valid job proves serving, the job-end lines that all ended.
       await alice.waitFor((p) => p.Number === 'last' && isFinal(p), 20_000);
-      await new Promise((r) => setTimeout(r, 300));
+      await waitUntil(() => sys.logs.jobEnds().length >= samples.length + 1, 20_000, 'every job ended');
 
       const ends = sys.logs.jobEnds();
       expect(ends).toHaveLength(samples.length + 1);

@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
 import Bull from 'bull';
 import Redis from 'ioredis';
 import { loadConfig } from '../src/config';
@@ -124,3 +126,13 @@ async function startFreezableProxy(targetPort: number): Promise<{ port: number; 
       }),
   };
 }
+
+describe('what the worker loads', () => {
+  it('never loads the demo and test infrastructure (src/demo) at run time', () => {
+    const root = path.resolve(__dirname, '..');
+    const loaded = execFileSync(process.execPath, ['-e', "require('./dist/index.js'); console.log(JSON.stringify(Object.keys(require.cache)))"], { cwd: root }).toString();
+    const files = JSON.parse(loaded) as string[];
+    expect(files.some((f) => f.endsWith(path.join('dist', 'worker.js')))).toBe(true);
+    expect(files.filter((f) => f.includes(`${path.sep}dist${path.sep}demo${path.sep}`))).toEqual([]);
+  });
+});
