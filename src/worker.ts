@@ -70,7 +70,7 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
       stalledInterval: config.stalledIntervalMs,
       maxStalledCount: config.maxStalledCount,
     },
-    limiter: config.rateLimit ? { max: config.rateLimit.max, duration: config.rateLimit.durationMs } : undefined,
+    limiter: config.rateLimit ? { max: config.rateLimit.max, duration: config.rateLimit.windowMs } : undefined,
   });
   releasers.push({ name: 'redis', release: () => redis.closeAll() });
   releasers.push({ name: 'queue', release: () => queue.close(true) });
