@@ -134,8 +134,50 @@ export function loadConfigFromEnvironment(): Config {
   return loadConfig(process.env);
 }
 
-export function loadConfig(given: Env): Config {
+/** Where the queue is: what the worker and the commands that add to or inspect the queue share. */
+export interface QueueSettings {
+  redisUrl: string;
+  redisTlsRejectUnauthorized: boolean;
+  queueName: string;
+  /** The original StoryBang worker's variables that were read because their new names were absent. */
+  legacyNames: string[];
+}
+
+/**
+ * REDIS_URL (or the original BULL_GENERATOR_HOST/PORT), REDIS_TLS_REJECT_UNAUTHORIZED and QUEUE_NAME, read and
+ * checked exactly as the worker reads them, for producers and the command-line tools.
+ * Throws ConfigError naming each bad variable.
+ */
+export function loadQueueSettings(given: Env): QueueSettings {
   const { env, legacyNames, problems } = readLegacyNames(given);
+  const queue = readQueue(fieldReader(env, problems), problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { ...queue, legacyNames };
+}
+
+/** How job tokens are verified, read as the worker reads it (API_JWT included); for the enqueue command. Throws ConfigError. */
+export function loadJwtConfig(given: Env): JwtConfig {
+  const { env, legacyNames, problems } = readLegacyNames(given);
+  const read = fieldReader(env, problems);
+  const jwt = readJwt(env, read.optional, read.int, problems, legacyNames.includes('API_JWT'));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return jwt;
+}
+
+function readQueue(read: FieldReader, problems: string[]): Omit<QueueSettings, 'legacyNames'> {
+  const queueName = read.raw('QUEUE_NAME')!;
+  if (!queueName.trim()) problems.push('QUEUE_NAME must not be empty');
+  return {
+    redisUrl: read.url('REDIS_URL', read.raw('REDIS_URL'), ['redis:', 'rediss:']),
+    redisTlsRejectUnauthorized: read.bool('REDIS_TLS_REJECT_UNAUTHORIZED'),
+    queueName,
+  };
+}
+
+type FieldReader = ReturnType<typeof fieldReader>;
+
+/** Readers for one environment: each applies DEFAULTS and adds a problem naming the variable when it must. */
+function fieldReader(env: Env, problems: string[]) {
   const raw = (name: keyof typeof DEFAULTS | string): string | undefined => {
     const value = env[name];
     if (value !== undefined && value.trim() !== '') return value.trim();
@@ -189,8 +231,14 @@ export function loadConfig(given: Env): Config {
       return value ?? '';
     }
   };
+  return { raw, optional, int, bool, oneOf, optionalOneOf, url };
+}
 
-  const redisUrl = url('REDIS_URL', raw('REDIS_URL'), ['redis:', 'rediss:']);
+export function loadConfig(given: Env): Config {
+  const { env, legacyNames, problems } = readLegacyNames(given);
+  const read = fieldReader(env, problems);
+  const { raw, optional, int, bool, oneOf, optionalOneOf, url } = read;
+  const queue = readQueue(read, problems);
   const imageProvider = oneOf('IMAGE_PROVIDER', ['grok', 'local'] as const);
   const apiKey = optional('GROK_API_KEY') ?? '';
   if (imageProvider === 'grok' && !apiKey) {
@@ -203,9 +251,7 @@ export function loadConfig(given: Env): Config {
   const rateWindowMs = int('GROK_RATE_WINDOW_MS', 1);
 
   const config: Config = {
-    redisUrl,
-    redisTlsRejectUnauthorized: bool('REDIS_TLS_REJECT_UNAUTHORIZED'),
-    queueName: raw('QUEUE_NAME')!,
+    ...queue,
     concurrency: int('CONCURRENCY', 1, 1000),
     promptMaxLength: int('PROMPT_MAX_LENGTH', 1, 100_000),
     promptPrefix: env.PROMPT_PREFIX ?? '',
@@ -243,7 +289,6 @@ export function loadConfig(given: Env): Config {
     statsIntervalMs: int('STATS_INTERVAL_MS', 0),
     legacyNames,
   };
-  if (!config.queueName.trim()) problems.push('QUEUE_NAME must not be empty');
 
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
