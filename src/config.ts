@@ -234,6 +234,7 @@ function fieldReader(env: Env, problems: string[]) {
   return { raw, optional, int, bool, oneOf, optionalOneOf, url };
 }
 
+/** The worker's settings, the original StoryBang names included; throws ConfigError listing every problem at once. */
 export function loadConfig(given: Env): Config {
   const { env, legacyNames, problems } = readLegacyNames(given);
   const read = fieldReader(env, problems);
