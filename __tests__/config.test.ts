@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { ConfigError, describeConfig, loadConfig } from '../src/config';
+import { ConfigError, DEFAULTS, describeConfig, GROK_ASPECT_RATIOS, loadConfig, readLegacyNames } from '../src/config';
 
 const minimal = { GROK_API_KEY: 'xai-secret-key', JWT_SECRET: 'jwt-secret', PORT_MESSAGES_USERS: 'http://messages:4001' };
 
@@ -23,7 +23,7 @@ describe('loadConfig', () => {
       promptMaxLength: 1000,
       imageProvider: 'grok',
       grok: { apiUrl: 'https://api.x.ai/v1/images/generations', model: 'grok-imagine-image', timeoutMs: 60000, maxRetries: 3 },
-      notify: { event: 'Profile', roomSuffix: '_Grok_Image_Generator', format: 'schema', progress: true, ackTimeoutMs: 0, maxWaitMs: 120000 },
+      notify: { event: 'Profile', roomSuffix: '_Grok_Image_Generator', format: 'legacy', progress: true, ackTimeoutMs: 0, maxWaitMs: 120000 },
       jwt: { mode: 'local', algorithms: ['HS256', 'HS384', 'HS512'], clockToleranceS: 5, userClaim: 'Id' },
       checkpointTtlS: 3600,
       lockDurationMs: 60000,
@@ -32,8 +32,16 @@ describe('loadConfig', () => {
       shutdownTimeoutMs: 25000,
       logLevel: 'info',
       statsIntervalMs: 60000,
+      rateLimit: { max: 5, windowMs: 1000 },
+      generationDeadlineMs: 300000,
+      userConcurrency: 0,
+      refusalMemoryS: 600,
+      legacyNames: [],
     });
-    expect(config.rateLimit).toBeUndefined();
+    // Unset means not sent: xAI picks.
+    expect(config.grok).not.toHaveProperty('aspectRatio', expect.anything());
+    expect(config.grok.aspectRatio).toBeUndefined();
+    expect(config.grok.resolution).toBeUndefined();
   });
 
   it('names every bad variable and what it expects, all at once', () => {
@@ -83,9 +91,41 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...minimal, PORT_MESSAGES_USERS: '4001' }).notify.url).toBe('http://127.0.0.1:4001');
   });
 
-  it('turns the rate limit on only when GROK_RATE_LIMIT is set', () => {
-    expect(loadConfig({ ...minimal, GROK_RATE_LIMIT: '10' }).rateLimit).toEqual({ max: 10, durationMs: 60000 });
-    expect(problems({ ...minimal, GROK_RATE_LIMIT: '0' })).toEqual([expect.stringMatching(/^GROK_RATE_LIMIT must be a whole number from 1/)]);
+  it('limits image requests to xAI\'s 5 per second by default, and GROK_RATE_LIMIT=0 turns the limiter off', () => {
+    expect(loadConfig({ ...minimal, GROK_RATE_LIMIT: '10', GROK_RATE_WINDOW_MS: '2000' }).rateLimit).toEqual({ max: 10, windowMs: 2000 });
+    expect(loadConfig({ ...minimal, GROK_RATE_LIMIT: '0' }).rateLimit).toBeNull();
+    expect(problems({ ...minimal, GROK_RATE_LIMIT: '-1', GROK_RATE_WINDOW_MS: '0' })).toEqual([
+      expect.stringMatching(/^GROK_RATE_LIMIT must be a whole number from 0 up \(got "-1"\)/),
+      expect.stringMatching(/^GROK_RATE_WINDOW_MS must be a whole number from 1 up \(got "0"\)/),
+    ]);
+  });
+
+  it('reads the deadline, the per-user cap and the refusal memory, 0 meaning off where it may', () => {
+    const config = loadConfig({ ...minimal, GENERATION_DEADLINE_MS: '90000', USER_CONCURRENCY: '2', REFUSAL_MEMORY_S: '0' });
+    expect(config).toMatchObject({ generationDeadlineMs: 90000, userConcurrency: 2, refusalMemoryS: 0 });
+    expect(problems({ ...minimal, GENERATION_DEADLINE_MS: '0', USER_CONCURRENCY: 'two', REFUSAL_MEMORY_S: '1.5' })).toEqual([
+      expect.stringMatching(/^GENERATION_DEADLINE_MS must be a whole number from 1 up/),
+      expect.stringMatching(/^USER_CONCURRENCY must be a whole number from 0 to 1000 \(got "two"\)/),
+      expect.stringMatching(/^REFUSAL_MEMORY_S must be a whole number from 0 up \(got "1.5"\)/),
+    ]);
+  });
+
+  it("takes xAI's published aspect ratios and resolutions, and nothing else", () => {
+    for (const ratio of GROK_ASPECT_RATIOS) expect(loadConfig({ ...minimal, GROK_ASPECT_RATIO: ratio }).grok.aspectRatio).toBe(ratio);
+    expect(loadConfig({ ...minimal, GROK_RESOLUTION: '2K' }).grok.resolution).toBe('2k');
+    expect(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '', GROK_RESOLUTION: ' ' }).grok).toMatchObject({ aspectRatio: undefined, resolution: undefined });
+    expect(problems({ ...minimal, GROK_ASPECT_RATIO: '1024x1024', GROK_RESOLUTION: '4k' })).toEqual([
+      expect.stringMatching(/^GROK_ASPECT_RATIO must be one of 1:1, 3:4, .*, auto, or unset .*\(got "1024x1024"\)/),
+      expect.stringMatching(/^GROK_RESOLUTION must be one of 1k, 2k, or unset .*\(got "4k"\)/),
+    ]);
+    expect(describeConfig(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '16:9', GROK_RESOLUTION: '1k' })).grok).toMatchObject({ aspectRatio: '16:9', resolution: '1k' });
+  });
+
+  it('keeps every default in DEFAULTS', () => {
+    const config = loadConfig(minimal);
+    expect(config.rateLimit).toEqual({ max: Number(DEFAULTS.GROK_RATE_LIMIT), windowMs: Number(DEFAULTS.GROK_RATE_WINDOW_MS) });
+    expect(config.generationDeadlineMs).toBe(Number(DEFAULTS.GENERATION_DEADLINE_MS));
+    expect(config.notify.format).toBe(DEFAULTS.NOTIFY_FORMAT);
   });
 
   it('describes the settings without any secret', () => {
@@ -106,5 +146,94 @@ describe('loadConfig', () => {
     expect(config.notify.roomSuffix).toBe('_Grok_Image_Generator');
     expect(config.concurrency).toBe(5);
     expect(config.queueName).toBe('Grok_Image_Generator');
+  });
+});
+
+describe('the original StoryBang worker\'s .env', () => {
+  /** Exactly the variables the worker being replaced read, PORT included. */
+  const storybang = {
+    BULL_GENERATOR_HOST: 'redis.internal',
+    BULL_GENERATOR_PORT: '6380',
+    PORT_MESSAGES_USERS: 'http://messages:4001',
+    API_JWT: 'http://jwt.internal:4000/',
+    API_GROK: 'xai-original-key',
+    PORT: '3005',
+  };
+
+  it('works unchanged: Redis, the xAI key and the JWT service come from the original names', () => {
+    const config = loadConfig(storybang);
+    expect(config.redisUrl).toBe('redis://redis.internal:6380');
+    expect(config.grok.apiKey).toBe('xai-original-key');
+    expect(config.jwt).toMatchObject({ mode: 'remote', verifyUrl: 'http://jwt.internal:4000/Verify_Jwt', userClaim: 'Id' });
+    expect(config.notify.url).toBe('http://messages:4001');
+    expect(config.notify.format).toBe('legacy');
+    expect(config.legacyNames).toEqual(['BULL_GENERATOR_HOST', 'BULL_GENERATOR_PORT', 'API_GROK', 'API_JWT']);
+  });
+
+  it('says in the start line which original names were read, without the key', () => {
+    const described = describeConfig(loadConfig(storybang));
+    expect(described.legacyNames).toEqual(['BULL_GENERATOR_HOST', 'BULL_GENERATOR_PORT', 'API_GROK', 'API_JWT']);
+    expect(JSON.stringify(described)).not.toContain('xai-original-key');
+  });
+
+  it('lets the new name win when both are set, and then does not list the original as read', () => {
+    const config = loadConfig({
+      ...storybang,
+      REDIS_URL: 'redis://new-redis:6379',
+      GROK_API_KEY: 'xai-new-key',
+      JWT_VERIFY_URL: 'https://verify.example/check',
+    });
+    expect(config.redisUrl).toBe('redis://new-redis:6379');
+    expect(config.grok.apiKey).toBe('xai-new-key');
+    expect(config.jwt.verifyUrl).toBe('https://verify.example/check');
+    expect(config.legacyNames).toEqual([]);
+  });
+
+  it('reads API_JWT only when no way of verifying tokens is set', () => {
+    for (const way of [{ JWT_SECRET: 'local-secret' }, { JWT_VERIFY_URL: 'http://other/verify' }]) {
+      const config = loadConfig({ ...storybang, ...way });
+      expect(config.legacyNames).not.toContain('API_JWT');
+      expect(config.jwt.verifyUrl).not.toBe('http://jwt.internal:4000/Verify_Jwt');
+    }
+    expect(loadConfig({ ...storybang, JWT_SECRET: 'local-secret' }).jwt.mode).toBe('local');
+  });
+
+  it('takes 127.0.0.1 or 6379 for the missing half of the Redis pair', () => {
+    const { BULL_GENERATOR_PORT: _p, ...hostOnly } = storybang;
+    const { BULL_GENERATOR_HOST: _h, ...portOnly } = storybang;
+    expect(loadConfig(hostOnly)).toMatchObject({ redisUrl: 'redis://redis.internal:6379', legacyNames: ['BULL_GENERATOR_HOST', 'API_GROK', 'API_JWT'] });
+    expect(loadConfig(portOnly)).toMatchObject({ redisUrl: 'redis://127.0.0.1:6380', legacyNames: ['BULL_GENERATOR_PORT', 'API_GROK', 'API_JWT'] });
+    expect(loadConfig({ ...storybang, BULL_GENERATOR_HOST: '::1' }).redisUrl).toBe('redis://[::1]:6380');
+  });
+
+  it('ignores PORT: it changes nothing', () => {
+    const { PORT: _port, ...withoutPort } = storybang;
+    expect(loadConfig(storybang)).toEqual(loadConfig(withoutPort));
+  });
+
+  it('names the original variable when its value is malformed', () => {
+    expect(problems({ ...storybang, BULL_GENERATOR_PORT: 'redis' })).toEqual([
+      expect.stringMatching(/^BULL_GENERATOR_PORT must be a port number from 1 to 65535 \(got "redis"\)/),
+    ]);
+    expect(problems({ ...storybang, BULL_GENERATOR_PORT: '70000' })).toEqual([expect.stringMatching(/^BULL_GENERATOR_PORT must be a port number/)]);
+    expect(problems({ ...storybang, BULL_GENERATOR_HOST: 'redis://redis.internal:6379' })).toEqual([
+      expect.stringMatching(/^BULL_GENERATOR_HOST must be a host name or IP address/),
+    ]);
+    expect(problems({ ...storybang, API_JWT: 'jwt.internal:4000' })).toEqual([expect.stringMatching(/^API_JWT must be the JWT service's http or https base URL/)]);
+  });
+
+  it('mentions the original names when neither the new nor the original one is set', () => {
+    expect(problems({ PORT_MESSAGES_USERS: '4001' })).toEqual([
+      expect.stringMatching(/^GROK_API_KEY is required .*API_GROK/),
+      expect.stringMatching(/^JWT_SECRET, JWT_PUBLIC_KEY or JWT_VERIFY_URL is required .*API_JWT/),
+    ]);
+  });
+
+  it('readLegacyNames leaves the given environment untouched', () => {
+    const given = { ...storybang };
+    const reading = readLegacyNames(given);
+    expect(given).toEqual(storybang);
+    expect(reading.env.REDIS_URL).toBe('redis://redis.internal:6380');
+    expect(reading.problems).toEqual([]);
   });
 });

@@ -1,7 +1,17 @@
 import Bull from 'bull';
 import Redis, { RedisOptions } from 'ioredis';
 import { InvalidJobError } from '../src/jobData';
-import { createImageQueue, enqueueImageJob, ImageJobData, ImageQueueOptions, PRODUCER_DEFAULTS, PRODUCER_PREFIX } from '../src/producer';
+import { loadConfig } from '../src/config';
+import {
+  createImageQueue,
+  DEFAULT_QUEUE_NAME,
+  DEFAULT_REDIS_URL,
+  enqueueImageJob,
+  ImageJobData,
+  ImageQueueOptions,
+  PRODUCER_DEFAULTS,
+  PRODUCER_PREFIX,
+} from '../src/producer';
 import { redisOptionsFromUrl } from '../src/redis';
 import { QUEUE_PREFIX } from '../src/worker';
 import { redisUrl, signToken, uniqueQueueName } from './support/harness';
@@ -107,5 +117,17 @@ describe('createImageQueue', () => {
   it('verifies certificates by default, and uses plain TCP for redis://', async () => {
     expect((await inspect('rediss://localhost:1')).tls).toEqual({ rejectUnauthorized: true, servername: 'localhost' });
     expect((await inspect('redis://localhost:1')).tls).toBeUndefined();
+  });
+});
+
+describe('the producer and the worker agree', () => {
+  it("defaults to the worker's own Redis and queue", () => {
+    const worker = loadConfig({ IMAGE_PROVIDER: 'local', JWT_SECRET: 's', PORT_MESSAGES_USERS: '4001' });
+    expect(DEFAULT_REDIS_URL).toBe(worker.redisUrl);
+    expect(DEFAULT_QUEUE_NAME).toBe(worker.queueName);
+  });
+
+  it('sends the front end options: one attempt, finished jobs removed', () => {
+    expect(PRODUCER_DEFAULTS).toEqual({ attempts: 1, removeOnComplete: true, removeOnFail: true });
   });
 });

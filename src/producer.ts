@@ -1,5 +1,6 @@
 import Bull from 'bull';
 import type { RedisOptions } from 'ioredis';
+import { DEFAULTS } from './config';
 import { validateJobData } from './jobData';
 import { redisOptionsFromUrl } from './redis';
 
@@ -21,14 +22,15 @@ export interface ImageJobData {
 }
 
 /**
- * What the existing front end sends. The worker retries transient failures itself, inside the job, so one
- * Bull attempt is enough; finished jobs are removed (their outcome reaches the user over socket.io).
+ * What the existing front end sends, and the one place these options are written. The worker retries transient
+ * failures itself, inside the job, so one Bull attempt is enough; finished jobs are removed (their outcome
+ * reaches the user over socket.io).
  */
 export const PRODUCER_DEFAULTS = { attempts: 1, removeOnComplete: true, removeOnFail: true } as const satisfies Bull.JobOptions;
 
-/** The queue's defaults (the contract's REDIS_URL and QUEUE_NAME defaults). */
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
-export const DEFAULT_QUEUE_NAME = 'Grok_Image_Generator';
+/** The queue's defaults: config.ts's REDIS_URL and QUEUE_NAME defaults, so both sides meet on the same queue. */
+export const DEFAULT_REDIS_URL: string = DEFAULTS.REDIS_URL;
+export const DEFAULT_QUEUE_NAME: string = DEFAULTS.QUEUE_NAME;
 /** Bull's key prefix, the same as the worker's QUEUE_PREFIX. */
 export const PRODUCER_PREFIX = 'bull';
 

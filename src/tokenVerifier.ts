@@ -3,6 +3,7 @@ import jwt from 'jsonwebtoken';
 import nodeFetch from 'node-fetch';
 import { withDeadline } from './abort';
 import { abortError, permanentError, transientError, WorkerError } from './errors';
+import { isTransientStatus } from './retryPolicy';
 import type { TokenVerifier } from './types';
 
 /** What the user is told when their session ran out; the legacy front end matches this text. */
@@ -118,7 +119,11 @@ export class JwtTokenVerifier implements TokenVerifier {
 }
 
 export interface RemoteVerifierOptions {
-  /** JWT_VERIFY_URL: answers `POST {Token}` with `{Status: boolean, ...}`. */
+  /**
+   * JWT_VERIFY_URL: answers `POST {Token}` with `{Status: boolean, ...}`. The StoryBang JWT service's
+   * `/Verify_Jwt` answers `200 {Status: true, Response: "Valid token", Id: {Id, iat, exp}}` or
+   * `401 {Status: false, Response: "..."}`.
+   */
   url: string;
   /** Per-request timeout; the caller's signal also cancels. */
   timeoutMs: number;
@@ -139,7 +144,7 @@ export class RemoteTokenVerifier implements TokenVerifier {
     checkShape(token);
     const { status, body } = await this.post(token, signal);
 
-    if (status === 408 || status === 429 || status >= 500) {
+    if (isTransientStatus(status)) {
       throw transientError(`Token verification service answered ${status}`, { status });
     }
     const answer = parseAnswer(body);
@@ -227,7 +232,8 @@ function parseAnswer(body: string): ServiceAnswer | undefined {
 }
 
 function refusal(answer: ServiceAnswer, status: number, token: string): WorkerError {
-  const said = [answer.Message, answer.message, answer.error, answer.Error]
+  // StoryBang's service says why in `Response`; others use Message, message or an error object.
+  const said = [answer.Response, answer.Message, answer.message, answer.error, answer.Error]
     .flatMap((v) => (typeof v === 'string' ? [v] : isRecord(v) ? [v.name, v.message] : []))
     .filter((v): v is string => typeof v === 'string')
     .join(' ')
@@ -235,6 +241,8 @@ function refusal(answer: ServiceAnswer, status: number, token: string): WorkerEr
     .join('[token]');
   // The service's words go to the cause only: they are not ours to show the user.
   const cause = new Error(`Verification service refused the token${said ? `: ${said.slice(0, 200)}` : ''}`);
+  // StoryBang's service cannot tell an expired token from a bad one ("Invalid token or session expired."):
+  // whenever the text allows that the session ran out, the person is asked to log in again.
   return /expired/i.test(said)
     ? permanentError('SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE, { cause, status })
     : permanentError('INVALID_TOKEN', 'Invalid token: refused by the verification service', { cause, status });
@@ -243,8 +251,16 @@ function refusal(answer: ServiceAnswer, status: number, token: string): WorkerEr
 /** The user claim wherever services of this kind put decoded claims. */
 function statedClaims(answer: ServiceAnswer, claim: string): unknown[] {
   return [answer.Data, answer.data, answer.decoded, answer].flatMap((o) =>
-    isRecord(o) && Object.hasOwn(o, claim) ? [o[claim]] : [],
+    isRecord(o) && Object.hasOwn(o, claim) ? [unnested(o[claim], claim)] : [],
   );
+}
+
+/**
+ * A claim whose value is an object holding the claim is the decoded payload nested under that name:
+ * StoryBang's service answers `Id: {Id, iat, exp}`. Any other object stays as it is and is refused.
+ */
+function unnested(value: unknown, claim: string): unknown {
+  return isRecord(value) && Object.hasOwn(value, claim) ? value[claim] : value;
 }
 
 function decodedClaim(token: string, claim: string): unknown {

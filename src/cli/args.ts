@@ -1,7 +1,7 @@
 import type Bull from 'bull';
 import dotenv from 'dotenv';
 import type { RedisOptions } from 'ioredis';
-import { DEFAULTS, redactUrl } from '../config';
+import { ConfigError, loadQueueSettings, QueueSettings, redactUrl } from '../config';
 import { createImageQueue } from '../producer';
 import { timeLimit } from '../sleep';
 
@@ -32,34 +32,19 @@ export class UsageError extends Error {
   }
 }
 
-export interface QueueSettings {
-  redisUrl: string;
-  queueName: string;
-  tlsRejectUnauthorized: boolean;
-}
+export type { QueueSettings };
 
-function setting(env: Env, name: keyof typeof DEFAULTS): string {
-  const value = env[name]?.trim();
-  return value ? value : DEFAULTS[name];
-}
-
-/** REDIS_URL, QUEUE_NAME and REDIS_TLS_REJECT_UNAUTHORIZED, with the contract's defaults, as the worker reads them. */
+/**
+ * REDIS_URL, QUEUE_NAME and REDIS_TLS_REJECT_UNAUTHORIZED read by config.ts, as the worker reads them: the same
+ * defaults, and the original StoryBang worker's BULL_GENERATOR_HOST/PORT when REDIS_URL is absent.
+ */
 export function readQueueSettings(env: Env): QueueSettings {
-  const redisUrl = setting(env, 'REDIS_URL');
-  let protocol: string | undefined;
   try {
-    protocol = new URL(redisUrl).protocol;
-  } catch {
-    protocol = undefined;
+    return loadQueueSettings(env);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.problems.join('; '), false);
+    throw err;
   }
-  if (protocol !== 'redis:' && protocol !== 'rediss:') {
-    throw new UsageError(`REDIS_URL must be a redis or rediss URL (got ${JSON.stringify(redactUrl(redisUrl))})`, false);
-  }
-  const tls = setting(env, 'REDIS_TLS_REJECT_UNAUTHORIZED').toLowerCase();
-  if (!['true', '1', 'yes', 'false', '0', 'no'].includes(tls)) {
-    throw new UsageError(`REDIS_TLS_REJECT_UNAUTHORIZED must be true or false (got ${JSON.stringify(env.REDIS_TLS_REJECT_UNAUTHORIZED)})`, false);
-  }
-  return { redisUrl, queueName: setting(env, 'QUEUE_NAME'), tlsRejectUnauthorized: ['true', '1', 'yes'].includes(tls) };
 }
 
 /**
@@ -80,7 +65,7 @@ export interface CliQueue {
 
 export function openQueue(settings: QueueSettings): CliQueue {
   const queue = createImageQueue(settings.redisUrl, settings.queueName, {
-    tlsRejectUnauthorized: settings.tlsRejectUnauthorized,
+    tlsRejectUnauthorized: settings.redisTlsRejectUnauthorized,
     redis: CLI_REDIS_OPTIONS,
   });
   let lastError: Error | undefined;

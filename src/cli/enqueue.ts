@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type Bull from 'bull';
 import jwt from 'jsonwebtoken';
-import { DEFAULTS } from '../config';
+import { ConfigError, DEFAULTS, JwtConfig, loadJwtConfig } from '../config';
 import { InvalidJobError, validateJobData } from '../jobData';
 import { enqueueImageJob, ImageJobData } from '../producer';
 import {
@@ -17,6 +17,7 @@ import {
   runAsScript,
   UsageError,
 } from './args';
+import { createJwtUrl, createStorybangToken, TokenServiceError } from './createJwt';
 
 export const USAGE = `Usage: npm run -s enqueue -- --id <user> --prompt <text> [options]
 
@@ -26,17 +27,19 @@ Adds image jobs to the worker's queue, as the front end does.
   --prompt <text>    what to draw
   --number <value>   the job's Number, echoed back to the front end; read as JSON when it is
                      a JSON scalar (3, true, "3"), otherwise sent as a string
-  --token <jwt>      the user's token; without it, JWT_SECRET signs one for --id
+  --token <jwt>      the user's token; without it, one is made for --id (see below)
   --attempts <n>     Bull attempts (default 1, what the front end uses)
   --count <n>        add n identical jobs (default 1)
   -h, --help         this text
 
-Environment (and .env): REDIS_URL (default ${DEFAULTS.REDIS_URL}), QUEUE_NAME (default ${DEFAULTS.QUEUE_NAME}),
-REDIS_TLS_REJECT_UNAUTHORIZED; to sign tokens: JWT_SECRET, JWT_USER_CLAIM (default ${DEFAULTS.JWT_USER_CLAIM}),
-JWT_ISSUER, JWT_AUDIENCE, JWT_ALGORITHMS. A signed token is valid for 1 hour.
+Environment (and .env), read as the worker reads it: REDIS_URL (default ${DEFAULTS.REDIS_URL}; or the original
+worker's BULL_GENERATOR_HOST and BULL_GENERATOR_PORT), QUEUE_NAME (default ${DEFAULTS.QUEUE_NAME}),
+REDIS_TLS_REJECT_UNAUTHORIZED. Without --token: JWT_SECRET signs one (JWT_USER_CLAIM, default ${DEFAULTS.JWT_USER_CLAIM},
+JWT_ISSUER, JWT_AUDIENCE, JWT_ALGORITHMS; valid for 1 hour), or the StoryBang JWT service (API_JWT, or a
+JWT_VERIFY_URL ending in /Verify_Jwt) makes one with its Create_Jwt, as StoryBang's server does.
 
 Prints one JSON line per job: {"jobId","queue","Id","Number"}. The token is never printed.
-Exit codes: 0 enqueued, 1 Redis failed, 2 bad arguments or settings.
+Exit codes: 0 enqueued, 1 Redis or the JWT service failed, 2 bad arguments or settings.
 `;
 
 const MAX_ATTEMPTS = 100;
@@ -106,24 +109,30 @@ export function parseNumber(value: string): ImageJobData['Number'] {
 const HMAC_ALGORITHMS: jwt.Algorithm[] = ['HS256', 'HS384', 'HS512'];
 
 /**
- * The token for `id`: the one given, or one signed with JWT_SECRET the way the worker verifies it (the
- * JWT_USER_CLAIM claim, JWT_ISSUER, JWT_AUDIENCE; HS256 unless JWT_ALGORITHMS leaves it out).
+ * The token for `id`: the one given; or one signed with JWT_SECRET the way the worker verifies it (its user claim,
+ * issuer and audience; HS256 unless JWT_ALGORITHMS leaves it out); or, with the StoryBang JWT service (the original
+ * API_JWT, or a JWT_VERIFY_URL ending in /Verify_Jwt), one minted by its Create_Jwt as StoryBang's server does.
+ * The settings are read by config.ts, as the worker reads them.
  */
-export function tokenFor(id: string, given: string | undefined, env: Env): string {
+export async function tokenFor(id: string, given: string | undefined, env: Env): Promise<string> {
   if (given !== undefined) return given;
-  const secret = env.JWT_SECRET;
-  if (secret === undefined || secret === '') {
-    throw new UsageError('No token: pass --token <jwt>, or set JWT_SECRET to have one signed for --id', false);
+  let settings: JwtConfig;
+  try {
+    settings = loadJwtConfig(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new UsageError(`No token: pass --token <jwt>, or set JWT_SECRET (or the JWT service's API_JWT) to have one made for --id (${err.problems.join('; ')})`, false);
   }
-  const claim = env.JWT_USER_CLAIM?.trim() || DEFAULTS.JWT_USER_CLAIM;
-  const listed = (env.JWT_ALGORITHMS ?? '').split(',').map((a) => a.trim());
-  const algorithm = listed.includes('HS256') ? 'HS256' : (HMAC_ALGORITHMS.find((a) => listed.includes(a)) ?? 'HS256');
+  const createUrl = createJwtUrl(settings.verifyUrl);
+  if (createUrl !== undefined) return createStorybangToken(createUrl, id);
+  if (settings.secret === undefined) {
+    throw new UsageError('No token: pass --token <jwt>; only JWT_SECRET or the StoryBang JWT service (API_JWT) can make one for --id', false);
+  }
+  const algorithm = settings.algorithms.includes('HS256') ? 'HS256' : (HMAC_ALGORITHMS.find((a) => settings.algorithms.includes(a)) ?? 'HS256');
   const options: jwt.SignOptions = { algorithm, expiresIn: SIGNED_TOKEN_TTL_S };
-  const issuer = env.JWT_ISSUER?.trim();
-  const audience = env.JWT_AUDIENCE?.trim();
-  if (issuer) options.issuer = issuer;
-  if (audience) options.audience = audience;
-  return jwt.sign({ [claim]: id }, secret, options);
+  if (settings.issuer) options.issuer = settings.issuer;
+  if (settings.audience) options.audience = settings.audience;
+  return jwt.sign({ [settings.userClaim]: id }, settings.secret, options);
 }
 
 /** `npm run enqueue -- --id U --prompt "..."`; resolves to the exit code. */
@@ -139,7 +148,7 @@ export async function main(argv: string[], env: Env, io: CliIO): Promise<number>
     }
     args = parsed;
     settings = readQueueSettings(env);
-    data = { Id: args.id, Prompt: args.prompt, Token: tokenFor(args.id, args.token, env) };
+    data = { Id: args.id, Prompt: args.prompt, Token: await tokenFor(args.id, args.token, env) };
     if (args.number !== undefined) data.Number = args.number;
     // Checked here too, so a bad job never opens a connection.
     validateJobData(data);
@@ -148,6 +157,10 @@ export async function main(argv: string[], env: Env, io: CliIO): Promise<number>
       io.stderr.write(`enqueue: ${err.message}\n`);
       if (err instanceof UsageError && err.showUsage) io.stderr.write(`\n${USAGE}`);
       return EXIT_USAGE;
+    }
+    if (err instanceof TokenServiceError) {
+      io.stderr.write(`enqueue: ${err.message}\n`);
+      return EXIT_FAILURE;
     }
     throw err;
   }

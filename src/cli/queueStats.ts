@@ -24,7 +24,8 @@ generated images wait for delivery (checkpoints).
   --json       one JSON line instead of the table
   -h, --help   this text
 
-Environment (and .env): REDIS_URL (default ${DEFAULTS.REDIS_URL}), QUEUE_NAME (default ${DEFAULTS.QUEUE_NAME}),
+Environment (and .env), read as the worker reads it: REDIS_URL (default ${DEFAULTS.REDIS_URL}; or the original
+worker's BULL_GENERATOR_HOST and BULL_GENERATOR_PORT), QUEUE_NAME (default ${DEFAULTS.QUEUE_NAME}),
 REDIS_TLS_REJECT_UNAUTHORIZED.
 Exit codes: 0 shown, 1 Redis failed, 2 bad arguments or settings.
 `;
