@@ -23,7 +23,7 @@ describe('loadConfig', () => {
       promptMaxLength: 1000,
       imageProvider: 'grok',
       grok: { apiUrl: 'https://api.x.ai/v1/images/generations', model: 'grok-imagine-image', timeoutMs: 60000, maxRetries: 3 },
-      notify: { event: 'Profile', roomSuffix: '_Grok_Image_Generator', format: 'schema', progress: true, ackTimeoutMs: 0, maxWaitMs: 120000 },
+      notify: { event: 'Profile', roomSuffix: '_Grok_Image_Generator', format: 'legacy', progress: true, ackTimeoutMs: 0, maxWaitMs: 120000 },
       jwt: { mode: 'local', algorithms: ['HS256', 'HS384', 'HS512'], clockToleranceS: 5, userClaim: 'Id' },
       checkpointTtlS: 3600,
       lockDurationMs: 60000,

@@ -21,7 +21,7 @@ export const DEFAULTS = {
   GROK_RATE_WINDOW_MS: '60000',
   NOTIFY_EVENT: 'Profile',
   NOTIFY_ROOM_SUFFIX: '_Grok_Image_Generator',
-  NOTIFY_FORMAT: 'schema',
+  NOTIFY_FORMAT: 'legacy',
   NOTIFY_PROGRESS: 'true',
   NOTIFY_ACK_TIMEOUT_MS: '0',
   NOTIFY_MAX_WAIT_MS: '120000',
