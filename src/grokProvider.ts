@@ -152,8 +152,8 @@ export class GrokImageProvider implements ImageProvider {
   }
 
   private httpError(status: number, body: string, retryAfter: string | null, prompt: string): WorkerError {
-    const { message, hint } = describeErrorBody(body);
-    const text = this.redact(`Image API ${status}: ${message}`, prompt);
+    const { message, hint } = describeErrorBody(body, (detail) => this.redact(detail, prompt));
+    const text = `Image API ${status}: ${message}`;
     if ((status === 400 || status === 422) && MODERATION.test(hint)) {
       return permanentError('CONTENT_REJECTED', text, { status });
     }
@@ -206,7 +206,7 @@ function unusableAnswer(message: string, status: number, cause?: unknown): Worke
 }
 
 /** Reads both error shapes xAI uses, `{code, error: "..."}` and `{error: {message, type, code}}`, or plain text. */
-function describeErrorBody(body: string): { message: string; hint: string } {
+function describeErrorBody(body: string, redact: (text: string) => string): { message: string; hint: string } {
   let message: unknown;
   const extra: unknown[] = [];
   try {
@@ -226,7 +226,9 @@ function describeErrorBody(body: string): { message: string; hint: string } {
     // Not JSON: the body text itself is the best description there is.
   }
   const text = (typeof message === 'string' && message.trim() ? message : body).replace(/\s+/g, ' ').trim();
-  const short = text.length > MAX_DETAIL_CHARS ? `${text.slice(0, MAX_DETAIL_CHARS)}...` : text;
+  // Redacted before the cut: a key cut in half would no longer be recognised.
+  const safe = redact(text);
+  const short = safe.length > MAX_DETAIL_CHARS ? `${safe.slice(0, MAX_DETAIL_CHARS)}...` : safe;
   const detail = short || 'no details';
   return { message: detail, hint: [text, ...extra.filter((x) => typeof x === 'string')].join(' ') };
 }
