@@ -104,6 +104,12 @@ export function toError(value: unknown): Error {
   }
 }
 
+/** An error as a log line's `err` field: its message, plus code and HTTP status for a WorkerError. */
+export function errorSummary(err: unknown): { message: string; code?: string; status?: number } {
+  const error = toError(err);
+  return err instanceof WorkerError ? { message: error.message, code: err.code, status: err.status } : { message: error.message };
+}
+
 /** The error every cancelled wait rejects with (the same name fetch uses). */
 export function abortError(cause?: unknown): Error {
   const err = new Error('The operation was aborted', cause === undefined ? undefined : { cause });

@@ -1,4 +1,4 @@
-import { ErrorCode, isAbortError, permanentError, toError, userMessage, WorkerError } from './errors';
+import { ErrorCode, errorSummary, isAbortError, permanentError, toError, userMessage, WorkerError } from './errors';
 import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './jobData';
 import type { Logger } from './logger';
 import { PreparedPrompt, preparePrompt } from './prompt';
@@ -286,11 +286,6 @@ function asWorkerError(err: unknown, logger: Logger, jobId: string): WorkerError
   const error = toError(err);
   logger.error({ jobId, err: error }, 'unexpected error in the pipeline');
   return new WorkerError('GENERATION_FAILED', 'Image generation failed unexpectedly', { cause: error });
-}
-
-export function errorSummary(err: unknown): { message: string; code?: string; status?: number } {
-  const error = toError(err);
-  return err instanceof WorkerError ? { message: error.message, code: err.code, status: err.status } : { message: error.message };
 }
 
 export function base64Bytes(base64: string): number {
