@@ -108,10 +108,11 @@ describe('successful answers', () => {
       { status: 200, json: { data: [{ b64_json: UNKNOWN.toString('base64'), mime_type: 'Image/AVIF' }] } },
       { status: 200, json: { data: [{ b64_json: UNKNOWN.toString('base64'), mime_type: 'image/png"><script>alert(1)</script>' }] } },
       { status: 200, json: { data: [{ b64_json: UNKNOWN.toString('base64'), mime_type: 'text/html' }] } },
+      { status: 200, json: { data: [{ b64_json: Buffer.from('<svg onload="alert(1)"/>').toString('base64'), mime_type: 'image/svg+xml' }] } },
       { status: 200, json: { data: [{ b64_json: UNKNOWN.toString('base64') }] } },
     ]);
     expect((await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType).toBe('image/avif');
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 4; i++) {
       const err = await failure();
       expect(err).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
       expect(err.message).toMatch(/unknown type/);

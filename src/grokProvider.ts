@@ -40,6 +40,8 @@ const MAX_DETAIL_CHARS = 300;
 const USER_HASH_NAMESPACE = 'grok-image-worker/user/v1:';
 /** A media type safe to put into a data URL the front end shows as HTML. */
 const IMAGE_MIME = /^image\/[a-z0-9][a-z0-9.+-]{0,63}$/;
+/** SVG is a document that can carry script, not a picture the API renders: never labelled as one. */
+const NOT_A_PICTURE = new Set(['image/svg+xml']);
 
 interface ImageItem {
   b64_json?: unknown;
@@ -242,7 +244,7 @@ export function hashUserId(userId: string): string {
 function imageMime(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;
   const mime = value.trim().toLowerCase();
-  return IMAGE_MIME.test(mime) ? mime : undefined;
+  return IMAGE_MIME.test(mime) && !NOT_A_PICTURE.has(mime) ? mime : undefined;
 }
 
 /**
