@@ -314,11 +314,9 @@ describe('broken answers and the network', () => {
 
   it('a server that never answers times out as a transient error', async () => {
     fake.script([{ hang: true }]);
-    const started = Date.now();
     const err = await failure(provider({ timeoutMs: 200 }));
     expect(err).toMatchObject({ code: 'GENERATION_FAILED', transient: true });
     expect(err.message).toBe('Image API did not answer within 200 ms');
-    expect(Date.now() - started).toBeLessThan(5000);
   });
 
   it('a download that never answers times out too', async () => {

@@ -515,9 +515,8 @@ describe('runJob: abort (shutdown)', () => {
     t.deps.retryDelay = () => 60_000;
     delete t.deps.sleep;
     t.provider.onCall = () => setImmediate(() => controller.abort());
-    const started = Date.now();
+    // A 60 s wait: only the abort can end it within the test's time limit.
     await expect(runJob(jobRun(), t.deps, controller.signal)).rejects.toMatchObject({ name: 'AbortError' });
-    expect(Date.now() - started).toBeLessThan(1000);
     expect(t.provider.prompts).toHaveLength(1);
   });
 
