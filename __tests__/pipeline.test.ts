@@ -596,6 +596,18 @@ describe('runJob: the image request', () => {
     expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toMatchObject({ status: 'failed', error: { code: 'GENERATION_FAILED' } });
   });
 
+  it("honours the deadline for a rate limit's Retry-After under the default delay policy", async () => {
+    const t = setup({ generationDeadlineMs: 10_000, maxRetries: 3 });
+    const waits: number[] = [];
+    delete t.deps.retryDelay;
+    t.deps.sleep = async (ms) => void waits.push(ms);
+    t.provider.script = [transientError('Image API 429: slow down', { status: 429, rateLimited: true, retryAfterMs: 60_000 })];
+    const result = await runJob(jobRun(), t.deps, signal());
+    expect(result.error).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
+    expect(waits).toEqual([]);
+    expect(t.provider.prompts).toHaveLength(1);
+  });
+
   it('takes the retry waits that end before the deadline', async () => {
     const t = setup({ generationDeadlineMs: 600_000, maxRetries: 3 });
     const waits: number[] = [];
