@@ -1,3 +1,4 @@
+import { USER_MESSAGES } from '../src/errors';
 import { isFinal, signToken, TestSystem, useTestSystem } from './support/harness';
 import type { ImageProvider } from '../src/types';
 
@@ -16,19 +17,19 @@ describe('image API faults', () => {
   it('retries 429 twice and then delivers: exactly 3 calls', async () => {
     const busy = { status: 429, json: { code: 'Too many requests', error: 'Rate limit exceeded' }, headers: { 'Retry-After': '0' } };
     sys.xai.script([busy, busy]);
-    expect(await runOne()).toMatchObject({ status: 'completed', success: true });
+    expect(await runOne()).toMatchObject({ Status: true });
     expect(sys.xai.calls).toHaveLength(3);
   });
 
   it('never retries a moderation refusal: exactly 1 call, CONTENT_REJECTED', async () => {
     sys.xai.script([{ status: 400, json: { code: 'Client specified an invalid argument', error: 'Generated image rejected by content moderation.' } }]);
-    expect(await runOne()).toMatchObject({ status: 'failed', code: 'CONTENT_REJECTED', data: null });
+    expect(await runOne()).toEqual({ Status: false, Message: USER_MESSAGES.CONTENT_REJECTED, Number: 1 });
     expect(sys.xai.calls).toHaveLength(1);
   });
 
   it('gives up on a lasting 503 after 1 + GROK_MAX_RETRIES calls with GENERATION_FAILED', async () => {
     sys.xai.setDefault({ status: 503, json: { error: { message: 'Service unavailable', type: 'server_error' } } });
-    expect(await runOne({ GROK_MAX_RETRIES: '2' })).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    expect(await runOne({ GROK_MAX_RETRIES: '2' })).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
     expect(sys.xai.calls).toHaveLength(3);
     expect(sys.logs.jobEnds()[0]).toMatchObject({ outcome: 'failed', code: 'GENERATION_FAILED' });
   });
@@ -37,8 +38,8 @@ describe('image API faults', () => {
     sys.xai.setDefault({ hang: true });
     const started = Date.now();
     const failed = await runOne({ GROK_TIMEOUT_MS: '300', GROK_MAX_RETRIES: '1' });
-    expect(failed).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
-    expect(failed.error).toMatch(/did not answer within 300 ms/);
+    expect(failed).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
+    expect(sys.logs.jobEnds()[0]).toMatchObject({ code: 'GENERATION_FAILED', error: { message: expect.stringMatching(/did not answer within 300 ms/) } });
     expect(sys.xai.calls).toHaveLength(2);
     expect(Date.now() - started).toBeGreaterThanOrEqual(600);
   });
@@ -48,7 +49,7 @@ describe('image API faults', () => {
     const alice = await sys.user('alice');
     await sys.startWorker({ GROK_MAX_RETRIES: '0' });
     await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 1 }, { attempts: 2, backoff: 50 });
-    expect(await alice.waitFor(isFinal)).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    expect(await alice.waitFor(isFinal)).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
     expect(sys.xai.calls).toHaveLength(2);
     expect(alice.finals()).toHaveLength(1);
     expect(sys.logs.jobEnds().map((l) => [l.outcome, l.attempt])).toEqual([
@@ -59,7 +60,7 @@ describe('image API faults', () => {
 
   it('does not let Bull retry a permanent failure even when attempts remain', async () => {
     sys.xai.setDefault({ status: 401, json: { error: 'Incorrect API key provided' } });
-    expect(await runOne({}, { attempts: 3, backoff: 10 })).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    expect(await runOne({}, { attempts: 3, backoff: 10 })).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
     await new Promise((r) => setTimeout(r, 300));
     expect(sys.xai.calls).toHaveLength(1);
     const end = sys.logs.jobEnds()[0];
@@ -78,9 +79,9 @@ describe('image API faults', () => {
     const alice = await sys.user('alice');
     await sys.startWorker({}, { provider: buggy });
     await sys.enqueue({ Id: 'alice', Prompt: 'first', Token: signToken('alice'), Number: 1 });
-    expect(await alice.waitFor((p) => p.Number === 1 && isFinal(p))).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    expect(await alice.waitFor((p) => p.Number === 1 && isFinal(p))).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
     await sys.enqueue({ Id: 'alice', Prompt: 'second', Token: signToken('alice'), Number: 2 });
-    expect(await alice.waitFor((p) => p.Number === 2 && isFinal(p))).toMatchObject({ status: 'completed' });
+    expect(await alice.waitFor((p) => p.Number === 2 && isFinal(p))).toMatchObject({ Status: true });
     expect(calls).toBe(2);
     expect(sys.logs.lines.find((l) => l.msg === 'unexpected error in the pipeline')).toMatchObject({ level: 'error', jobId: expect.any(String) });
   });

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { WorkerError } from '../src/errors';
-import { GrokImageProvider, GrokProviderOptions } from '../src/grokProvider';
+import { GrokImageProvider, GrokProviderOptions, hashUserId, sniffImageType } from '../src/grokProvider';
 import { DEFAULT_COST_TICKS, FakeXai, TINY_PNG, TINY_PNG_BASE64, startFakeXai } from './support/fakeXai';
 
 const API_KEY = 'xai-test-secret-key-123';
@@ -29,17 +30,43 @@ async function failure(p: GrokImageProvider = provider(), prompt = 'a cat'): Pro
   return err as WorkerError;
 }
 
+const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0x01]);
+const WEBP = Buffer.concat([Buffer.from('RIFF'), Buffer.from([0x24, 0, 0, 0]), Buffer.from('WEBPVP8 ')]);
+const GIF = Buffer.from('GIF89a\x01\x00\x01\x00', 'latin1');
+const UNKNOWN = Buffer.from('not an image at all');
+
 describe('request', () => {
-  it('posts exactly model, prompt, n and response_format with the bearer key', async () => {
+  it('posts exactly model, prompt, n, response_format and the hashed user, with the bearer key', async () => {
     await provider().generate({ prompt: 'a red fox', userId: 'user-1' }, signal());
     expect(fake.calls).toHaveLength(1);
     const { headers, body } = fake.calls[0];
-    expect(body).toEqual({ model: 'grok-imagine-image', prompt: 'a red fox', n: 1, response_format: 'b64_json' });
+    expect(body).toEqual({ model: 'grok-imagine-image', prompt: 'a red fox', n: 1, response_format: 'b64_json', user: hashUserId('user-1') });
     expect(body).not.toHaveProperty('size');
     expect(body).not.toHaveProperty('quality');
     expect(body).not.toHaveProperty('style');
     expect(headers.authorization).toBe(`Bearer ${API_KEY}`);
     expect(headers['content-type']).toBe('application/json');
+  });
+
+  it("sends a one-way hash of the user's Id: stable, different per user, never the Id itself", async () => {
+    await provider().generate({ prompt: 'x', userId: 'alice@example.com' }, signal());
+    await provider().generate({ prompt: 'x', userId: 'alice@example.com', deadlineAt: Date.now() + 1000 }, signal());
+    await provider().generate({ prompt: 'x', userId: 'bob' }, signal());
+    const users = fake.calls.map((c) => (c.body as { user: string }).user);
+    expect(users[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(users[1]).toBe(users[0]);
+    expect(users[2]).not.toBe(users[0]);
+    expect(users[0]).not.toBe(createHash('sha256').update('alice@example.com').digest('hex'));
+    expect(JSON.stringify(fake.calls.map((c) => c.body))).not.toMatch(/alice|bob|deadline/);
+  });
+
+  it('sends aspect_ratio and resolution only when set', async () => {
+    await provider({ aspectRatio: '3:4', resolution: '2k' }).generate({ prompt: 'x', userId: 'u' }, signal());
+    await provider({ resolution: '1k' }).generate({ prompt: 'x', userId: 'u' }, signal());
+    expect(fake.calls[0].body).toMatchObject({ aspect_ratio: '3:4', resolution: '2k' });
+    expect(fake.calls[1].body).toMatchObject({ resolution: '1k' });
+    expect(fake.calls[1].body).not.toHaveProperty('aspect_ratio');
+    for (const { body } of fake.calls) for (const refused of ['size', 'quality', 'style']) expect(body).not.toHaveProperty(refused);
   });
 
   it('passes the configured model through', async () => {
@@ -60,10 +87,36 @@ describe('successful answers', () => {
     expect(image.costUsd).toBeCloseTo(0.02);
   });
 
-  it('defaults the mime type to image/jpeg and leaves out absent usage', async () => {
-    fake.script([{ status: 200, json: { data: [{ b64_json: 'AAAA' }] } }]);
-    const image = await provider().generate({ prompt: 'x', userId: 'user-1' }, signal());
-    expect(image).toEqual({ base64: 'AAAA', mimeType: 'image/jpeg' });
+  it('without mime_type reads the type from the bytes, and leaves out absent usage', async () => {
+    fake.script([
+      { status: 200, json: { data: [{ b64_json: TINY_PNG_BASE64 }] } },
+      { status: 200, json: { data: [{ b64_json: JPEG.toString('base64') }] } },
+      { status: 200, json: { data: [{ b64_json: `data:image/jpeg;base64,${WEBP.toString('base64')}` }] } },
+    ]);
+    expect(await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).toEqual({ base64: TINY_PNG_BASE64, mimeType: 'image/png' });
+    expect((await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType).toBe('image/jpeg');
+    expect((await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType).toBe('image/webp');
+  });
+
+  it('never labels a PNG as JPEG, whatever mime_type says', async () => {
+    fake.script([{ status: 200, json: { data: [{ b64_json: TINY_PNG_BASE64, mime_type: 'image/jpeg' }] } }]);
+    expect((await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType).toBe('image/png');
+  });
+
+  it('takes mime_type for bytes it does not recognise, lower-cased, and only when it is an image type', async () => {
+    fake.script([
+      { status: 200, json: { data: [{ b64_json: UNKNOWN.toString('base64'), mime_type: 'Image/AVIF' }] } },
+      { status: 200, json: { data: [{ b64_json: UNKNOWN.toString('base64'), mime_type: 'image/png"><script>alert(1)</script>' }] } },
+      { status: 200, json: { data: [{ b64_json: UNKNOWN.toString('base64'), mime_type: 'text/html' }] } },
+      { status: 200, json: { data: [{ b64_json: Buffer.from('<svg onload="alert(1)"/>').toString('base64'), mime_type: 'image/svg+xml' }] } },
+      { status: 200, json: { data: [{ b64_json: UNKNOWN.toString('base64') }] } },
+    ]);
+    expect((await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType).toBe('image/avif');
+    for (let i = 0; i < 4; i++) {
+      const err = await failure();
+      expect(err).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
+      expect(err.message).toMatch(/unknown type/);
+    }
   });
 
   it('downloads a url answer, without the API key, and takes the mime from Content-Type', async () => {
@@ -77,15 +130,26 @@ describe('successful answers', () => {
     expect(fake.downloads[0].headers.authorization).toBeUndefined();
   });
 
-  it('prefers mime_type over the download, and falls back to jpeg for a non-image Content-Type', async () => {
-    fake.setFile('a', { status: 200, body: 'bytes', headers: { 'Content-Type': 'application/octet-stream' } });
-    fake.setFile('b', { status: 200, body: 'bytes', headers: { 'Content-Type': 'image/png' } });
+  it('types a download by its bytes first, then mime_type, then Content-Type', async () => {
+    fake.setFile('png-said-jpeg', { status: 200, body: TINY_PNG, headers: { 'Content-Type': 'image/jpeg' } });
+    fake.setFile('gif-octets', { status: 200, body: GIF, headers: { 'Content-Type': 'application/octet-stream' } });
+    fake.setFile('odd', { status: 200, body: UNKNOWN, headers: { 'Content-Type': 'image/png' } });
+    fake.setFile('odd-octets', { status: 200, body: UNKNOWN, headers: { 'Content-Type': 'application/octet-stream' } });
     fake.script([
-      { status: 200, json: { data: [{ url: fake.fileUrl('a') }] } },
-      { status: 200, json: { data: [{ url: fake.fileUrl('b'), mime_type: 'image/webp' }] } },
+      { status: 200, json: { data: [{ url: fake.fileUrl('png-said-jpeg'), mime_type: 'image/jpeg' }] } },
+      { status: 200, json: { data: [{ url: fake.fileUrl('gif-octets') }] } },
+      { status: 200, json: { data: [{ url: fake.fileUrl('odd'), mime_type: 'image/heic' }] } },
+      { status: 200, json: { data: [{ url: fake.fileUrl('odd') }] } },
+      { status: 200, json: { data: [{ url: fake.fileUrl('odd-octets') }] } },
     ]);
-    expect((await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType).toBe('image/jpeg');
-    expect((await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType).toBe('image/webp');
+    const mimeOf = async (): Promise<string> => (await provider().generate({ prompt: 'x', userId: 'user-1' }, signal())).mimeType;
+    expect(await mimeOf()).toBe('image/png');
+    expect(await mimeOf()).toBe('image/gif');
+    expect(await mimeOf()).toBe('image/heic');
+    expect(await mimeOf()).toBe('image/png');
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
+    // An unusable paid file is not downloaded again.
+    expect(fake.downloads).toHaveLength(5);
   });
 
   it('retries a failed download on its own, never the paid API call', async () => {
@@ -168,7 +232,7 @@ describe('error answers', () => {
 
   it.each([401, 403, 404])('%i is permanent, keeps its status and marks a misconfiguration', async (status) => {
     fake.script([{ status, json: { error: 'nope' } }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status, misconfiguration: true });
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status, misconfiguration: true, alert: 'misconfiguration' });
   });
 
   it('other 4xx are permanent but not a misconfiguration', async () => {
@@ -176,29 +240,41 @@ describe('error answers', () => {
     expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status: 400, misconfiguration: false });
   });
 
-  it('429 with Retry-After is transient and says how long to wait', async () => {
+  it('429 with Retry-After is the rate limit: transient, rateLimited, and says how long to wait', async () => {
     fake.script([{ status: 429, json: { error: 'Too many requests' }, headers: { 'Retry-After': '3' } }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: true, status: 429, retryAfterMs: 3000 });
+    const err = await failure();
+    expect(err).toMatchObject({ code: 'GENERATION_FAILED', transient: true, rateLimited: true, status: 429, retryAfterMs: 3000 });
+    expect(err.alert).toBeUndefined();
   });
 
-  it('429 without Retry-After is transient with no wait of its own', async () => {
-    fake.script([{ status: 429, json: { error: 'slow down' } }]);
+  it('429 without Retry-After is the rate limit with no wait of its own', async () => {
+    fake.script([{ status: 429, json: { error: { message: 'slow down', type: 'rate_limit_exceeded', code: 'rate_limit' } } }]);
     const err = await failure();
-    expect(err.transient).toBe(true);
+    expect(err).toMatchObject({ transient: true, rateLimited: true });
     expect(err.retryAfterMs).toBeUndefined();
   });
 
   it.each([
-    'Your team has either used all available credits or reached its monthly spending limit.',
-    'quota exhausted',
-  ])('429 "%s" is permanent', async (message) => {
-    fake.script([{ status: 429, json: { code: 'Too many requests', error: message } }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status: 429 });
+    [429, { code: 'Too many requests', error: 'Your team has either used all available credits or reached its monthly spending limit.' }],
+    [429, { error: { message: 'quota exhausted', type: 'insufficient_quota', code: 'x' } }],
+    [403, { code: 'Forbidden', error: 'Your team has run out of credits. Purchase more to continue.' }],
+    [403, { error: { message: 'Monthly spending limit reached', type: 'forbidden', code: 'permission_denied' } }],
+    [403, { error: { message: 'Access denied', type: 'billing_error', code: 'x' } }],
+  ])('%i %j is used-up money: permanent, alert billing, not a rate limit or misconfiguration', async (status, json) => {
+    fake.script([{ status, json, headers: { 'Retry-After': '3' } }]);
+    expect(await failure()).toMatchObject({
+      code: 'GENERATION_FAILED',
+      transient: false,
+      status,
+      alert: 'billing',
+      rateLimited: false,
+      misconfiguration: false,
+    });
   });
 
-  it.each([408, 500, 503])('%i is transient', async (status) => {
+  it.each([408, 500, 503])('%i is transient, not a rate limit', async (status) => {
     fake.script([{ status, body: 'try later' }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: true, status });
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: true, rateLimited: false, status });
   });
 });
 
@@ -238,11 +314,9 @@ describe('broken answers and the network', () => {
 
   it('a server that never answers times out as a transient error', async () => {
     fake.script([{ hang: true }]);
-    const started = Date.now();
     const err = await failure(provider({ timeoutMs: 200 }));
     expect(err).toMatchObject({ code: 'GENERATION_FAILED', transient: true });
     expect(err.message).toBe('Image API did not answer within 200 ms');
-    expect(Date.now() - started).toBeLessThan(5000);
   });
 
   it('a download that never answers times out too', async () => {
@@ -269,5 +343,26 @@ describe('broken answers and the network', () => {
     controller.abort();
     await expect(provider().generate({ prompt: 'x', userId: 'user-1' }, controller.signal)).rejects.toMatchObject({ name: 'AbortError' });
     expect(fake.calls).toHaveLength(0);
+  });
+});
+
+describe('sniffImageType', () => {
+  it.each([
+    ['PNG', TINY_PNG, 'image/png'],
+    ['JPEG', JPEG, 'image/jpeg'],
+    ['WebP', WEBP, 'image/webp'],
+    ['GIF89a', GIF, 'image/gif'],
+    ['GIF87a', Buffer.from('GIF87a', 'latin1'), 'image/gif'],
+  ])('recognises %s', (_name, bytes, mime) => {
+    expect(sniffImageType(bytes)).toBe(mime);
+  });
+
+  it.each([
+    ['text', UNKNOWN],
+    ['nothing', Buffer.alloc(0)],
+    ['a cut PNG signature', TINY_PNG.subarray(0, 7)],
+    ['RIFF that is not WebP', Buffer.concat([Buffer.from('RIFF'), Buffer.alloc(4), Buffer.from('WAVE')])],
+  ])('does not guess for %s', (_name, bytes) => {
+    expect(sniffImageType(bytes)).toBeUndefined();
   });
 });

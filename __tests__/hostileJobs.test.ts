@@ -1,10 +1,11 @@
 import fc from 'fast-check';
 import jwt from 'jsonwebtoken';
+import { USER_MESSAGES } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { runJob } from '../src/pipeline';
 import { JwtTokenVerifier } from '../src/tokenVerifier';
 import type { GeneratedImage, JobEvent, Notifier } from '../src/types';
-import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { isFinal, isImage, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 
 const SECRET = 'property-secret';
 const ERROR_CODES = ['INVALID_JOB', 'INVALID_TOKEN', 'SESSION_EXPIRED', 'CONTENT_REJECTED', 'GENERATION_FAILED'];
@@ -81,9 +82,11 @@ describe('hostile and malformed job data', () => {
         if (result.error!.code === 'INVALID_JOB' || result.error!.code === 'INVALID_TOKEN' || result.error!.code === 'SESSION_EXPIRED') {
           expect(generated).toBe(0);
         }
-        // Told exactly once, in the room of the job's own Id, and only when that Id is usable.
-        if (usableId(ownId)) expect(events).toEqual([expect.objectContaining({ userId: ownId, status: 'failed' })]);
-        else expect(events).toEqual([]);
+        // Told exactly once, in the room of the job's own Id, and only when that Id is usable, in the code's sentence.
+        if (usableId(ownId)) {
+          expect(events).toEqual([expect.objectContaining({ userId: ownId, status: 'failed' })]);
+          expect(events[0].error).toEqual({ code: result.error!.code, message: USER_MESSAGES[result.error!.code] });
+        } else expect(events).toEqual([]);
       }),
       { numRuns: 400 },
     );
@@ -114,6 +117,9 @@ describe('hostile and malformed job data', () => {
       const completed = ends.filter((e) => e.outcome === 'completed').length;
       expect(sys.xai.calls).toHaveLength(completed);
       expect(await sys.producer.getJobCounts()).toMatchObject({ waiting: 0, active: 0 });
+      // What reached a browser is an image or one of the sentences, however hostile the job was.
+      const sentences = new Set(Object.values(USER_MESSAGES));
+      for (const p of alice.received) expect(isImage(p) || sentences.has(p.Message as string)).toBe(true);
     });
   });
 });

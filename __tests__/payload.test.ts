@@ -1,9 +1,37 @@
+import { ErrorCode, USER_MESSAGES, userMessage } from '../src/errors';
 import { buildPayload, legacyPayload, schemaPayload } from '../src/payload';
+import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
 import type { JobEvent } from '../src/types';
 
 const image = { base64: 'iVBORw0KGgo=', mimeType: 'image/png' };
 const base: Omit<JobEvent, 'status'> = { userId: 'alice', number: 4, jobId: '17' };
 const SUFFIX = '_Grok_Image_Generator';
+const CODES: ErrorCode[] = ['INVALID_JOB', 'INVALID_TOKEN', 'SESSION_EXPIRED', 'CONTENT_REJECTED', 'GENERATION_FAILED'];
+
+const failed = (code: string, message = 'Image API 500: <b>internal</b> at Object.<anonymous> (/app/dist/x.js:1:2)'): JobEvent => ({
+  ...base,
+  status: 'failed',
+  error: { code, message },
+});
+
+describe('words for people', () => {
+  it('has one sentence for every code, and the original sentence for both token codes', () => {
+    expect(Object.keys(USER_MESSAGES).sort()).toEqual([...CODES].sort());
+    expect(USER_MESSAGES.SESSION_EXPIRED).toBe('Session expired. Please log in again.');
+    expect(USER_MESSAGES.INVALID_TOKEN).toBe('Session expired. Please log in again.');
+    expect(SESSION_EXPIRED_MESSAGE).toBe(USER_MESSAGES.SESSION_EXPIRED);
+  });
+
+  it('writes the other codes as distinct sentences that carry no markup', () => {
+    const others = CODES.filter((c) => c !== 'INVALID_TOKEN' && c !== 'SESSION_EXPIRED').map((c) => USER_MESSAGES[c]);
+    expect(new Set(others).size).toBe(others.length);
+    for (const sentence of Object.values(USER_MESSAGES)) expect(sentence).toMatch(/^[A-Z][A-Za-z ,.]+\.$/);
+  });
+
+  it('reads an unknown or missing code as GENERATION_FAILED, without walking the prototype', () => {
+    for (const code of ['NOPE', '__proto__', 'toString', 'constructor', '', undefined]) expect(userMessage(code)).toBe(USER_MESSAGES.GENERATION_FAILED);
+  });
+});
 
 describe('schema payload', () => {
   it('carries the image, the routing and the echoed Number on success', () => {
@@ -19,17 +47,28 @@ describe('schema payload', () => {
     });
   });
 
-  it('has no data and names the code on failure', () => {
-    const payload = schemaPayload({ ...base, status: 'failed', error: { code: 'CONTENT_REJECTED', message: 'refused' } }, 'r');
-    expect(payload).toMatchObject({ success: false, data: null, error: 'refused', code: 'CONTENT_REJECTED', status: 'failed' });
+  it.each(CODES)('%s: no data, the code, and its sentence instead of the technical text', (code) => {
+    expect(schemaPayload(failed(code), 'r')).toEqual({
+      Id: 'r',
+      Number: 4,
+      jobId: '17',
+      status: 'failed',
+      success: false,
+      data: null,
+      error: USER_MESSAGES[code],
+      code,
+    });
   });
 
-  it('sends processing without data or error', () => {
-    expect(buildPayload('schema', { ...base, status: 'processing' }, SUFFIX)).toMatchObject({
+  it('sends processing without data, error or code', () => {
+    expect(buildPayload('schema', { ...base, status: 'processing' }, SUFFIX)).toEqual({
       Id: 'alice_Grok_Image_Generator',
+      Number: 4,
+      jobId: '17',
       status: 'processing',
       success: false,
       data: null,
+      error: null,
       code: null,
     });
   });
@@ -40,7 +79,7 @@ describe('schema payload', () => {
 });
 
 describe('legacy payload', () => {
-  it('sends a data URL on success', () => {
+  it('sends exactly Id, Status, Message and Number, with a data URL on success', () => {
     expect(legacyPayload({ ...base, status: 'completed', image }, 'room')).toEqual({
       Id: 'room',
       Status: true,
@@ -49,16 +88,22 @@ describe('legacy payload', () => {
     });
   });
 
-  it('uses the fixed text for an expired session and the error text otherwise', () => {
-    expect(legacyPayload({ ...base, status: 'failed', error: { code: 'SESSION_EXPIRED', message: 'x' } }, 'r').Message).toBe(
-      'Session expired. Please log in again.',
-    );
-    expect(legacyPayload({ ...base, status: 'failed', error: { code: 'INVALID_TOKEN', message: 'Token does not belong to this user' } }, 'r')).toEqual({
-      Id: 'r',
-      Status: false,
-      Message: 'Token does not belong to this user',
-      Number: 4,
-    });
+  it.each(CODES)('%s: Status false and the sentence for the code, never the technical text', (code) => {
+    expect(legacyPayload(failed(code), 'r')).toEqual({ Id: 'r', Status: false, Message: USER_MESSAGES[code], Number: 4 });
+  });
+
+  it('tells both token failures the original worker sentence', () => {
+    expect(legacyPayload(failed('INVALID_TOKEN', 'Token does not belong to this user'), 'r').Message).toBe('Session expired. Please log in again.');
+    expect(legacyPayload(failed('SESSION_EXPIRED', 'jwt expired'), 'r').Message).toBe('Session expired. Please log in again.');
+  });
+
+  it('leaves Number out when the job had none, and keeps falsy scalars', () => {
+    const none = legacyPayload({ ...base, number: null, status: 'completed', image }, 'r');
+    expect(none).toEqual({ Id: 'r', Status: true, Message: 'data:image/png;base64,iVBORw0KGgo=' });
+    expect(Object.keys(none)).not.toContain('Number');
+    expect(legacyPayload({ ...base, number: 0, status: 'completed', image }, 'r').Number).toBe(0);
+    expect(legacyPayload({ ...base, number: false, status: 'completed', image }, 'r').Number).toBe(false);
+    expect(legacyPayload({ ...base, number: '', status: 'completed', image }, 'r').Number).toBe('');
   });
 
   it('has no progress event', () => {

@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream';
-import { abortError, permanentError, transientError, WorkerError } from '../src/errors';
+import { abortError, permanentError, transientError, USER_MESSAGES, WorkerError } from '../src/errors';
 import { createLogger } from '../src/logger';
-import { JobRun, PipelineDeps, PipelineSettings, runJob } from '../src/pipeline';
+import { failureEvent, failureOutcome, JobRun, PipelineDeps, PipelineSettings, runJob } from '../src/pipeline';
 import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
-import type { CheckpointStore, GeneratedImage, ImageProvider, ImageRequest, JobEvent, Notifier, TokenVerifier } from '../src/types';
+import type { CheckpointStore, GeneratedImage, ImageProvider, ImageRequest, JobEvent, Notifier, RefusalMemory, TokenVerifier } from '../src/types';
 
 const USER = 'user-42';
 const CREATED_AT = 1_700_000_000_000;
@@ -40,12 +40,14 @@ class FakeVerifier implements TokenVerifier {
 
 class FakeProvider implements ImageProvider {
   readonly prompts: string[] = [];
+  readonly requests: ImageRequest[] = [];
   /** What each call does, in order; the last entry repeats. */
   script: unknown[] = [IMAGE];
   onCall?: () => void;
   constructor(private readonly timeline: string[]) {}
-  async generate({ prompt }: ImageRequest, signal: AbortSignal): Promise<GeneratedImage> {
-    this.prompts.push(prompt);
+  async generate(request: ImageRequest, signal: AbortSignal): Promise<GeneratedImage> {
+    this.requests.push(request);
+    this.prompts.push(request.prompt);
     this.timeline.push('generate');
     this.onCall?.();
     const step = this.script[Math.min(this.prompts.length - 1, this.script.length - 1)];
@@ -114,6 +116,27 @@ class FakeCheckpoints implements CheckpointStore {
   }
 }
 
+/** Remembered refusals in memory; `failOn` makes a call throw as Redis would when it is away. */
+class FakeRefusals implements RefusalMemory {
+  readonly refused = new Set<string>();
+  readonly calls: string[] = [];
+  failOn = new Set<'has' | 'remember'>();
+  constructor(private readonly timeline: string[]) {}
+  async has(userId: string, prompt: string): Promise<boolean> {
+    this.record('has');
+    return this.refused.has(JSON.stringify([userId, prompt]));
+  }
+  async remember(userId: string, prompt: string): Promise<void> {
+    this.record('remember');
+    this.refused.add(JSON.stringify([userId, prompt]));
+  }
+  private record(op: 'has' | 'remember'): void {
+    this.calls.push(op);
+    this.timeline.push(`refusals:${op}`);
+    if (this.failOn.has(op)) throw new Error(`redis down during ${op}`);
+  }
+}
+
 function setup(settings: Partial<PipelineSettings> = {}) {
   const timeline: string[] = [];
   const logs = new LogLines();
@@ -132,6 +155,14 @@ function setup(settings: Partial<PipelineSettings> = {}) {
   };
   return { timeline, logs, verifier, provider, notifier, checkpoints, deps };
 }
+
+function withRefusals(t: ReturnType<typeof setup>): FakeRefusals {
+  const refusals = new FakeRefusals(t.timeline);
+  t.deps.refusals = refusals;
+  return refusals;
+}
+
+const moderated = (): WorkerError => permanentError('CONTENT_REJECTED', 'Image API 400: Generated image rejected by content moderation.', { status: 400 });
 
 function jobRun(overrides: Partial<JobRun> = {}): JobRun {
   return {
@@ -227,8 +258,15 @@ describe('runJob: invalid job data', () => {
     expect(result.error!.code).toBe('INVALID_JOB');
     expect(result.userId).toBe(USER);
     expect(t.notifier.delivered).toHaveLength(1);
-    expect(t.notifier.delivered[0]).toMatchObject({ userId: USER, number: 'slot-2', jobId: '17', status: 'failed', error: { code: 'INVALID_JOB' } });
-    expect(t.notifier.delivered[0].error!.message).toMatch(/Prompt/);
+    expect(t.notifier.delivered[0]).toEqual({
+      userId: USER,
+      number: 'slot-2',
+      jobId: '17',
+      status: 'failed',
+      error: { code: 'INVALID_JOB', message: USER_MESSAGES.INVALID_JOB },
+    });
+    // The detail is for the log line, not for the person.
+    expect(result.error!.message).toMatch(/Prompt/);
     expect(t.verifier.calls).toHaveLength(0);
     expect(t.provider.prompts).toHaveLength(0);
     expect(t.checkpoints.ops).toHaveLength(0);
@@ -266,15 +304,15 @@ describe('runJob: the token', () => {
   it.each([
     ['INVALID_TOKEN', 'Invalid token'],
     ['SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE],
-  ] as const)('%s is permanent: failed, the user told, nothing generated, no progress before it', async (code, message) => {
+  ] as const)('%s is permanent: failed, the user told, nothing generated, no progress before it', async (code, detail) => {
     const t = setup();
-    t.verifier.error = permanentError(code, message);
+    t.verifier.error = permanentError(code, detail);
     const result = await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal());
     expect(result.outcome).toBe('failed');
     expect(result.error!.code).toBe(code);
     expect(t.verifier.calls).toHaveLength(1);
     expect(t.provider.prompts).toHaveLength(0);
-    expect(t.notifier.delivered).toEqual([{ userId: USER, number: 3, jobId: '17', status: 'failed', error: { code, message } }]);
+    expect(t.notifier.delivered).toEqual([{ userId: USER, number: 3, jobId: '17', status: 'failed', error: { code, message: SESSION_EXPIRED_MESSAGE } }]);
     expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'notify:failed']);
   });
 
@@ -326,7 +364,8 @@ describe('runJob: retries of the image API', () => {
     expect(result.error!.transient).toBe(true);
     expect(t.provider.prompts).toHaveLength(3);
     expect(statuses(t.notifier.delivered)).toEqual(['processing', 'failed']);
-    expect(t.notifier.delivered[1].error).toEqual({ code: 'GENERATION_FAILED', message: 'Image API answered 503' });
+    expect(t.notifier.delivered[1].error).toEqual({ code: 'GENERATION_FAILED', message: USER_MESSAGES.GENERATION_FAILED });
+    expect(result.error!.message).toBe('Image API answered 503');
     expect(t.checkpoints.ops).toEqual(['open']);
   });
 
@@ -476,9 +515,8 @@ describe('runJob: abort (shutdown)', () => {
     t.deps.retryDelay = () => 60_000;
     delete t.deps.sleep;
     t.provider.onCall = () => setImmediate(() => controller.abort());
-    const started = Date.now();
+    // A 60 s wait: only the abort can end it within the test's time limit.
     await expect(runJob(jobRun(), t.deps, controller.signal)).rejects.toMatchObject({ name: 'AbortError' });
-    expect(Date.now() - started).toBeLessThan(1000);
     expect(t.provider.prompts).toHaveLength(1);
   });
 
@@ -491,5 +529,193 @@ describe('runJob: abort (shutdown)', () => {
     controller.abort();
     await expect(running).rejects.toMatchObject({ name: 'AbortError' });
     expect(t.checkpoints.saved.has('17')).toBe(true);
+  });
+});
+
+describe('failureOutcome', () => {
+  it.each([
+    [true, 1, 3, 'retry'],
+    [true, 2, 3, 'retry'],
+    [true, 3, 3, 'failed'],
+    [true, 1, 1, 'failed'],
+    [false, 1, 3, 'failed'],
+    [false, 3, 3, 'failed'],
+  ] as const)('transient=%s on attempt %i of %i -> %s', (transient, attempt, maxAttempts, expected) => {
+    const error = transient ? transientError('503') : permanentError('GENERATION_FAILED', '400');
+    expect(failureOutcome(error, { attempt, maxAttempts })).toBe(expected);
+  });
+});
+
+describe('failureEvent', () => {
+  it("carries the code and the code's sentence, never a detail", () => {
+    expect(failureEvent('9', { userId: USER, number: 'p1' }, 'CONTENT_REJECTED')).toEqual({
+      userId: USER,
+      number: 'p1',
+      jobId: '9',
+      status: 'failed',
+      error: { code: 'CONTENT_REJECTED', message: USER_MESSAGES.CONTENT_REJECTED },
+    });
+  });
+});
+
+describe('runJob: the image request', () => {
+  it("sends the prepared prompt and the user's Id, and no deadline when none is set", async () => {
+    const t = setup({ promptPrefix: 'Style: ' });
+    await runJob(jobRun(), t.deps, signal());
+    expect(t.provider.requests).toEqual([{ prompt: 'Style: a red fox in the snow', userId: USER, deadlineAt: undefined }]);
+  });
+
+  it('passes deadlineAt = start of the generate step + generationDeadlineMs, the same on every retry', async () => {
+    const t = setup({ generationDeadlineMs: 45_000, maxRetries: 2 });
+    t.provider.script = [transientError('503'), IMAGE];
+    const before = Date.now();
+    const result = await runJob(jobRun(), t.deps, signal());
+    const after = Date.now();
+    expect(result.outcome).toBe('completed');
+    const deadlines = t.provider.requests.map((r) => r.deadlineAt!);
+    expect(deadlines).toHaveLength(2);
+    expect(deadlines[1]).toBe(deadlines[0]);
+    expect(deadlines[0] - 45_000).toBeGreaterThanOrEqual(before);
+    expect(deadlines[0] - 45_000).toBeLessThanOrEqual(after);
+  });
+
+  it('does not start a retry wait that would end past the deadline: GENERATION_FAILED, permanent, no wait, no further call', async () => {
+    const t = setup({ generationDeadlineMs: 1000, maxRetries: 3 });
+    const waits: number[] = [];
+    t.deps.retryDelay = () => 60_000;
+    t.deps.sleep = async (ms) => void waits.push(ms);
+    t.provider.script = [transientError('Image API 503: busy', { status: 503 })];
+    const result = await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal());
+    expect(result.outcome).toBe('failed');
+    expect(result.error).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
+    expect(result.error!.message).toMatch(/GENERATION_DEADLINE_MS/);
+    expect(result.error!.cause).toMatchObject({ message: 'Image API 503: busy' });
+    expect(t.provider.prompts).toHaveLength(1);
+    expect(waits).toEqual([]);
+    expect(t.logs.lines.filter((l) => l.msg === 'generate failed, retrying')).toEqual([]);
+    expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toMatchObject({ status: 'failed', error: { code: 'GENERATION_FAILED' } });
+  });
+
+  it("honours the deadline for a rate limit's Retry-After under the default delay policy", async () => {
+    const t = setup({ generationDeadlineMs: 10_000, maxRetries: 3 });
+    const waits: number[] = [];
+    delete t.deps.retryDelay;
+    t.deps.sleep = async (ms) => void waits.push(ms);
+    t.provider.script = [transientError('Image API 429: slow down', { status: 429, rateLimited: true, retryAfterMs: 60_000 })];
+    const result = await runJob(jobRun(), t.deps, signal());
+    expect(result.error).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
+    expect(waits).toEqual([]);
+    expect(t.provider.prompts).toHaveLength(1);
+  });
+
+  it('takes the retry waits that end before the deadline', async () => {
+    const t = setup({ generationDeadlineMs: 600_000, maxRetries: 3 });
+    const waits: number[] = [];
+    t.deps.retryDelay = () => 1000;
+    t.deps.sleep = async (ms) => void waits.push(ms);
+    t.provider.script = [transientError('503'), transientError('503'), IMAGE];
+    const result = await runJob(jobRun(), t.deps, signal());
+    expect(result.outcome).toBe('completed');
+    expect(waits).toEqual([1000, 1000]);
+  });
+
+  it('keeps the deadline to the generate step: token retries wait as before', async () => {
+    const t = setup({ generationDeadlineMs: 1, maxRetries: 1 });
+    const waits: number[] = [];
+    t.deps.retryDelay = () => 5000;
+    t.deps.sleep = async (ms) => void waits.push(ms);
+    let calls = 0;
+    t.deps.verifier = {
+      verify: async () => {
+        if (calls++ === 0) throw transientError('JWT service unreachable');
+      },
+    };
+    const result = await runJob(jobRun(), t.deps, signal());
+    expect(result.outcome).toBe('completed');
+    expect(waits).toEqual([5000]);
+  });
+});
+
+describe('runJob: refusal memory', () => {
+  it('remembers a moderation refusal for this user and the prepared prompt', async () => {
+    const t = setup({ promptPrefix: 'Style: ' });
+    const refusals = withRefusals(t);
+    t.provider.script = [moderated()];
+    const result = await runJob(jobRun(), t.deps, signal());
+    expect(result).toMatchObject({ outcome: 'failed', error: { code: 'CONTENT_REJECTED' } });
+    expect(result.refusalRemembered).toBeUndefined();
+    expect([...refusals.refused]).toEqual([JSON.stringify([USER, 'Style: a red fox in the snow'])]);
+    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'refusals:has', 'generate', 'refusals:remember', 'notify:failed']);
+  });
+
+  it('refuses the same prompt again without calling the API, after the token is verified, and says so', async () => {
+    const t = setup();
+    const refusals = withRefusals(t);
+    t.provider.script = [moderated(), IMAGE];
+    await runJob(jobRun(), t.deps, signal());
+    t.timeline.length = 0;
+    const again = await runJob(jobRun({ jobId: '18' }), t.deps, signal());
+    expect(again).toMatchObject({ outcome: 'failed', refusalRemembered: true, error: { code: 'CONTENT_REJECTED', transient: false } });
+    expect(again.steps.generate).toEqual(expect.any(Number));
+    expect(t.provider.prompts).toHaveLength(1);
+    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'refusals:has', 'notify:failed']);
+    expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toEqual({
+      userId: USER,
+      number: 3,
+      jobId: '18',
+      status: 'failed',
+      error: { code: 'CONTENT_REJECTED', message: USER_MESSAGES.CONTENT_REJECTED },
+    });
+    expect(refusals.calls.filter((c) => c === 'remember')).toHaveLength(1);
+  });
+
+  it('does not refuse the same prompt for another user, nor another prompt for the same user', async () => {
+    const t = setup();
+    withRefusals(t);
+    t.provider.script = [moderated(), IMAGE];
+    await runJob(jobRun(), t.deps, signal());
+    const otherUser = await runJob(jobRun({ data: { Id: 'user-43', Token: 't', Prompt: 'a red fox in the snow' } }), t.deps, signal());
+    const otherPrompt = await runJob(jobRun({ data: { Id: USER, Token: 't', Prompt: 'a red fox in the rain' } }), t.deps, signal());
+    expect([otherUser.outcome, otherPrompt.outcome]).toEqual(['completed', 'completed']);
+    expect(t.provider.prompts).toHaveLength(3);
+  });
+
+  it('remembers nothing but moderation refusals', async () => {
+    const t = setup({ maxRetries: 0 });
+    const refusals = withRefusals(t);
+    t.provider.script = [permanentError('GENERATION_FAILED', 'Image API 400: Argument not supported', { status: 400 }), transientError('503'), new TypeError('bug')];
+    for (let i = 0; i < 3; i++) await runJob(jobRun(), t.deps, signal());
+    expect(refusals.refused.size).toBe(0);
+    expect(refusals.calls).toEqual(['has', 'has', 'has']);
+  });
+
+  it('a memory that cannot be read is skipped: warned, the API asked, the job completes', async () => {
+    const t = setup();
+    const refusals = withRefusals(t);
+    refusals.failOn.add('has');
+    const result = await runJob(jobRun(), t.deps, signal());
+    expect(result.outcome).toBe('completed');
+    expect(t.provider.prompts).toHaveLength(1);
+    expect(t.logs.lines).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'refusal memory unreadable, asking the image API', jobId: '17' }));
+  });
+
+  it('a refusal that cannot be remembered still ends CONTENT_REJECTED, warned, and the user told', async () => {
+    const t = setup();
+    const refusals = withRefusals(t);
+    refusals.failOn.add('remember');
+    t.provider.script = [moderated()];
+    const result = await runJob(jobRun(), t.deps, signal());
+    expect(result).toMatchObject({ outcome: 'failed', error: { code: 'CONTENT_REJECTED' } });
+    expect(t.logs.lines).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'refusal not remembered' }));
+    expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toMatchObject({ status: 'failed', error: { code: 'CONTENT_REJECTED' } });
+  });
+
+  it('is not consulted for an image already checkpointed', async () => {
+    const t = setup();
+    const refusals = withRefusals(t);
+    t.checkpoints.saved.set('17', { fingerprint: FINGERPRINT, image: IMAGE });
+    const result = await runJob(jobRun(), t.deps, signal());
+    expect(result.outcome).toBe('completed');
+    expect(refusals.calls).toEqual([]);
   });
 });

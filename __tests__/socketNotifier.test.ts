@@ -2,7 +2,7 @@ import { io as connectClient, Socket } from 'socket.io-client';
 import type { NotifyFormat } from '../src/config';
 import { startRelay, Relay } from '../src/demo/notificationService';
 import { freeFixedPort } from '../src/demo/redisServer';
-import { WorkerError } from '../src/errors';
+import { USER_MESSAGES, WorkerError } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { SocketNotifier, SocketNotifierOptions } from '../src/socketNotifier';
 import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
@@ -71,7 +71,7 @@ async function userIn(target: Relay, room: string): Promise<Array<Record<string,
 
 describe('SocketNotifier: delivery', () => {
   it('emits the schema payload to the relay, routed to the user room', async () => {
-    const r = await relay();
+    const r = await relay({ relay: 'full' });
     const inbox = await userIn(r, ROOM);
     const n = notifier(r.url);
     await n.notify(completed, new AbortController().signal);
@@ -105,7 +105,7 @@ describe('SocketNotifier: delivery', () => {
       status: 'failed',
       success: false,
       data: null,
-      error: 'refused',
+      error: USER_MESSAGES.CONTENT_REJECTED,
       code: 'CONTENT_REJECTED',
     });
   });

@@ -1,19 +1,148 @@
+import { USER_MESSAGES } from '../src/errors';
+import { hashUserId } from '../src/grokProvider';
 import { successAnswer, TINY_PNG_BASE64 } from './support/fakeXai';
-import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { isFinal, isImage, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 
-/** The whole pipeline against real Redis, a local xAI-contract server and a real socket.io relay. */
-describe('worker end to end', () => {
+const MODERATED = { status: 400, json: { code: 'Client specified an invalid argument', error: 'Generated image rejected by content moderation.' } };
+
+/**
+ * The whole pipeline against real Redis, a local xAI-contract server and a notification service that
+ * behaves like StoryBang's (only `{Message, Status, Number}` of `Profile` reach the room), with the
+ * worker's default settings: what a StoryBang browser sees.
+ */
+describe('worker end to end, as a StoryBang browser sees it', () => {
   let sys: TestSystem;
   useTestSystem('e2e', (s) => (sys = s));
 
-  it('delivers the image of a front-end job to its user room only, with Number echoed, and leaves nothing in Redis', async () => {
+  it('delivers the image as a data URL to its user room only, with Number echoed, and leaves nothing in Redis', async () => {
     const alice = await sys.user('alice');
     const bob = await sys.user('bob');
     await sys.startWorker({ PROMPT_PREFIX: 'House style: ' });
     const job = await sys.enqueue({ Id: 'alice', Prompt: 'a lighthouse\nat dawn', Token: signToken('alice'), Number: 7 });
 
     const done = await alice.waitFor(isFinal);
-    expect(done).toEqual({
+    expect(done).toEqual({ Message: `data:image/png;base64,${TINY_PNG_BASE64}`, Status: true, Number: 7 });
+    expect(isImage(done)).toBe(true);
+    // Legacy has no progress events: the one message is the image.
+    expect(alice.received).toHaveLength(1);
+    expect(sys.xai.calls).toHaveLength(1);
+    expect(sys.xai.calls[0].headers.authorization).toBe('Bearer xai-test-key-SECRET');
+    expect(sys.xai.calls[0].body).toEqual({
+      model: 'grok-imagine-image',
+      prompt: 'House style: a lighthouse at dawn',
+      n: 1,
+      response_format: 'b64_json',
+      user: hashUserId('alice'),
+    });
+    // What stays: Bull's id counter and stalled-check mark, and the job's short-lived end mark (with a TTL).
+    await waitUntil(async () => (await sys.keys()).every((k) => /:(id|stalled-check|f:done:\d+|f:pace)$/.test(k)));
+    expect(bob.received).toEqual([]);
+    const end = sys.logs.jobEnds()[0];
+    expect(end).toMatchObject({ jobId: String(job.id), userId: 'alice', outcome: 'completed', code: null, attempt: 1, imageBytes: expect.any(Number) });
+    expect(end.steps).toEqual({ token: expect.any(Number), generate: expect.any(Number), notify: expect.any(Number) });
+  });
+
+  it('labels an image by its bytes when the API names no type', async () => {
+    const alice = await sys.user('alice');
+    await sys.startWorker();
+    sys.xai.script([{ status: 200, json: { data: [{ b64_json: TINY_PNG_BASE64 }] } }]);
+    await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 3 });
+    expect(await alice.waitFor(isFinal)).toEqual({ Message: `data:image/png;base64,${TINY_PNG_BASE64}`, Status: true, Number: 3 });
+  });
+
+  it('ends an expired session with the original sentence and never calls the image API', async () => {
+    const alice = await sys.user('alice');
+    await sys.startWorker();
+    await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice', { expiresInS: -60 }), Number: 1 });
+
+    expect(await alice.waitFor(isFinal)).toEqual({ Message: 'Session expired. Please log in again.', Status: false, Number: 1 });
+    expect(sys.xai.calls).toHaveLength(0);
+    await waitUntil(() => sys.logs.jobEnds().length === 1);
+    expect(sys.logs.jobEnds()[0]).toMatchObject({ outcome: 'failed', code: 'SESSION_EXPIRED' });
+  });
+
+  it("refuses another user's token: the same sentence in the job's room, nothing in the other, no image paid for", async () => {
+    const alice = await sys.user('alice');
+    const bob = await sys.user('bob');
+    await sys.startWorker();
+    await sys.enqueue({ Id: 'alice', Prompt: 'steal this', Token: signToken('bob'), Number: 1 });
+
+    expect(await alice.waitFor(isFinal)).toEqual({ Message: 'Session expired. Please log in again.', Status: false, Number: 1 });
+    expect(bob.received).toEqual([]);
+    expect(sys.xai.calls).toHaveLength(0);
+    await waitUntil(() => sys.logs.jobEnds().length === 1);
+    expect(sys.logs.jobEnds()[0]).toMatchObject({ outcome: 'failed', code: 'INVALID_TOKEN' });
+  });
+
+  it('tells the user about invalid job data in a sentence; the detail goes to the log', async () => {
+    const alice = await sys.user('alice');
+    await sys.startWorker();
+    await sys.enqueue({ Id: 'alice', Prompt: '   ', Token: signToken('alice'), Number: 'slot-2' });
+
+    expect(await alice.waitFor(isFinal)).toEqual({ Message: USER_MESSAGES.INVALID_JOB, Status: false, Number: 'slot-2' });
+    expect(sys.xai.calls).toHaveLength(0);
+    await waitUntil(() => sys.logs.jobEnds().length === 1);
+    expect(sys.logs.jobEnds()[0]).toMatchObject({ code: 'INVALID_JOB', error: { message: 'Job field Prompt must not be blank' } });
+  });
+
+  it('shows a readable sentence for a moderated prompt, not the API text', async () => {
+    const alice = await sys.user('alice');
+    await sys.startWorker();
+    sys.xai.script([MODERATED]);
+    await sys.enqueue({ Id: 'alice', Prompt: 'something refused', Token: signToken('alice'), Number: 4 });
+
+    expect(await alice.waitFor(isFinal)).toEqual({ Message: USER_MESSAGES.CONTENT_REJECTED, Status: false, Number: 4 });
+    await waitUntil(() => sys.logs.jobEnds().length === 1);
+    expect(sys.logs.jobEnds()[0]).toMatchObject({ code: 'CONTENT_REJECTED', error: { message: expect.stringContaining('content moderation') } });
+  });
+
+  it('leaves Number out when the job had none', async () => {
+    const alice = await sys.user('alice');
+    await sys.startWorker();
+    await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice') });
+    const done = await alice.waitFor(isFinal);
+    expect(done).toEqual({ Message: `data:image/png;base64,${TINY_PNG_BASE64}`, Status: true });
+    expect(Object.keys(done)).not.toContain('Number');
+  });
+
+  it('shares GROK_RATE_LIMIT across workers: two workers, the image API asked once per window', async () => {
+    const alice = await sys.user('alice');
+    const limit = { GROK_RATE_LIMIT: '1', GROK_RATE_WINDOW_MS: '400' };
+    await sys.startWorker(limit);
+    await sys.startWorker(limit);
+    await Promise.all([1, 2, 3].map((n) => sys.enqueue({ Id: 'alice', Prompt: `cat ${n}`, Token: signToken('alice'), Number: n })));
+    await waitUntil(async () => alice.finals().length === 3, 10000);
+    expect(sys.xai.calls).toHaveLength(3);
+    // Spacing as the image API saw it: a slow machine can only widen it, never make this pass wrongly.
+    const gaps = sys.xai.calls.slice(1).map((call, i) => call.at - sys.xai.calls[i].at);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(300);
+  });
+
+  it('has up to CONCURRENCY image requests in flight at once, never more', async () => {
+    const alice = await sys.user('alice');
+    await sys.startWorker({ CONCURRENCY: '4' });
+    const release = sys.xai.hold();
+    await Promise.all([1, 2, 3, 4, 5].map((n) => sys.enqueue({ Id: 'alice', Prompt: `cat ${n}`, Token: signToken('alice'), Number: n })));
+    await waitUntil(() => sys.xai.inFlight === 4, 10000, 'four requests in flight');
+    release();
+    await waitUntil(async () => alice.finals().length === 5, 10000);
+    expect(sys.xai.peakInFlight).toBe(4);
+    expect(alice.finals().map((p) => p.Number).sort()).toEqual([1, 2, 3, 4, 5]);
+  });
+});
+
+/** NOTIFY_FORMAT=schema, through a notification service that passes the whole payload on. */
+describe('worker end to end, schema format', () => {
+  let sys: TestSystem;
+  useTestSystem('e2e_schema', (s) => (sys = s), 'each', { format: 'schema' });
+
+  it('sends progress, then the image with its routing, jobId and echoed Number', async () => {
+    const alice = await sys.user('alice');
+    await sys.startWorker();
+    sys.xai.setDefault(successAnswer());
+    const job = await sys.enqueue({ Id: 'alice', Prompt: 'a lighthouse', Token: signToken('alice'), Number: 7 });
+
+    expect(await alice.waitFor(isFinal)).toEqual({
       Id: 'alice_Grok_Image_Generator',
       Number: 7,
       jobId: String(job.id),
@@ -23,92 +152,29 @@ describe('worker end to end', () => {
       error: null,
       code: null,
     });
-    expect(alice.received[0]).toMatchObject({ status: 'processing', Number: 7, data: null });
-    expect(sys.xai.calls).toHaveLength(1);
-    expect(sys.xai.calls[0].headers.authorization).toBe('Bearer xai-test-key-SECRET');
-    expect(sys.xai.calls[0].body).toEqual({
-      model: 'grok-imagine-image',
-      prompt: 'House style: a lighthouse at dawn',
-      n: 1,
-      response_format: 'b64_json',
-    });
-    // What stays: Bull's id counter and stalled-check mark, and the job's short-lived end mark (it has a TTL).
-    await waitUntil(async () => (await sys.keys()).every((k) => /:(id|stalled-check|f:done:\d+|f:pace)$/.test(k)));
-    expect(bob.received).toEqual([]);
-    const end = sys.logs.jobEnds()[0];
-    expect(end).toMatchObject({ jobId: String(job.id), userId: 'alice', outcome: 'completed', code: null, attempt: 1, imageBytes: expect.any(Number) });
-    expect(end.steps).toEqual({ token: expect.any(Number), generate: expect.any(Number), notify: expect.any(Number) });
+    expect(alice.received[0]).toMatchObject({ status: 'processing', Number: 7, data: null, error: null, code: null });
   });
 
-  it('ends an expired session with SESSION_EXPIRED and never calls the image API', async () => {
+  it('names the code and gives the same sentence as the legacy format', async () => {
     const alice = await sys.user('alice');
     await sys.startWorker();
+    sys.xai.script([MODERATED]);
     await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice', { expiresInS: -60 }), Number: 1 });
+    await sys.enqueue({ Id: 'alice', Prompt: 'refused', Token: signToken('alice'), Number: 2 });
 
-    const failed = await alice.waitFor(isFinal);
-    expect(failed).toMatchObject({ status: 'failed', success: false, data: null, code: 'SESSION_EXPIRED', error: 'Session expired. Please log in again.', Number: 1 });
-    expect(alice.received.filter((p) => p.status === 'processing')).toEqual([]);
-    expect(sys.xai.calls).toHaveLength(0);
-  });
-
-  it("refuses another user's token: nothing reaches either room but the refusal, and no image is paid for", async () => {
-    const alice = await sys.user('alice');
-    const bob = await sys.user('bob');
-    await sys.startWorker();
-    await sys.enqueue({ Id: 'alice', Prompt: 'steal this', Token: signToken('bob'), Number: 1 });
-
-    expect(await alice.waitFor(isFinal)).toMatchObject({ status: 'failed', code: 'INVALID_TOKEN', data: null });
-    expect(bob.received).toEqual([]);
-    expect(sys.xai.calls).toHaveLength(0);
-  });
-
-  it('tells the user about invalid job data when the Id is usable', async () => {
-    const alice = await sys.user('alice');
-    await sys.startWorker();
-    await sys.enqueue({ Id: 'alice', Prompt: '   ', Token: signToken('alice'), Number: 'slot-2' });
-
-    expect(await alice.waitFor(isFinal)).toMatchObject({ status: 'failed', code: 'INVALID_JOB', Number: 'slot-2', error: 'Job field Prompt must not be blank' });
-    expect(sys.xai.calls).toHaveLength(0);
-  });
-
-  it('speaks the legacy format the existing front end reads', async () => {
-    const alice = await sys.user('alice');
-    await sys.startWorker({ NOTIFY_FORMAT: 'legacy' });
-    sys.xai.script([{ status: 200, json: { data: [{ b64_json: TINY_PNG_BASE64 }] } }]);
-    await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 3 });
-    await sys.enqueue({ Id: 'alice', Prompt: 'a dog', Token: signToken('alice', { expiresInS: -60 }), Number: 4 });
-
-    await alice.waitFor((p) => p.Number === 3);
-    await alice.waitFor((p) => p.Number === 4);
-    const byNumber = Object.fromEntries(alice.received.map((p) => [p.Number as number, p]));
-    expect(byNumber[3]).toEqual({ Id: 'alice_Grok_Image_Generator', Status: true, Message: `data:image/jpeg;base64,${TINY_PNG_BASE64}`, Number: 3 });
-    expect(byNumber[4]).toEqual({ Id: 'alice_Grok_Image_Generator', Status: false, Message: 'Session expired. Please log in again.', Number: 4 });
-    expect(alice.received).toHaveLength(2);
-  });
-
-  it('shares GROK_RATE_LIMIT across workers: two workers, one job per window', async () => {
-    const alice = await sys.user('alice');
-    const limit = { GROK_RATE_LIMIT: '1', GROK_RATE_WINDOW_MS: '400' };
-    await sys.startWorker(limit);
-    await sys.startWorker(limit);
-    const started = Date.now();
-    await Promise.all([1, 2, 3].map((n) => sys.enqueue({ Id: 'alice', Prompt: `cat ${n}`, Token: signToken('alice'), Number: n })));
-    await waitUntil(async () => alice.finals().length === 3, 10000);
-    // Unlimited, two workers would finish three instant jobs in a few ms; the limiter spaces them 400 ms apart.
-    expect(Date.now() - started).toBeGreaterThanOrEqual(750);
-    expect(sys.xai.calls).toHaveLength(3);
-  });
-
-  it('processes jobs concurrently up to CONCURRENCY', async () => {
-    const alice = await sys.user('alice');
-    sys.xai.setDefault({ ...successAnswer(), delayMs: 400 });
-    await sys.startWorker({ CONCURRENCY: '4' });
-    const started = Date.now();
-    await Promise.all([1, 2, 3, 4].map((n) => sys.enqueue({ Id: 'alice', Prompt: `cat ${n}`, Token: signToken('alice'), Number: n })));
-    await waitUntil(async () => alice.finals().length === 4, 10000);
-    // Four 400 ms generations one after another would take 1.6 s.
-    expect(Date.now() - started).toBeLessThan(1500);
-    expect(alice.finals().map((p) => p.Number).sort()).toEqual([1, 2, 3, 4]);
+    expect(await alice.waitFor((p) => p.Number === 1 && isFinal(p))).toMatchObject({
+      status: 'failed',
+      success: false,
+      data: null,
+      code: 'SESSION_EXPIRED',
+      error: 'Session expired. Please log in again.',
+    });
+    expect(await alice.waitFor((p) => p.Number === 2 && isFinal(p))).toMatchObject({
+      status: 'failed',
+      code: 'CONTENT_REJECTED',
+      error: USER_MESSAGES.CONTENT_REJECTED,
+    });
+    // Progress goes out only once the token is proven: the expired job sent none.
+    expect(alice.received.filter((p) => p.status === 'processing').map((p) => p.Number)).toEqual([2]);
   });
 });
-

@@ -6,6 +6,26 @@ export type ErrorCode =
   | 'CONTENT_REJECTED'
   | 'GENERATION_FAILED';
 
+/**
+ * What the person waiting for the picture reads, one fixed sentence per code, in both wire formats
+ * (legacy `Message`, schema `error`). The StoryBang front end puts `Message` into the page as HTML, so
+ * nothing from an API, a stack or the job's own data ever goes there: the details stay in the log.
+ * SESSION_EXPIRED and INVALID_TOKEN share the original worker's sentence: its JWT service cannot tell
+ * them apart, and the front end knows that text.
+ */
+export const USER_MESSAGES: Readonly<Record<ErrorCode, string>> = Object.freeze({
+  INVALID_JOB: 'We could not read this picture request. Please try again.',
+  INVALID_TOKEN: 'Session expired. Please log in again.',
+  SESSION_EXPIRED: 'Session expired. Please log in again.',
+  CONTENT_REJECTED: 'We cannot draw this picture. Please try describing it another way.',
+  GENERATION_FAILED: 'We could not make this picture right now. Please try again in a moment.',
+});
+
+/** The sentence for `code`; a code this table does not know reads as GENERATION_FAILED. */
+export function userMessage(code: string | undefined): string {
+  return Object.prototype.hasOwnProperty.call(USER_MESSAGES, code ?? '') ? USER_MESSAGES[code as ErrorCode] : USER_MESSAGES.GENERATION_FAILED;
+}
+
 export interface WorkerErrorOptions {
   cause?: unknown;
   /** May the same work succeed if tried again later (network, timeout, 408, 429, 5xx)? */
@@ -84,15 +104,15 @@ export function toError(value: unknown): Error {
   }
 }
 
+/** An error as a log line's `err` field: its message, plus code and HTTP status for a WorkerError. */
+export function errorSummary(err: unknown): { message: string; code?: string; status?: number } {
+  const error = toError(err);
+  return err instanceof WorkerError ? { message: error.message, code: err.code, status: err.status } : { message: error.message };
+}
+
 /** The error every cancelled wait rejects with (the same name fetch uses). */
 export function abortError(cause?: unknown): Error {
   const err = new Error('The operation was aborted', cause === undefined ? undefined : { cause });
   err.name = 'AbortError';
   return err;
-}
-
-/** What a log line shows of an error: its message, and for a WorkerError its code and HTTP status. */
-export function errorSummary(err: unknown): { message: string; code?: string; status?: number } {
-  const error = toError(err);
-  return err instanceof WorkerError ? { message: error.message, code: err.code, status: err.status } : { message: error.message };
 }

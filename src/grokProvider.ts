@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import nodeFetch from 'node-fetch';
 import { withDeadline } from './abort';
 import { abortError, WorkerError, isAbortError, permanentError, transientError } from './errors';
@@ -12,6 +13,10 @@ export interface GrokProviderOptions {
   apiKey: string;
   /** Sent as is, e.g. grok-imagine-image or grok-2-image-1212. */
   model: string;
+  /** Sent as `aspect_ratio` only when set (GROK_ASPECT_RATIO, validated by the config), e.g. `3:4`. */
+  aspectRatio?: string;
+  /** Sent as `resolution` only when set (GROK_RESOLUTION). */
+  resolution?: '1k' | '2k';
   /** Limit for each HTTP request (the API call, then the download of a `url` answer), body included. */
   timeoutMs: number;
   /** Extra attempts at downloading a `url` answer; the image is paid for, so the API is not asked again. Default 3. */
@@ -24,13 +29,19 @@ export interface GrokProviderOptions {
 
 /** 401/403/404 mean the key, model or URL is wrong: an operator must act, retrying will not help. */
 const MISCONFIGURATION_STATUSES = new Set([401, 403, 404]);
+/** xAI has answered used-up credits and a reached spending limit with both. */
+const BILLING_STATUSES = new Set([403, 429]);
 
-/** Used when neither the API nor the download says what the image is: xAI renders JPEG. */
-const DEFAULT_MIME = 'image/jpeg';
 const USD_PER_TICK = 1e-10;
 const MODERATION = /moderat|content[ _-]?policy|safety|rejected by/i;
 const OUT_OF_CREDITS = /credit|spending limit|quota|billing/i;
 const MAX_DETAIL_CHARS = 300;
+/** Hashed with the user's Id for `user`: xAI can tell users apart without learning who they are. */
+const USER_HASH_NAMESPACE = 'grok-image-worker/user/v1:';
+/** A media type safe to put into a data URL the front end shows as HTML. */
+const IMAGE_MIME = /^image\/[a-z0-9][a-z0-9.+-]{0,63}$/;
+/** SVG is a document that can carry script, not a picture the API renders: never labelled as one. */
+const NOT_A_PICTURE = new Set(['image/svg+xml']);
 
 interface ImageItem {
   b64_json?: unknown;
@@ -48,13 +59,14 @@ export class GrokImageProvider implements ImageProvider {
     this.fetch = options.fetch ?? nodeFetch;
   }
 
-  async generate({ prompt }: ImageRequest, signal: AbortSignal): Promise<GeneratedImage> {
-    const { apiUrl, apiKey, model } = this.options;
+  /** `deadlineAt` belongs to the capacity layer; one request here is bounded by GROK_TIMEOUT_MS alone. */
+  async generate({ prompt, userId }: ImageRequest, signal: AbortSignal): Promise<GeneratedImage> {
+    const { apiUrl, apiKey } = this.options;
     const answer = await this.withTimeout('Image API', signal, async (s) => {
       const res = await this.fetch(apiUrl, {
         method: 'POST',
         headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ model, prompt, n: 1, response_format: 'b64_json' }),
+        body: JSON.stringify(this.requestBody(prompt, userId)),
         signal: s,
       });
       const text = await res.text();
@@ -63,13 +75,26 @@ export class GrokImageProvider implements ImageProvider {
     });
 
     const { item, costUsd } = answer;
-    const image: GeneratedImage =
-      typeof item.b64_json === 'string' && item.b64_json !== ''
-        ? { base64: stripDataUrl(item.b64_json), mimeType: stringOr(item.mime_type, DEFAULT_MIME) }
-        : await this.downloadPaidImage(String(item.url), stringOr(item.mime_type, undefined), signal);
+    const statedMime = imageMime(item.mime_type);
+    let image: GeneratedImage;
+    if (typeof item.b64_json === 'string' && item.b64_json !== '') {
+      const base64 = stripDataUrl(item.b64_json);
+      image = { base64, mimeType: mimeOrFail(sniffImageType(Buffer.from(base64.slice(0, 16), 'base64')) ?? statedMime) };
+    } else {
+      image = await this.downloadPaidImage(String(item.url), statedMime, signal);
+    }
     if (typeof item.revised_prompt === 'string') image.revisedPrompt = item.revised_prompt;
     if (costUsd !== undefined) image.costUsd = costUsd;
     return image;
+  }
+
+  /** Never `size`, `quality` or `style`: xAI refuses them ("Argument not supported"). */
+  private requestBody(prompt: string, userId: string): Record<string, unknown> {
+    const { model, aspectRatio, resolution } = this.options;
+    const body: Record<string, unknown> = { model, prompt, n: 1, response_format: 'b64_json', user: hashUserId(userId) };
+    if (aspectRatio) body.aspect_ratio = aspectRatio;
+    if (resolution) body.resolution = resolution;
+    return body;
   }
 
   /**
@@ -103,11 +128,9 @@ export class GrokImageProvider implements ImageProvider {
       }
       const bytes = Buffer.from(await res.arrayBuffer());
       if (bytes.length === 0) throw transientError('Image download returned an empty file');
-      const contentType = (res.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
-      return {
-        base64: bytes.toString('base64'),
-        mimeType: mimeType ?? (contentType.startsWith('image/') ? contentType : DEFAULT_MIME),
-      };
+      // The bytes say best what the file is; a file server's Content-Type is the weakest hint.
+      const contentType = imageMime((res.headers.get('content-type') ?? '').split(';')[0]);
+      return { base64: bytes.toString('base64'), mimeType: mimeOrFail(sniffImageType(bytes) ?? mimeType ?? contentType) };
     });
   }
 
@@ -131,13 +154,17 @@ export class GrokImageProvider implements ImageProvider {
   }
 
   private httpError(status: number, body: string, retryAfter: string | null, prompt: string): WorkerError {
-    const { message, hint } = describeErrorBody(body);
-    const text = this.redact(`Image API ${status}: ${message}`, prompt);
+    const { message, hint } = describeErrorBody(body, (detail) => this.redact(detail, prompt));
+    const text = `Image API ${status}: ${message}`;
     if ((status === 400 || status === 422) && MODERATION.test(hint)) {
       return permanentError('CONTENT_REJECTED', text, { status });
     }
-    if (status === 429 && OUT_OF_CREDITS.test(hint)) return permanentError('GENERATION_FAILED', text, { status });
-    if (isTransientStatus(status)) return transientError(text, { status, retryAfterMs: parseRetryAfter(retryAfter), rateLimited: status === 429 });
+    // Money, not load: no retry or wait will help until an operator tops up or raises the limit.
+    if (BILLING_STATUSES.has(status) && OUT_OF_CREDITS.test(hint)) return permanentError('GENERATION_FAILED', text, { status, alert: 'billing' });
+    const retryAfterMs = parseRetryAfter(retryAfter);
+    // The team's rate limit: the capacity layer waits and asks again, without using up the job's retries.
+    if (status === 429) return transientError(text, { status, retryAfterMs, rateLimited: true });
+    if (isTransientStatus(status)) return transientError(text, { status, retryAfterMs });
     return permanentError('GENERATION_FAILED', text, { status, misconfiguration: MISCONFIGURATION_STATUSES.has(status) });
   }
 
@@ -181,7 +208,7 @@ function unusableAnswer(message: string, status: number, cause?: unknown): Worke
 }
 
 /** Reads both error shapes xAI uses, `{code, error: "..."}` and `{error: {message, type, code}}`, or plain text. */
-function describeErrorBody(body: string): { message: string; hint: string } {
+function describeErrorBody(body: string, redact: (text: string) => string): { message: string; hint: string } {
   let message: unknown;
   const extra: unknown[] = [];
   try {
@@ -201,13 +228,46 @@ function describeErrorBody(body: string): { message: string; hint: string } {
     // Not JSON: the body text itself is the best description there is.
   }
   const text = (typeof message === 'string' && message.trim() ? message : body).replace(/\s+/g, ' ').trim();
-  const short = text.length > MAX_DETAIL_CHARS ? `${text.slice(0, MAX_DETAIL_CHARS)}...` : text;
+  // Redacted before the cut: a key cut in half would no longer be recognised.
+  const safe = redact(text);
+  const short = safe.length > MAX_DETAIL_CHARS ? `${safe.slice(0, MAX_DETAIL_CHARS)}...` : safe;
   const detail = short || 'no details';
   return { message: detail, hint: [text, ...extra.filter((x) => typeof x === 'string')].join(' ') };
 }
 
-function stringOr<T extends string | undefined>(value: unknown, fallback: T): string | T {
-  return typeof value === 'string' && value !== '' ? value : fallback;
+/** A one-way hash of the user's Id for xAI's `user` field. */
+export function hashUserId(userId: string): string {
+  return createHash('sha256').update(USER_HASH_NAMESPACE + userId, 'utf8').digest('hex');
+}
+
+/** `value` as a lower-case image media type, or undefined when it is not one (or not safe to show). */
+function imageMime(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const mime = value.trim().toLowerCase();
+  return IMAGE_MIME.test(mime) && !NOT_A_PICTURE.has(mime) ? mime : undefined;
+}
+
+/**
+ * The image type from the file's first bytes (its magic number): PNG, JPEG, WebP or GIF, else undefined.
+ * Twelve bytes are enough for all four.
+ */
+export function sniffImageType(bytes: Buffer): string | undefined {
+  if (bytes.length >= 8 && bytes.subarray(0, 8).equals(PNG_MAGIC)) return 'image/png';
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'image/jpeg';
+  if (bytes.length >= 12 && bytes.toString('latin1', 0, 4) === 'RIFF' && bytes.toString('latin1', 8, 12) === 'WEBP') return 'image/webp';
+  if (bytes.length >= 6 && /^GIF8[79]a$/.test(bytes.toString('latin1', 0, 6))) return 'image/gif';
+  return undefined;
+}
+
+const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/**
+ * Neither the bytes nor the answer say what the image is: labelling it anyway could show a broken picture,
+ * so the paid answer is unusable (permanent, like any 200 without a usable image).
+ */
+function mimeOrFail(mime: string | undefined): string {
+  if (mime) return mime;
+  throw permanentError('GENERATION_FAILED', 'Image API answered with an image of unknown type (no mime_type, unrecognised bytes)');
 }
 
 function stripDataUrl(b64: string): string {

@@ -43,6 +43,7 @@ export function logJobEnd(logger: Logger, end: JobEnd): void {
     promptChars: result.promptChars,
     imageBytes: result.imageBytes,
     fromCheckpoint: result.fromCheckpoint ?? false,
+    refusalRemembered: result.refusalRemembered,
     costUsd: result.costUsd,
     alert,
     hint: alert ? HINTS[alert] : undefined,

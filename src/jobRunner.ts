@@ -3,7 +3,7 @@ import { errorSummary, isAbortError, permanentError, toError, WorkerError } from
 import type { Claim, FairJob, FairQueue } from './fairQueue';
 import { logJobEnd } from './jobEnd';
 import { echoableNumber } from './jobData';
-import { JobResult, PipelineDeps, runJob } from './pipeline';
+import { failureEvent, JobResult, PipelineDeps, runJob } from './pipeline';
 import { backoffDelayMs, producerBackoffMs } from './retryPolicy';
 import { timeLimit } from './sleep';
 import { Throttle } from './throttle';
@@ -216,7 +216,7 @@ export class JobRunner {
     const error = permanentError('GENERATION_FAILED', `Job stalled more than MAX_STALLED_COUNT (${this.settings.maxStalledCount}) times: its worker kept dying or blocking`);
     const userId = job.userId || undefined;
     if (userId) {
-      const event = { userId, number: echoableNumber(job.data), jobId: job.id, status: 'failed' as const, error: { code: error.code, message: error.message } };
+      const event = failureEvent(job.id, { userId, number: echoableNumber(job.data) }, error.code);
       await this.deps.notifier.notify(event, this.hardStop).catch((err: unknown) => {
         this.deps.logger.warn({ jobId: job.id, err: errorSummary(err) }, 'failure notification not delivered');
       });

@@ -1,8 +1,8 @@
 import type { NotifyFormat } from './config';
-import { SESSION_EXPIRED_MESSAGE } from './tokenVerifier';
+import { userMessage } from './errors';
 import type { JobEvent } from './types';
 
-/** The default wire format: the seed's response schema plus routing. */
+/** NOTIFY_FORMAT=schema: the seed's response schema plus routing, for relays that pass the whole payload on. */
 export interface SchemaPayload {
   Id: string;
   Number: unknown;
@@ -10,43 +10,59 @@ export interface SchemaPayload {
   status: JobEvent['status'];
   success: boolean;
   data: { image: string; mimeType: string } | null;
+  /** One of USER_MESSAGES, or null. */
   error: string | null;
   code: string | null;
 }
 
-/** What the existing front end reads. */
+/**
+ * NOTIFY_FORMAT=legacy (the default): what the StoryBang front end reads, and the only fields its
+ * notification service relays. `Number` is left out when the job had none.
+ */
 export interface LegacyPayload {
   Id: string;
   Status: boolean;
+  /** `data:<mime>;base64,<image>` on success, else one of USER_MESSAGES. */
   Message: string;
-  Number: unknown;
+  Number?: string | number | boolean;
 }
 
 export function roomFor(userId: string, suffix: string): string {
   return userId + suffix;
 }
 
+function completedImage(event: JobEvent): JobEvent['image'] {
+  return event.status === 'completed' ? event.image : undefined;
+}
+
+/** A failure's words come from its code alone: whatever text the event carries is never shown. */
+function humanText(event: JobEvent): string | null {
+  return event.status === 'failed' || event.error ? userMessage(event.error?.code) : null;
+}
+
 export function schemaPayload(event: JobEvent, room: string): SchemaPayload {
-  const completed = event.status === 'completed' && event.image !== undefined;
+  const image = completedImage(event);
   return {
     Id: room,
     Number: event.number ?? null,
     jobId: event.jobId,
     status: event.status,
-    success: completed,
-    data: completed ? { image: event.image!.base64, mimeType: event.image!.mimeType } : null,
-    error: event.error?.message ?? null,
-    code: event.error?.code ?? null,
+    success: image !== undefined,
+    data: image ? { image: image.base64, mimeType: image.mimeType } : null,
+    error: image ? null : humanText(event),
+    code: image ? null : event.error?.code ?? (event.status === 'failed' ? 'GENERATION_FAILED' : null),
   };
 }
 
 export function legacyPayload(event: JobEvent, room: string): LegacyPayload {
-  const completed = event.status === 'completed' && event.image !== undefined;
-  let message: string;
-  if (completed) message = `data:${event.image!.mimeType};base64,${event.image!.base64}`;
-  else if (event.error?.code === 'SESSION_EXPIRED') message = SESSION_EXPIRED_MESSAGE;
-  else message = event.error?.message ?? 'Image generation failed';
-  return { Id: room, Status: completed, Message: message, Number: event.number ?? null };
+  const image = completedImage(event);
+  const payload: LegacyPayload = {
+    Id: room,
+    Status: image !== undefined,
+    Message: image ? `data:${image.mimeType};base64,${image.base64}` : userMessage(event.error?.code),
+  };
+  if (event.number !== null && event.number !== undefined) payload.Number = event.number as LegacyPayload['Number'];
+  return payload;
 }
 
 /** The payload to emit for `event`, or null when the format has no such event (legacy has no progress). */

@@ -1,9 +1,9 @@
-import { errorSummary, isAbortError, toError, WorkerError } from './errors';
+import { ErrorCode, errorSummary, isAbortError, permanentError, toError, userMessage, WorkerError } from './errors';
 import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './jobData';
 import type { Logger } from './logger';
-import { preparePrompt } from './prompt';
-import { withRetries } from './retryPolicy';
-import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, Notifier, TokenVerifier } from './types';
+import { PreparedPrompt, preparePrompt } from './prompt';
+import { retryDelayMs, withRetries } from './retryPolicy';
+import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, JobOwner, Notifier, RefusalMemory, TokenVerifier } from './types';
 
 /** The steps' collaborators: the pipeline never builds a client or reads the environment itself. */
 export interface PipelineDeps {
@@ -11,6 +11,8 @@ export interface PipelineDeps {
   provider: ImageProvider;
   notifier: Notifier;
   checkpoints: CheckpointStore;
+  /** Prompts refused by moderation, per user (REFUSAL_MEMORY_S). Absent: every prompt goes to the API. */
+  refusals?: RefusalMemory;
   logger: Logger;
   settings: PipelineSettings;
   /** Overrides for tests: how long to wait before retry `attempt`, and how to wait. */
@@ -24,6 +26,11 @@ export interface PipelineSettings {
   /** Extra attempts for a transient failure inside one run of the job. */
   maxRetries: number;
   notifyProgress: boolean;
+  /**
+   * How long the generate step may take, waits included (GENERATION_DEADLINE_MS). The provider gets
+   * `deadlineAt`, and no retry wait starts that would end after it. Absent: no deadline.
+   */
+  generationDeadlineMs?: number;
 }
 
 /** One run of a job as the queue hands it over. */
@@ -50,108 +57,177 @@ export interface JobResult {
   imageBytes?: number;
   /** The image came from a checkpoint: nothing was paid for on this run. */
   fromCheckpoint?: boolean;
+  /** CONTENT_REJECTED from the refusal memory: the image API was not asked (and not paid) again. */
+  refusalRemembered?: boolean;
   costUsd?: number;
+}
+
+/** How far a run got; a failure in `deliver` means the notification service is away. */
+type Phase = 'validate' | 'token' | 'generate' | 'deliver';
+
+/** One run in progress: what the steps share. */
+interface RunState {
+  run: JobRun;
+  deps: PipelineDeps;
+  signal: AbortSignal;
+  result: JobResult;
+  phase: Phase;
+  job?: ImageJob;
 }
 
 /** validate job -> validate token -> generate image -> notify. Never throws except on abort (shutdown). */
 export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSignal): Promise<JobResult> {
-  const { logger } = deps;
-  const result: JobResult = { outcome: 'failed', steps: {} };
-  let job: ImageJob | undefined;
-  const retrying = <T>(fn: () => Promise<T>, step: string): Promise<T> =>
-    withRetries(fn, {
-      maxRetries: deps.settings.maxRetries,
-      signal,
-      delayFor: deps.retryDelay,
-      sleep: deps.sleep,
-      onRetry: ({ attempt, delayMs, error }) =>
-        logger.warn({ jobId: run.jobId, step, retry: attempt, delayMs, err: errorSummary(error) }, `${step} failed, retrying`),
-    });
-  const timed = async <T>(step: keyof JobResult['steps'], fn: () => Promise<T>): Promise<T> => {
-    const started = performance.now();
-    try {
-      return await fn();
-    } finally {
-      result.steps[step] = Math.round(performance.now() - started);
-    }
-  };
-
+  const state: RunState = { run, deps, signal, result: { outcome: 'failed', steps: {} }, phase: 'validate' };
   try {
-    job = validateJobData(run.data);
-    result.userId = job.userId;
-    const { userId, token } = job;
-    const fingerprint = `${userId}:${run.createdAt}`;
-
+    const job = validate(state);
+    const fingerprint = `${job.userId}:${run.createdAt}`;
     // An image checkpointed by an earlier run of this very job was only made after its token was verified:
     // it is delivered even if the token has expired since (a Bull backoff, a restart), never paid for again.
-    const saved = await loadCheckpoint(run.jobId, fingerprint, deps);
-    if (!saved) await timed('token', () => retrying(() => deps.verifier.verify(token, userId, signal), 'token'));
-
-    // Progress goes out only once the room is proven to be this user's.
-    if (deps.settings.notifyProgress) deps.notifier.tryNotify(eventFor(run, job, 'processing'));
-
-    const prompt = preparePrompt(job.prompt, deps.settings.promptPrefix, deps.settings.promptMaxLength);
-    result.promptChars = prompt.sentLength;
-    if (prompt.cut) {
-      logger.info({ jobId: run.jobId, originalChars: prompt.originalLength, sentChars: prompt.sentLength }, 'prompt cut to PROMPT_MAX_LENGTH');
-    }
-    logger.debug({ jobId: run.jobId, prompt: prompt.text }, 'prompt');
-
-    result.fromCheckpoint = saved !== null;
-    const image = saved ?? (await timed('generate', () => retrying(() => deps.provider.generate({ prompt: prompt.text, userId }, signal), 'generate')));
-    result.imageBytes = base64Bytes(image.base64);
+    const saved = await loadCheckpoint(state, fingerprint);
+    if (!saved) await verifyToken(state, job);
+    announceProgress(state, job);
+    const prompt = prepare(state, job);
+    state.result.fromCheckpoint = saved !== null;
+    const image = saved ?? (await generate(state, job, prompt));
+    state.result.imageBytes = base64Bytes(image.base64);
     // A checkpointed image was paid for by an earlier run, and logged there.
-    result.costUsd = saved ? 0 : image.costUsd;
-
-    const completed: JobEvent = { ...eventFor(run, job, 'completed'), image };
-    await timed('notify', async () => {
-      if (deps.notifier.tryDeliver(completed)) return;
-      // Delivery has to wait (the service is away, or must acknowledge): the image is kept in Redis meanwhile,
-      // so a crash, a stall or a later attempt delivers it without paying again. The queue's side removes it
-      // once the job has finished.
-      if (!saved) await saveCheckpoint(run.jobId, fingerprint, image, deps);
-      await deps.notifier.notify(completed, signal);
-    });
-    result.outcome = 'completed';
-    return result;
+    state.result.costUsd = saved ? 0 : image.costUsd;
+    await deliver(state, job, image, saved ? undefined : fingerprint);
+    state.result.outcome = 'completed';
+    return state.result;
   } catch (err) {
     if (signal.aborted && isAbortError(err)) throw err;
-    const error = asWorkerError(err, logger, run.jobId);
-    result.error = error;
-    const userId = job?.userId ?? (error instanceof InvalidJobError ? error.userId : undefined);
-    result.userId = userId;
-    const lastAttempt = run.attempt >= run.maxAttempts;
-    if (error.transient && !lastAttempt) {
-      result.outcome = 'retry';
-      return result;
-    }
-    result.outcome = 'failed';
-    if (userId === undefined) return result;
-    const failure = failureEvent(run, userId, job?.number ?? echoableNumber(run.data), error);
-    // A failed delivery means the service is away: waiting as long again to say so would only block the
-    // worker, so the failure goes out only if the connection happens to be back.
-    if (result.steps.notify !== undefined) deps.notifier.tryNotify(failure);
-    else await tellFailure(failure, deps, signal);
-    return result;
+    return endWithFailure(state, err);
   }
 }
 
-async function loadCheckpoint(jobId: string, fingerprint: string, deps: PipelineDeps): Promise<GeneratedImage | null> {
-  return deps.checkpoints.load(jobId, fingerprint).catch((err: unknown) => {
-    deps.logger.warn({ jobId, err: errorSummary(err) }, 'checkpoint unreadable, generating');
+/**
+ * How a run that failed with `error` ends: a transient failure goes back to the queue while the producer
+ * allows attempts; anything else, or the last attempt, fails the job.
+ */
+export function failureOutcome(error: WorkerError, run: Pick<JobRun, 'attempt' | 'maxAttempts'>): 'failed' | 'retry' {
+  return error.transient && run.attempt < run.maxAttempts ? 'retry' : 'failed';
+}
+
+/** The event that tells a job's owner it failed: the code, and the fixed sentence for it (never the details). */
+export function failureEvent(jobId: string, owner: JobOwner, code: ErrorCode): JobEvent {
+  return { userId: owner.userId, number: owner.number, jobId, status: 'failed', error: { code, message: userMessage(code) } };
+}
+
+function validate(state: RunState): ImageJob {
+  state.job = validateJobData(state.run.data);
+  state.result.userId = state.job.userId;
+  return state.job;
+}
+
+async function loadCheckpoint(state: RunState, fingerprint: string): Promise<GeneratedImage | null> {
+  const { run, deps } = state;
+  return deps.checkpoints.load(run.jobId, fingerprint).catch((err: unknown) => {
+    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'checkpoint unreadable, generating');
     return null;
   });
 }
 
-async function saveCheckpoint(jobId: string, fingerprint: string, image: GeneratedImage, deps: PipelineDeps): Promise<void> {
-  // Losing the checkpoint only risks paying again after a crash; it never stops the delivery.
-  await deps.checkpoints.save(jobId, fingerprint, image).catch((err: unknown) => {
-    deps.logger.warn({ jobId, err: errorSummary(err) }, 'checkpoint not saved');
+async function verifyToken(state: RunState, job: ImageJob): Promise<void> {
+  state.phase = 'token';
+  await timed(state, 'token', () => retrying(state, 'token', () => state.deps.verifier.verify(job.token, job.userId, state.signal)));
+}
+
+/** Progress goes out only once the room is proven to be this user's (or the image is already made). */
+function announceProgress(state: RunState, job: ImageJob): void {
+  if (state.deps.settings.notifyProgress) state.deps.notifier.tryNotify(eventFor(state.run, job, 'processing'));
+}
+
+function prepare(state: RunState, job: ImageJob): PreparedPrompt {
+  const { run, deps, result } = state;
+  const prompt = preparePrompt(job.prompt, deps.settings.promptPrefix, deps.settings.promptMaxLength);
+  result.promptChars = prompt.sentLength;
+  if (prompt.cut) {
+    deps.logger.info({ jobId: run.jobId, originalChars: prompt.originalLength, sentChars: prompt.sentLength }, 'prompt cut to PROMPT_MAX_LENGTH');
+  }
+  deps.logger.debug({ jobId: run.jobId, prompt: prompt.text }, 'prompt');
+  return prompt;
+}
+
+/**
+ * The paid step. A prompt moderation refused for this user is refused again from memory (the StoryBang
+ * front end asks again at once after any failure); a new refusal is remembered.
+ */
+async function generate(state: RunState, job: ImageJob, prompt: PreparedPrompt): Promise<GeneratedImage> {
+  state.phase = 'generate';
+  return timed(state, 'generate', async () => {
+    if (await refusedBefore(state, job.userId, prompt.text)) {
+      state.result.refusalRemembered = true;
+      throw permanentError('CONTENT_REJECTED', 'Refused by moderation earlier for this user and prompt: the image API was not asked again');
+    }
+    const { generationDeadlineMs } = state.deps.settings;
+    const deadlineAt = generationDeadlineMs === undefined ? undefined : Date.now() + generationDeadlineMs;
+    try {
+      return await retrying(state, 'generate', () => state.deps.provider.generate({ prompt: prompt.text, userId: job.userId, deadlineAt }, state.signal), deadlineAt);
+    } catch (err) {
+      if (err instanceof WorkerError && err.code === 'CONTENT_REJECTED') await rememberRefusal(state, job.userId, prompt.text);
+      throw err;
+    }
   });
 }
 
-function failureEvent(run: JobRun, userId: string, number: ImageJob['number'], error: WorkerError): JobEvent {
-  return { userId, number, jobId: run.jobId, status: 'failed', error: { code: error.code, message: error.message } };
+/** The memory only saves money: when Redis cannot answer, the job goes on as if it had no memory. */
+async function refusedBefore(state: RunState, userId: string, prompt: string): Promise<boolean> {
+  const { refusals, logger } = state.deps;
+  if (!refusals) return false;
+  try {
+    return await refusals.has(userId, prompt);
+  } catch (err) {
+    logger.warn({ jobId: state.run.jobId, err: errorSummary(err) }, 'refusal memory unreadable, asking the image API');
+    return false;
+  }
+}
+
+async function rememberRefusal(state: RunState, userId: string, prompt: string): Promise<void> {
+  const { refusals, logger } = state.deps;
+  try {
+    await refusals?.remember(userId, prompt);
+  } catch (err) {
+    logger.warn({ jobId: state.run.jobId, err: errorSummary(err) }, 'refusal not remembered');
+  }
+}
+
+async function deliver(state: RunState, job: ImageJob, image: GeneratedImage, checkpointAs: string | undefined): Promise<void> {
+  const { run, deps, signal } = state;
+  state.phase = 'deliver';
+  const completed: JobEvent = { ...eventFor(run, job, 'completed'), image };
+  await timed(state, 'notify', async () => {
+    if (deps.notifier.tryDeliver(completed)) return;
+    // Delivery has to wait (the service is away, or must acknowledge): the image is kept in Redis meanwhile,
+    // so a crash, a stall or a later attempt delivers it without paying again. The queue's side removes it
+    // once the job has finished. An image that came from a checkpoint is already there.
+    if (checkpointAs !== undefined) await saveCheckpoint(state, checkpointAs, image);
+    await deps.notifier.notify(completed, signal);
+  });
+}
+
+async function saveCheckpoint(state: RunState, fingerprint: string, image: GeneratedImage): Promise<void> {
+  const { run, deps } = state;
+  // Losing the checkpoint only risks paying again after a crash; it never stops the delivery.
+  await deps.checkpoints.save(run.jobId, fingerprint, image).catch((err: unknown) => {
+    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'checkpoint not saved');
+  });
+}
+
+async function endWithFailure(state: RunState, err: unknown): Promise<JobResult> {
+  const { run, deps, signal, result, job } = state;
+  const error = asWorkerError(err, deps.logger, run.jobId);
+  result.error = error;
+  result.userId = job?.userId ?? (error instanceof InvalidJobError ? error.userId : undefined);
+  result.outcome = failureOutcome(error, run);
+  // A retry tells nobody yet; a job without a usable Id has nobody to tell.
+  if (result.outcome === 'retry' || result.userId === undefined) return result;
+  const failure = failureEvent(run.jobId, { userId: result.userId, number: job?.number ?? echoableNumber(run.data) }, error.code);
+  // A failed delivery means the service is away: waiting as long again to say so would only block the
+  // worker, so the failure goes out only if the connection happens to be back.
+  if (state.phase === 'deliver') deps.notifier.tryNotify(failure);
+  else await tellFailure(failure, deps, signal);
+  return result;
 }
 
 async function tellFailure(event: JobEvent, deps: PipelineDeps, signal: AbortSignal): Promise<void> {
@@ -161,6 +237,43 @@ async function tellFailure(event: JobEvent, deps: PipelineDeps, signal: AbortSig
     if (signal.aborted && isAbortError(err)) throw err;
     deps.logger.warn({ jobId: event.jobId, code: event.error?.code, err: errorSummary(err) }, 'failure notification not delivered');
   }
+}
+
+async function timed<T>(state: RunState, step: keyof JobResult['steps'], fn: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    return await fn();
+  } finally {
+    state.result.steps[step] = Math.round(performance.now() - started);
+  }
+}
+
+/**
+ * Retries a step's transient failures (logged at warn). With `deadlineAt`, a wait that would end after it
+ * is not started: the step fails GENERATION_FAILED at once instead of holding a worker slot in vain.
+ */
+function retrying<T>(state: RunState, step: string, fn: () => Promise<T>, deadlineAt?: number): Promise<T> {
+  const { run, deps, signal } = state;
+  const delayFor = deps.retryDelay ?? retryDelayMs;
+  return withRetries(fn, {
+    maxRetries: deps.settings.maxRetries,
+    signal,
+    sleep: deps.sleep,
+    delayFor: (attempt, err) => {
+      const delayMs = delayFor(attempt, err);
+      if (deadlineAt !== undefined && Date.now() + delayMs > deadlineAt) throw pastDeadline(err, delayMs, deps.settings.generationDeadlineMs);
+      return delayMs;
+    },
+    onRetry: ({ attempt, delayMs, error }) =>
+      deps.logger.warn({ jobId: run.jobId, step, retry: attempt, delayMs, err: errorSummary(error) }, `${step} failed, retrying`),
+  });
+}
+
+function pastDeadline(cause: unknown, delayMs: number, deadlineMs: number | undefined): WorkerError {
+  const last = toError(cause).message;
+  return permanentError('GENERATION_FAILED', `Waiting ${delayMs} ms to retry would pass GENERATION_DEADLINE_MS (${deadlineMs} ms); last error: ${last}`, {
+    cause,
+  });
 }
 
 function eventFor(run: JobRun, job: ImageJob, status: JobEvent['status']): JobEvent {

@@ -12,6 +12,7 @@ import type { Logger } from './logger';
 import { paceIntervalMs, RedisPacer } from './pacer';
 import type { PipelineDeps } from './pipeline';
 import { bullClientFactory, redisOptionsFromUrl } from './redis';
+import { RedisRefusalMemory } from './refusalMemory';
 import { Releasers } from './releasers';
 import { backoffDelayMs } from './retryPolicy';
 import { sleep, timeLimit } from './sleep';
@@ -47,8 +48,8 @@ export interface RunningWorker {
 
 export function createProvider(config: Config): ImageProvider {
   if (config.imageProvider === 'local') return new LocalImageProvider({ delayMs: config.localImageDelayMs });
-  const { apiUrl, apiKey, model, timeoutMs } = config.grok;
-  return new GrokImageProvider({ apiUrl, apiKey, model, timeoutMs });
+  const { apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution } = config.grok;
+  return new GrokImageProvider({ apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution });
 }
 
 export function createVerifier(config: Config): TokenVerifier {
@@ -114,12 +115,14 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     provider: overrides.provider ?? createProvider(config),
     notifier,
     checkpoints: new RedisCheckpointStore(queue.client, base, config.checkpointTtlS),
+    refusals: config.refusalMemoryS > 0 ? new RedisRefusalMemory(queue.client, base, config.refusalMemoryS) : undefined,
     logger,
     settings: {
       promptPrefix: config.promptPrefix,
       promptMaxLength: config.promptMaxLength,
       maxRetries: config.grok.maxRetries,
       notifyProgress: config.notify.progress && config.notify.format === 'schema',
+      generationDeadlineMs: config.generationDeadlineMs,
     },
     retryDelay: overrides.retryDelay,
   };

@@ -18,6 +18,8 @@ export interface RecordedCall {
   headers: http.IncomingHttpHeaders;
   /** Parsed JSON when the body is JSON, else the raw text. */
   body: unknown;
+  /** When the request arrived (Date.now()). */
+  at: number;
 }
 
 export interface FakeXai {
@@ -27,6 +29,14 @@ export interface FakeXai {
   baseUrl: string;
   /** Every POST, in order. */
   calls: RecordedCall[];
+  /** POSTs received and not yet answered (a hanging one stays in flight), and the most there ever were at once. */
+  readonly inFlight: number;
+  readonly peakInFlight: number;
+  /**
+   * Holds every POST unanswered until the returned function is called (then each gets its answer), so a
+   * test can see how many requests a worker has in flight at once.
+   */
+  hold(): () => void;
   /** Every GET /files/<name>, in order. */
   downloads: Array<{ name: string; headers: http.IncomingHttpHeaders }>;
   /** Queues answers for the next POSTs, used in order; after them the default answers. */
@@ -74,6 +84,9 @@ export async function startFakeXai(opts: FakeXaiOptions = {}): Promise<FakeXai> 
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   let fallback = opts.default;
+  let inFlight = 0;
+  let peakInFlight = 0;
+  let held: Array<() => void> | undefined;
 
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -83,9 +96,14 @@ export async function startFakeXai(opts: FakeXaiOptions = {}): Promise<FakeXai> 
       if (req.method === 'POST') {
         const raw = Buffer.concat(chunks).toString('utf8');
         const body = parseJson(raw);
-        calls.push({ headers: req.headers, body });
+        calls.push({ headers: req.headers, body, at: Date.now() });
+        inFlight += 1;
+        peakInFlight = Math.max(peakInFlight, inFlight);
+        res.once('close', () => (inFlight -= 1));
         const prompt = (body as { prompt?: unknown } | null)?.prompt;
-        respond(res, queue.shift() ?? fallback ?? successAnswer(typeof prompt === 'string' ? prompt : undefined));
+        const answer = queue.shift() ?? fallback ?? successAnswer(typeof prompt === 'string' ? prompt : undefined);
+        if (held) held.push(() => respond(res, answer));
+        else respond(res, answer);
       } else if (req.method === 'GET' && path.startsWith('/files/')) {
         const name = decodeURIComponent(path.slice('/files/'.length));
         downloads.push({ name, headers: req.headers });
@@ -138,6 +156,19 @@ export async function startFakeXai(opts: FakeXaiOptions = {}): Promise<FakeXai> 
     baseUrl,
     calls,
     downloads,
+    get inFlight() {
+      return inFlight;
+    },
+    get peakInFlight() {
+      return peakInFlight;
+    },
+    hold: () => {
+      const waiting: Array<() => void> = (held ??= []);
+      return () => {
+        if (held === waiting) held = undefined;
+        waiting.splice(0).forEach((answer) => answer());
+      };
+    },
     script: (responses) => void queue.push(...responses),
     setDefault: (response) => void (fallback = response),
     setFile: (name, response) => void files.set(name, response),

@@ -8,7 +8,7 @@ import Redis from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { io, Socket } from 'socket.io-client';
 import { loadConfig } from '../../src/config';
-import { startRelay, Relay } from '../../src/demo/notificationService';
+import { startRelay, Relay, RelayOptions } from '../../src/demo/notificationService';
 import { createLogger } from '../../src/logger';
 import { redisOptionsFromUrl } from '../../src/redis';
 import { RunningWorker, startWorker, WorkerOverrides } from '../../src/worker';
@@ -49,7 +49,10 @@ export class LogCapture extends Writable {
   }
 }
 
-/** A user's browser: joined to its room, collecting what the notification service relays. */
+/**
+ * A user's browser: joined to its room, collecting what the notification service relays. Behind the default
+ * (StoryBang) relay that is `{Message, Status, Number}` and nothing else.
+ */
 export class UserClient {
   readonly received: Array<Record<string, unknown>> = [];
   private waiters: Array<() => void> = [];
@@ -107,9 +110,33 @@ export function isFinal(p: Record<string, unknown>): boolean {
   return p.status === 'completed' || p.status === 'failed' || typeof p.Status === 'boolean';
 }
 
+/** What a StoryBang browser gets for a delivered image: `Status` true and the image as a data URL. */
+export function isImage(p: Record<string, unknown>): boolean {
+  return p.Status === true && typeof p.Message === 'string' && /^data:image\/[a-z0-9.+-]+;base64,[A-Za-z0-9+/]+=*$/.test(p.Message);
+}
+
+/**
+ * How a test system speaks to its users. Default: the worker's default format (legacy) through a relay that
+ * behaves like StoryBang's. `schema` sets NOTIFY_FORMAT=schema and relays the whole payload, as a service
+ * that format needs would.
+ */
+export interface SystemOptions {
+  format?: 'legacy' | 'schema';
+  /** Overrides for the relay (e.g. `acknowledge: true`). */
+  relay?: RelayOptions;
+}
+
+function relayOptionsFor(options: SystemOptions): RelayOptions {
+  return { ...(options.format === 'schema' ? { relay: 'full' as const } : {}), ...options.relay };
+}
+
 /** The environment a worker under test runs with; `overrides` win. */
-export function workerEnv(h: { queueName: string; xai: FakeXai; relay: Relay }, overrides: Record<string, string> = {}): Record<string, string> {
+export function workerEnv(
+  h: { queueName: string; xai: FakeXai; relay: Relay; options?: SystemOptions },
+  overrides: Record<string, string> = {},
+): Record<string, string> {
   return {
+    ...(h.options?.format ? { NOTIFY_FORMAT: h.options.format } : {}),
     REDIS_URL: redisUrl(),
     QUEUE_NAME: h.queueName,
     GROK_API: h.xai.url,
@@ -187,14 +214,25 @@ export class TestSystem {
   readonly processes: WorkerProcess[] = [];
   readonly users: UserClient[] = [];
 
-  private constructor(readonly xai: FakeXai, public relay: Relay, label: string) {
+  private constructor(
+    readonly xai: FakeXai,
+    public relay: Relay,
+    label: string,
+    readonly options: SystemOptions,
+  ) {
     this.queueName = uniqueQueueName(label);
     this.producer = new Bull(this.queueName, { redis: redisOptionsFromUrl(redisUrl()) });
     this.redis = new Redis(redisOptionsFromUrl(redisUrl()));
   }
 
-  static async start(label: string): Promise<TestSystem> {
-    return new TestSystem(await startFakeXai(), await startRelay(), label);
+  static async start(label: string, options: SystemOptions = {}): Promise<TestSystem> {
+    return new TestSystem(await startFakeXai(), await startRelay(relayOptionsFor(options)), label, options);
+  }
+
+  /** A new relay of the same kind, e.g. on the port of one that was closed (the service coming back). */
+  async restartRelay(port: number): Promise<Relay> {
+    this.relay = await startRelay({ ...relayOptionsFor(this.options), port });
+    return this.relay;
   }
 
   env(overrides: Record<string, string> = {}): Record<string, string> {
@@ -252,11 +290,11 @@ export class TestSystem {
  * A fresh TestSystem for each test of the enclosing describe (or one for all of them with `scope: 'all'`),
  * cleaned up afterwards, so every test has its own queue, image API and relay.
  */
-export function useTestSystem(label: string, assign: (sys: TestSystem) => void, scope: 'each' | 'all' = 'each'): void {
+export function useTestSystem(label: string, assign: (sys: TestSystem) => void, scope: 'each' | 'all' = 'each', options: SystemOptions = {}): void {
   let current: TestSystem | undefined;
   const [before, after] = scope === 'each' ? [beforeEach, afterEach] : [beforeAll, afterAll];
   before(async () => {
-    current = await TestSystem.start(label);
+    current = await TestSystem.start(label, options);
     assign(current);
   });
   after(async () => {

@@ -4,11 +4,16 @@ import { Server } from 'socket.io';
 
 export interface RelayOptions {
   port?: number;
-  /** The event workers emit (NOTIFY_EVENT). */
+  /** The event workers emit (NOTIFY_EVENT). Default `Profile`. */
   event?: string;
-  /** socket.io's message limit; its default is 1 MB, too small for large images. */
+  /** socket.io's message limit; StoryBang's service sets 1 GB (socket.io's default is 1 MB). */
   maxHttpBufferSize?: number;
-  /** Acknowledge each message, for NOTIFY_ACK_TIMEOUT_MS > 0. */
+  /**
+   * `storybang` (default): exactly what StoryBang's Messages_User does, passing on only
+   * `{Message, Status, Number}`. `full`: passes on the whole payload, for NOTIFY_FORMAT=schema.
+   */
+  relay?: 'storybang' | 'full';
+  /** Acknowledge each message, for NOTIFY_ACK_TIMEOUT_MS > 0. StoryBang's service never does. Default false. */
   acknowledge?: boolean;
 }
 
@@ -16,27 +21,33 @@ export interface Relay {
   url: string;
   port: number;
   io: Server;
-  /** Every payload a worker emitted, in order. */
+  /** Every payload a worker emitted, in order, as it arrived (before the relay dropped any field). */
   received: unknown[];
   close(): Promise<void>;
 }
 
 /**
- * A stand-in for the platform's notification service, speaking its relay protocol: clients `joinRoom`
- * with a room name; a worker's `Profile` event `{Id, ...}` is relayed to room `Id` as `Profile_Response`.
+ * A stand-in for the notification service. By default it behaves like StoryBang's Messages_User: clients
+ * `joinRoom(room)`; of a worker's `Profile {Id, Message, Status, Number, ...}` only `{Message, Status, Number}`
+ * reach room `Id` as `Profile_Response`; every other field and event is dropped; nothing is acknowledged and
+ * nothing is kept for a browser that joins later.
  */
 export function startRelay(options: RelayOptions = {}): Promise<Relay> {
   const event = options.event ?? 'Profile';
+  const full = options.relay === 'full';
   const server = http.createServer();
-  const io = new Server(server, { maxHttpBufferSize: options.maxHttpBufferSize ?? 1e8, cors: { origin: '*' } });
+  const io = new Server(server, { maxHttpBufferSize: options.maxHttpBufferSize ?? 1e9, cors: { origin: '*' } });
   const received: unknown[] = [];
   io.on('connection', (socket) => {
     socket.on('joinRoom', (room: unknown) => {
       if (typeof room === 'string') void socket.join(room);
     });
-    socket.on(event, (payload: { Id?: unknown }, ack?: (answer: unknown) => void) => {
+    socket.on(event, (payload: unknown, ack?: (answer: unknown) => void) => {
       received.push(payload);
-      if (payload && typeof payload.Id === 'string') io.to(payload.Id).emit(`${event}_Response`, payload);
+      if (typeof payload === 'object' && payload !== null) {
+        const { Id, Message, Status, Number } = payload as Record<string, unknown>;
+        if (typeof Id === 'string') io.to(Id).emit(`${event}_Response`, full ? payload : { Message, Status, Number });
+      }
       if (options.acknowledge && typeof ack === 'function') ack({ ok: true });
     });
   });

@@ -7,14 +7,17 @@ import Bull from 'bull';
 import Redis from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { io, Socket } from 'socket.io-client';
+import { USER_MESSAGES } from '../errors';
 import { redisOptionsFromUrl } from '../redis';
 import { startRelay } from './notificationService';
 import { RedisServer, startRedisServer } from './redisServer';
 
 /**
- * The whole system on one machine: Redis (the one at REDIS_URL, or a private redis-server), a local
- * notification service, the worker as a child process (offline images unless GROK_API_KEY is set),
- * a producer enqueueing jobs as the front end does, and users listening in their rooms.
+ * The whole system on one machine: Redis (the one at REDIS_URL, or a private redis-server), a notification
+ * service that behaves like StoryBang's (only {Message, Status, Number} reach a room), the worker as a
+ * child process with its default (legacy) format (offline images unless GROK_API_KEY is set), a producer
+ * enqueueing a story's pages as the front end does, and browsers listening in their rooms. What each
+ * browser got is shown as a page per story in demo-output/story.html.
  */
 
 const ROOM_SUFFIX = '_Grok_Image_Generator';
@@ -24,16 +27,20 @@ const WORKER = path.resolve(__dirname, '..', 'index.js');
 interface DemoJob {
   Id: string;
   Prompt: string;
+  /** The story page: the front end sends its index. */
   Number: number;
   tokenExpired?: boolean;
-  expect: 'completed' | string;
+  /** What the browser should get: an image, or this sentence. */
+  expect: 'image' | string;
 }
 
 const JOBS: DemoJob[] = [
-  { Id: 'alice', Prompt: 'A lighthouse at dawn, watercolor', Number: 1, expect: 'completed' },
-  { Id: 'alice', Prompt: 'A red fox asleep in fresh snow', Number: 2, expect: 'completed' },
-  { Id: 'bob', Prompt: 'A city skyline built from old books', Number: 1, expect: 'completed' },
-  { Id: 'carol', Prompt: 'A paper boat on a stormy sea', Number: 1, tokenExpired: true, expect: 'SESSION_EXPIRED' },
+  { Id: 'alice', Prompt: 'A lighthouse at dawn, watercolor', Number: 0, expect: 'image' },
+  { Id: 'alice', Prompt: 'A red fox asleep in fresh snow', Number: 1, expect: 'image' },
+  { Id: 'alice', Prompt: 'The fox and the lighthouse keeper share tea', Number: 2, expect: 'image' },
+  { Id: 'bob', Prompt: 'A city skyline built from old books', Number: 0, expect: 'image' },
+  { Id: 'bob', Prompt: '   ', Number: 1, expect: USER_MESSAGES.INVALID_JOB },
+  { Id: 'carol', Prompt: 'A paper boat on a stormy sea', Number: 0, tokenExpired: true, expect: USER_MESSAGES.SESSION_EXPIRED },
 ];
 
 function say(line: string): void {
@@ -96,12 +103,31 @@ function startWorkerProcess(env: NodeJS.ProcessEnv): { child: ChildProcess; read
   return { child, ready: Promise.race([ready, exited.then(() => Promise.reject(new Error('the worker exited before it was ready')))]), exited };
 }
 
+/** What a StoryBang browser receives as Profile_Response: nothing else gets through the relay. */
 interface Notification {
-  Id: string;
-  Number: unknown;
-  status?: string;
-  code?: string | null;
-  data?: { image: string; mimeType: string } | null;
+  Message: string;
+  Status: boolean;
+  Number?: unknown;
+}
+
+const DATA_URL = /^data:(image\/[a-z0-9.+-]+);base64,(.*)$/s;
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** One section per user, one figure per page: an image, or the sentence the person read. */
+function storyPage(finals: Map<string, Notification>): string {
+  const users = [...new Set(JOBS.map((j) => j.Id))];
+  const sections = users.map((userId) => {
+    const pages = JOBS.filter((j) => j.Id === userId).map((job) => {
+      const got = finals.get(`${userId}:${job.Number}`);
+      const body = !got ? '<em>nothing arrived</em>' : got.Status ? `<img src="${escapeHtml(got.Message)}" width="256">` : `<p>${escapeHtml(got.Message)}</p>`;
+      return `<figure><figcaption>page ${job.Number}: ${escapeHtml(job.Prompt.trim() || '(blank prompt)')}</figcaption>${body}</figure>`;
+    });
+    return `<section><h2>${escapeHtml(userId)}</h2>${pages.join('')}</section>`;
+  });
+  return `<!doctype html><meta charset="utf-8"><title>What StoryBang browsers saw</title>${sections.join('')}\n`;
 }
 
 async function main(): Promise<void> {
@@ -109,7 +135,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(OUTPUT_DIR, { recursive: true });
   const redis = await chooseRedis();
   const relay = await startRelay();
-  say(`notify    | local notification service on ${relay.url} (joinRoom, Profile -> Profile_Response)`);
+  say(`notify    | StoryBang-like notification service on ${relay.url} (joinRoom; Profile -> Profile_Response, {Message, Status, Number} only)`);
 
   const queueName = `Grok_Image_Generator_demo_${process.pid}`;
   const secret = randomBytes(32).toString('hex');
@@ -126,7 +152,8 @@ async function main(): Promise<void> {
     JWT_ALGORITHMS: '',
     IMAGE_PROVIDER: useGrok ? 'grok' : 'local',
     LOCAL_IMAGE_DELAY_MS: process.env.LOCAL_IMAGE_DELAY_MS ?? '300',
-    NOTIFY_FORMAT: 'schema',
+    // The default, spelled out: the format StoryBang's relay and front end understand.
+    NOTIFY_FORMAT: 'legacy',
     STATS_INTERVAL_MS: '0',
   });
 
@@ -140,12 +167,14 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     socket.emit('joinRoom', userId + ROOM_SUFFIX);
     socket.on('Profile_Response', (n: Notification) => {
-      const image = n.data ? `${n.data.mimeType}, ${Buffer.from(n.data.image, 'base64').length} bytes` : '';
-      say(`${userId.padEnd(9)} | ${n.status} Number=${JSON.stringify(n.Number)}${n.code ? ` code=${n.code}` : ''}${image ? ` image=${image}` : ''}`);
-      if (n.status === 'processing') return;
-      if (n.data) {
-        const file = path.join(OUTPUT_DIR, `${userId}-${String(n.Number)}.${n.data.mimeType.split('/')[1] ?? 'img'}`);
-        fs.writeFileSync(file, Buffer.from(n.data.image, 'base64'));
+      const image = n.Status ? DATA_URL.exec(n.Message) : null;
+      if (image) {
+        const bytes = Buffer.from(image[2], 'base64');
+        const file = path.join(OUTPUT_DIR, `${userId}-page${String(n.Number)}.${image[1].split('/')[1]}`);
+        fs.writeFileSync(file, bytes);
+        say(`${userId.padEnd(9)} | page ${JSON.stringify(n.Number)}: ${image[1]} image, ${bytes.length} bytes -> ${path.relative(process.cwd(), file)}`);
+      } else {
+        say(`${userId.padEnd(9)} | page ${JSON.stringify(n.Number)}: Status=${n.Status} "${n.Message}"`);
       }
       finals.set(`${userId}:${String(n.Number)}`, n);
       if (finals.size === JOBS.length) allDone();
@@ -162,7 +191,7 @@ async function main(): Promise<void> {
       const Token = jwt.sign({ Id: job.Id, iat: now - 7200, exp: job.tokenExpired ? now - 3600 : now + 3600 }, secret);
       // Exactly what the existing front end enqueues.
       await producer.add({ Id: job.Id, Prompt: job.Prompt, Token, Number: job.Number }, { attempts: 1, removeOnComplete: true, removeOnFail: true });
-      say(`producer  | enqueued ${job.Id} #${job.Number}: "${job.Prompt}"${job.tokenExpired ? ' (expired token)' : ''}`);
+      say(`producer  | enqueued ${job.Id} page ${job.Number}: "${job.Prompt}"${job.tokenExpired ? ' (expired token)' : ''}`);
     }
     const timeout = setTimeout(() => allDone(), useGrok ? 180_000 : 60_000);
     await done;
@@ -170,12 +199,13 @@ async function main(): Promise<void> {
     // Leave nothing of the demo's queue behind in a Redis that is not ours.
     await producer.obliterate({ force: true }).catch(() => undefined);
     await producer.close();
+    fs.writeFileSync(path.join(OUTPUT_DIR, 'story.html'), storyPage(finals));
     for (const job of JOBS) {
       const got = finals.get(`${job.Id}:${job.Number}`);
-      const outcome = got ? (got.status === 'completed' ? 'completed' : got.code) : 'nothing';
+      const outcome = !got ? 'nothing' : got.Status && DATA_URL.test(got.Message) ? 'image' : got.Message;
       if (outcome !== job.expect) {
         failed = true;
-        say(`check     | ${job.Id} #${job.Number}: expected ${job.expect}, got ${outcome}`);
+        say(`check     | ${job.Id} page ${job.Number}: expected ${JSON.stringify(job.expect)}, got ${JSON.stringify(outcome)}`);
       }
     }
   } finally {
@@ -187,7 +217,8 @@ async function main(): Promise<void> {
     await relay.close();
     await redis.own?.stop();
   }
-  say(failed ? 'demo FAILED' : `demo OK: images in ${path.relative(process.cwd(), OUTPUT_DIR)}/, worker log in ${path.relative(process.cwd(), OUTPUT_DIR)}/worker.log`);
+  const out = path.relative(process.cwd(), OUTPUT_DIR);
+  say(failed ? 'demo FAILED' : `demo OK: what the browsers saw in ${out}/story.html (images beside it), worker log in ${out}/worker.log`);
   process.exit(failed ? 1 : 0);
 }
 
