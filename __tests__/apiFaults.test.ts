@@ -1,5 +1,5 @@
 import { USER_MESSAGES } from '../src/errors';
-import { isFinal, signToken, TestSystem, useTestSystem } from './support/harness';
+import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 import type { ImageProvider } from '../src/types';
 
 /** Image API faults, injected by the local xAI-contract server, seen through the whole worker. */
@@ -44,7 +44,7 @@ describe('image API faults', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(600);
   });
 
-  it('hands a transient failure back to Bull while the producer allows attempts, then notifies once', async () => {
+  it('runs a transient failure again while the producer allows attempts (after its backoff), then notifies once', async () => {
     sys.xai.setDefault({ status: 503, json: { error: 'down' } });
     const alice = await sys.user('alice');
     await sys.startWorker({ GROK_MAX_RETRIES: '0' });
@@ -52,6 +52,8 @@ describe('image API faults', () => {
     expect(await alice.waitFor(isFinal)).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
     expect(sys.xai.calls).toHaveLength(2);
     expect(alice.finals()).toHaveLength(1);
+    // The job-end line follows the delivery.
+    await waitUntil(() => sys.logs.jobEnds().length === 2, 5000, 'second job end');
     expect(sys.logs.jobEnds().map((l) => [l.outcome, l.attempt])).toEqual([
       ['retry', 1],
       ['failed', 2],

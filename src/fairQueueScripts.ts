@@ -107,7 +107,9 @@ local id, uid, how = ARGV[2], ARGV[3], ARGV[4]
 local held = redis.call('ZREM', F .. 'active', id)
 if held == 1 then release(uid) end
 if how == 'done' then
-  markDone(id, tonumber(ARGV[5]))
+  -- Only a job this Redis knows: a reply lost with a dying connection makes ioredis send this again, and on
+  -- a Redis that came back empty the mark would turn away a new job that was given the same id.
+  if held == 1 or redis.call('EXISTS', F .. 'job:' .. id) == 1 then markDone(id, tonumber(ARGV[5])) end
 elseif redis.call('EXISTS', F .. 'job:' .. id) == 1 then
   if how == 'retry' then
     redis.call('HINCRBY', F .. 'job:' .. id, 'made', 1)
