@@ -5,6 +5,7 @@ import { Config, describeConfig } from './config';
 import { toError } from './errors';
 import { GrokImageProvider } from './grokProvider';
 import { handleJob, JobContext, reportStallLimit } from './jobHandler';
+import { track } from './liveResources';
 import { LocalImageProvider } from './localProvider';
 import type { Logger } from './logger';
 import { errorSummary, PipelineDeps } from './pipeline';
@@ -123,6 +124,7 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
   const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue, logger), config.statsIntervalMs) : undefined;
   stats?.unref();
   logger.info({ queue: config.queueName, concurrency: config.concurrency }, 'ready');
+  const untrack = track('worker', config.queueName);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -145,6 +147,7 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
         }
       }
       logger.info({ durationMs: Date.now() - started, finishedInFlight: finished }, 'shutdown complete');
+      untrack();
     })());
 
   return { queue, close };
