@@ -29,6 +29,10 @@ export interface FakeXai {
   calls: RecordedCall[];
   /** Every GET /files/<name>, in order. */
   downloads: Array<{ name: string; headers: http.IncomingHttpHeaders }>;
+  /** POSTs received and neither answered nor dropped yet. */
+  readonly inFlight: number;
+  /** The most POSTs in flight at once so far: how many generations a worker really ran in parallel. */
+  readonly maxInFlight: number;
   /** Queues answers for the next POSTs, used in order; after them the default answers. */
   script(responses: FakeResponse[]): void;
   setDefault(response: FakeResponse): void;
@@ -74,8 +78,15 @@ export async function startFakeXai(opts: FakeXaiOptions = {}): Promise<FakeXai> 
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   let fallback = opts.default;
+  let inFlight = 0;
+  let maxInFlight = 0;
 
   const server = http.createServer((req, res) => {
+    if (req.method === 'POST') {
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      // 'close' comes after the answer is sent and when the client gives up first.
+      res.once('close', () => inFlight--);
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -138,6 +149,12 @@ export async function startFakeXai(opts: FakeXaiOptions = {}): Promise<FakeXai> 
     baseUrl,
     calls,
     downloads,
+    get inFlight() {
+      return inFlight;
+    },
+    get maxInFlight() {
+      return maxInFlight;
+    },
     script: (responses) => void queue.push(...responses),
     setDefault: (response) => void (fallback = response),
     setFile: (name, response) => void files.set(name, response),
