@@ -1,4 +1,4 @@
-import { isFinal, signToken, TestSystem, useTestSystem } from './support/harness';
+import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 import type { ImageProvider } from '../src/types';
 
 /** Image API faults, injected by the local xAI-contract server, seen through the whole worker. */
@@ -59,11 +59,14 @@ describe('image API faults', () => {
 
   it('does not let Bull retry a permanent failure even when attempts remain', async () => {
     sys.xai.setDefault({ status: 401, json: { error: 'Incorrect API key provided' } });
-    expect(await runOne({}, { attempts: 3, backoff: 10 })).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
-    await new Promise((r) => setTimeout(r, 300));
+    const alice = await sys.user('alice');
+    await sys.startWorker();
+    const job = await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 1 }, { attempts: 3, backoff: 10 });
+    expect(await alice.waitFor(isFinal)).toMatchObject({ status: 'failed', code: 'GENERATION_FAILED' });
+    // Bull removes the job (removeOnFail) only once it has failed for good; a retry keeps it, delayed.
+    await waitUntil(async () => (await sys.producer.getJob(job.id)) === null, 15_000, 'job failed for good');
     expect(sys.xai.calls).toHaveLength(1);
-    const end = sys.logs.jobEnds()[0];
-    expect(end).toMatchObject({ level: 'error', outcome: 'failed' });
+    expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ level: 'error', outcome: 'failed' })]);
   });
 
   it('survives a bug in a step: the job fails, the worker keeps serving', async () => {
