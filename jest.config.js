@@ -6,6 +6,8 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   globalSetup: '<rootDir>/__tests__/support/globalSetup.ts',
   globalTeardown: '<rootDir>/__tests__/support/globalTeardown.ts',
+  // Fails any test that leaves a worker, notifier or test system open.
+  setupFilesAfterEnv: ['<rootDir>/__tests__/support/leakCheck.ts'],
   testTimeout: 30000,
   // Integration suites spawn workers and Redis; two cores are enough for two files at once.
   maxWorkers: 2,

@@ -62,11 +62,16 @@ describe('image API faults', () => {
 
   it('does not let Bull retry a permanent failure even when attempts remain', async () => {
     sys.xai.setDefault({ status: 401, json: { error: 'Incorrect API key provided' } });
-    expect(await runOne({}, { attempts: 3, backoff: 10 })).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
-    await new Promise((r) => setTimeout(r, 300));
+    const alice = await sys.user('alice');
+    await sys.startWorker();
+    const job = await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 1 }, { attempts: 3, backoff: 10 });
+    expect(await alice.waitFor(isFinal)).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
+    // The job's end is recorded before its job-end line: ended for good, nothing waiting for another attempt.
+    await waitUntil(() => sys.logs.jobEnds().length === 1, 15_000, 'job ended');
+    expect(await sys.redis.exists(`bull:${sys.queueName}:f:job:${job.id}`)).toBe(0);
+    expect(await sys.redis.zcard(`bull:${sys.queueName}:f:delayed`)).toBe(0);
     expect(sys.xai.calls).toHaveLength(1);
-    const end = sys.logs.jobEnds()[0];
-    expect(end).toMatchObject({ level: 'error', outcome: 'failed' });
+    expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ level: 'error', outcome: 'failed' })]);
   });
 
   it('survives a bug in a step: the job fails, the worker keeps serving', async () => {

@@ -21,7 +21,7 @@ describe('validateJobData', () => {
 
   it('treats a missing Number as null and ignores other fields', () => {
     const { Number: _n, ...withoutNumber } = valid;
-    expect(validateJobData({ ...withoutNumber, extra: { deep: 1 } }).number).toBeNull();
+    expect(validateJobData({ ...withoutNumber, extra: { deep: 1 } })).toEqual({ userId: 'alice', token: 'a.b.c', prompt: 'a cat', number: null });
   });
 
   it.each([null, undefined, 'text', 42, true, [valid]])('refuses non-object data %p without a user', (data) => {

@@ -10,7 +10,7 @@ describe('operational log lines', () => {
     const worker = await sys.startWorker({ STATS_INTERVAL_MS: '100', LOG_LEVEL: 'info', CONCURRENCY: '3' });
     await sys.enqueue({ Id: 'alice', Prompt: 'one two three four five', Token: signToken('alice'), Number: 1 });
     await alice.waitFor(isFinal);
-    await waitUntil(() => sys.logs.lines.some((l) => l.msg === 'queue stats'), 3000, 'stats line');
+    await waitUntil(() => sys.logs.lines.some((l) => l.msg === 'queue stats'), 15_000, 'stats line');
     await worker.close();
 
     const byMsg = (msg: string): Record<string, unknown> | undefined => sys.logs.lines.find((l) => l.msg === msg);

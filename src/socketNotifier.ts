@@ -3,6 +3,7 @@ import { io, Socket } from 'socket.io-client';
 import type { NotifyFormat } from './config';
 import { linkSignals } from './abort';
 import { abortError, toError, transientError } from './errors';
+import { track } from './liveResources';
 import type { Logger } from './logger';
 import { buildPayload } from './payload';
 import { backoffDelayMs } from './retryPolicy';
@@ -47,10 +48,12 @@ export class SocketNotifier implements Notifier {
   private rejoinTimer?: NodeJS.Timeout;
   /** Aborted by close(): wakes every delivery still waiting, so none outlives the connection. */
   private readonly closed = new AbortController();
+  private readonly untrack: () => void;
 
   constructor(private readonly options: SocketNotifierOptions) {
     // One listener per delivery in flight: as many as CONCURRENCY, which may be above Node's warning level.
     setMaxListeners(0, this.closed.signal);
+    this.untrack = track('notifier', options.url);
     this.socket = io(options.url, {
       reconnection: true,
       reconnectionAttempts: Infinity,
@@ -215,6 +218,7 @@ export class SocketNotifier implements Notifier {
       clearTimeout(this.rejoinTimer);
       this.socket.removeAllListeners();
       this.socket.close();
+      this.untrack();
     });
     return this.closing;
   }

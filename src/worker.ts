@@ -7,6 +7,7 @@ import { abortError, errorSummary, toError } from './errors';
 import { FairQueue } from './fairQueue';
 import { GrokImageProvider } from './grokProvider';
 import { JobRunner } from './jobRunner';
+import { track } from './liveResources';
 import { LocalImageProvider } from './localProvider';
 import type { Logger } from './logger';
 import { paceIntervalMs, RedisPacer } from './pacer';
@@ -152,6 +153,8 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue, fair, logger), config.statsIntervalMs) : undefined;
   stats?.unref();
   logger.info({ queue: config.queueName, concurrency: config.concurrency }, 'ready');
+  // Tests fail any test that leaves a worker running (__tests__/support/leakCheck.ts).
+  const untrack = track('worker', config.queueName);
 
   const close = (): Promise<void> =>
     (closing ??= (async () => {
@@ -168,6 +171,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
       await Promise.race([intakeStopped, timeLimit(HAND_BACK_LIMIT_MS)]);
       await releasers.releaseAll();
       logger.info({ durationMs: Date.now() - started, finishedInFlight: finished }, 'shutdown complete');
+      untrack();
     })());
   return { queue, close };
 }

@@ -99,6 +99,7 @@ export async function startFakeXai(opts: FakeXaiOptions = {}): Promise<FakeXai> 
         calls.push({ headers: req.headers, body, at: Date.now() });
         inFlight += 1;
         peakInFlight = Math.max(peakInFlight, inFlight);
+        // 'close' comes after the answer is sent and when the client gives up first.
         res.once('close', () => (inFlight -= 1));
         const prompt = (body as { prompt?: unknown } | null)?.prompt;
         const answer = queue.shift() ?? fallback ?? successAnswer(typeof prompt === 'string' ? prompt : undefined);

@@ -8,6 +8,7 @@ import Redis from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { io, Socket } from 'socket.io-client';
 import { loadConfig } from '../../src/config';
+import { track } from '../../src/liveResources';
 import { startRelay, Relay, RelayOptions } from '../../src/demo/notificationService';
 import { createLogger } from '../../src/logger';
 import { redisOptionsFromUrl } from '../../src/redis';
@@ -210,6 +211,7 @@ export class TestSystem {
   readonly producer: Bull.Queue;
   readonly redis: Redis;
   readonly logs = new LogCapture();
+  private readonly untrack: () => void;
   readonly workers: RunningWorker[] = [];
   readonly processes: WorkerProcess[] = [];
   readonly users: UserClient[] = [];
@@ -223,6 +225,7 @@ export class TestSystem {
     this.queueName = uniqueQueueName(label);
     this.producer = new Bull(this.queueName, { redis: redisOptionsFromUrl(redisUrl()) });
     this.redis = new Redis(redisOptionsFromUrl(redisUrl()));
+    this.untrack = track('test system', this.queueName);
   }
 
   static async start(label: string, options: SystemOptions = {}): Promise<TestSystem> {
@@ -283,6 +286,7 @@ export class TestSystem {
     this.redis.disconnect();
     await this.relay.close();
     await this.xai.close();
+    this.untrack();
   }
 }
 
