@@ -130,7 +130,8 @@ function goals(res: BenchResults): Goal[] {
   const workerRuns = collectRuns(res).filter((r) => r.spec.kind === 'worker');
   if (workerRuns.length > 0) {
     const bytes = Math.max(...workerRuns.map((r) => r.redis.perJobBytes));
-    out.push(['Redis: bytes left per completed job (worst run)', n1(bytes), '0', bytes === 0]);
+    const keys = Math.max(...workerRuns.map((r) => r.redis.perJobKeys));
+    out.push(['Redis: bytes and keys left per completed job (worst run)', `${n1(bytes)} B, ${n2(keys)} keys`, '0', bytes === 0 && keys === 0]);
   }
   if (res.capacity) out.push(...capacityGoals(res.capacity));
   return out;
@@ -202,7 +203,7 @@ function latencySection(res: BenchResults, l: NonNullable<BenchResults['latency'
   return [
     '## Latency-bound',
     '',
-    table([...RUN_HEADER, 'ms per slot per job'], [l.worker, l.bare].map((r) => [...runRow(r), n1(cycle(r))])),
+    table([...RUN_HEADER, 'ms per slot per job', 'API requests / connections'], [l.worker, l.bare].map((r) => [...runRow(r), n1(cycle(r)), `${r.api.requests} / ${r.api.connections}`])),
     '',
   ];
 }
@@ -211,7 +212,7 @@ function memorySection(m: NonNullable<BenchResults['memory']>, leak: BenchResult
   const row = (r: RunResult): string[] => {
     const s = r.memory.snapshots;
     const peak = s.at(-1)?.peak;
-    return [r.spec.name, String(r.jobs), MB(r.memory.peakRss), peak ? `${MB(peak.heapUsed)} / ${MB(peak.heapTotal)}` : '', peak ? MB(peak.external) : '', s.map((x) => MB(x.rss)).join(' / '), s.map((x) => n1(x.heapUsed / 1e6)).join(' / '), n2(cpuPerJob(r).consumers), n2(otherCores(r))];
+    return [r.spec.name, String(r.jobs), MB(r.memory.peakRss), peak ? `${MB(peak.heapUsed)} / ${MB(peak.heapTotal)}` : '', peak ? MB(peak.external) : '', s.map((x) => MB(x.rss)).join(' / '), s.map((x) => n1(x.heapUsed / 1e6)).join(' / '), n2(cpuPerJob(r).consumers), n1(r.redis.inputBytesPerJob / 1000), n2(otherCores(r))];
   };
   const runs = [m.bare, m.worker, m.saturated.bare, m.saturated.worker, m.stalledRelay.bare, m.stalledRelay.worker, ...(leak ? [leak.bare, leak.worker] : [])];
   const stall = (r: RunResult): string[] => {
@@ -223,7 +224,7 @@ function memorySection(m: NonNullable<BenchResults['memory']>, leak: BenchResult
   return [
     '## Memory',
     '',
-    table(['run', 'jobs', 'peak RSS MB', 'peak heap used / total MB', 'peak external MB', 'RSS after GC MB (start / batches)', 'heap used after GC MB', 'consumer CPU ms/job', 'other load (cores)'], runs.map(row)),
+    table(['run', 'jobs', 'peak RSS MB', 'peak heap used / total MB', 'peak external MB', 'RSS after GC MB (start / batches)', 'heap used after GC MB', 'consumer CPU ms/job', 'sent to Redis KB/job', 'other load (cores)'], runs.map(row)),
     '',
     ...(leak ? [`Heap kept per job after a full GC (slope over batches): worker ${n1(heapSlope(leak.worker))} B, bare ${n1(heapSlope(leak.bare))} B.`, ''] : []),
     '### Frozen relay',
@@ -257,11 +258,11 @@ function redisAndLogSection(res: BenchResults): string[] {
     '## Redis footprint and worker logs',
     '',
     table(
-      ['run', 'keys left per job', 'bytes left per job', 'used_memory delta per job', 'mean steps token / generate / notify ms', 'longest notify ms', 'warnings and errors'],
+      ['run', 'keys left per job', 'bytes left per job', 'used_memory delta per job', 'mean job ms (token / generate / notify)', 'longest notify ms', 'warnings and errors'],
       runs.map((r) => {
         const l = r.workerLog;
         const problems = l ? Object.entries(l.problems).map(([k, v]) => `${k} x${v}`).join('; ') : '';
-        return [r.spec.name, n2(r.redis.perJobKeys), n1(r.redis.perJobBytes), n1(r.redis.usedMemoryDeltaPerJob), l ? `${n1(l.meanStepsMs.token)} / ${n1(l.meanStepsMs.generate)} / ${n1(l.meanStepsMs.notify)}` : '', l ? n1(l.maxNotifyMs) : '', problems];
+        return [r.spec.name, n2(r.redis.perJobKeys), n1(r.redis.perJobBytes), n1(r.redis.usedMemoryDeltaPerJob), l ? `${n1(l.meanDurationMs)} (${n1(l.meanStepsMs.token)} / ${n1(l.meanStepsMs.generate)} / ${n1(l.meanStepsMs.notify)})` : '', l ? n1(l.maxNotifyMs) : '', problems];
       }),
     ),
     '',
