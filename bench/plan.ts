@@ -1,6 +1,6 @@
 import type { RunSpec } from './measureRun';
 
-/** How big each scenario is: the full run takes about 20 minutes on 2 busy cores, BENCH_QUICK=1 about 7. */
+/** How big each scenario is: the full run takes about 20 minutes on 2 busy cores, BENCH_QUICK=1 about 4. */
 export interface Plan {
   quick: boolean;
   overhead: { jobs: number; rounds: number; imageBytes: number };
