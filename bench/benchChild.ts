@@ -4,12 +4,13 @@ import path from 'node:path';
 import type { FromChild, LoopSnapshot, MemorySnapshot, ToChild } from './childProtocol';
 
 export type ConsumerKind = 'worker' | 'bare';
-export type ChildKind = ConsumerKind | 'relay';
+export type ChildKind = ConsumerKind | 'relay' | 'storyRelay';
 
 const SCRIPTS: Record<ChildKind, string> = {
   worker: path.join(__dirname, 'workerChild.js'),
   bare: path.join(__dirname, 'bareChild.js'),
   relay: path.join(__dirname, 'relayChild.js'),
+  storyRelay: path.join(__dirname, 'storyRelayChild.js'),
 };
 
 export interface ChildOptions {

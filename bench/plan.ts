@@ -1,6 +1,6 @@
 import type { RunSpec } from './measureRun';
 
-/** How big each scenario is: the full run takes a few minutes on 2 cores, BENCH_QUICK=1 about one. */
+/** How big each scenario is: the full run takes about 20 minutes on 2 busy cores, BENCH_QUICK=1 about 4. */
 export interface Plan {
   quick: boolean;
   overhead: { jobs: number; rounds: number; imageBytes: number };
@@ -14,6 +14,15 @@ export interface Plan {
   checkpointWrite: Array<{ imageBytes: number; saves: number }>;
   profileJobs: number;
   concurrency: number;
+  capacity: CapacityPlan;
+}
+
+/** Issue 9's scenarios; every run stops by itself at `capMs` at the latest. */
+export interface CapacityPlan {
+  rateLimit: { workers: number; jobs: number; latencyMs: number; capMs: number };
+  fairness: { workers: number[]; heavyJobs: number; loneJobs: number; latencyMs: number; capMs: number };
+  story: { workers: number; users: number; pages: number; latencyMs: number; capMs: number };
+  cost: { jobs: number; users: number; capMs: number };
 }
 
 const CONCURRENCY = 20;
@@ -34,6 +43,12 @@ export const FULL: Plan = {
   ],
   profileJobs: 600,
   concurrency: CONCURRENCY,
+  capacity: {
+    rateLimit: { workers: 3, jobs: 150, latencyMs: 1000, capMs: 120_000 },
+    fairness: { workers: [1, 3], heavyJobs: 200, loneJobs: 200, latencyMs: 300, capMs: 60_000 },
+    story: { workers: 3, users: 10, pages: 6, latencyMs: 1500, capMs: 90_000 },
+    cost: { jobs: 300, users: 10, capMs: 60_000 },
+  },
 };
 
 export const QUICK: Plan = {
@@ -49,6 +64,12 @@ export const QUICK: Plan = {
   ],
   profileJobs: 200,
   concurrency: CONCURRENCY,
+  capacity: {
+    rateLimit: { workers: 3, jobs: 40, latencyMs: 1000, capMs: 30_000 },
+    fairness: { workers: [1], heavyJobs: 40, loneJobs: 40, latencyMs: 300, capMs: 20_000 },
+    story: { workers: 3, users: 3, pages: 6, latencyMs: 1500, capMs: 30_000 },
+    cost: { jobs: 60, users: 5, capMs: 30_000 },
+  },
 };
 
 /**

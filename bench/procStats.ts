@@ -32,34 +32,6 @@ export function ownCpuMs(): number {
   return (user + system) / 1000;
 }
 
-/** Samples VmRSS of some processes every `intervalMs`; VmHWM alone misses nothing, the samples show the shape. */
-export class RssSampler {
-  private readonly peaks = new Map<number, number>();
-  private readonly timer: NodeJS.Timeout;
-
-  constructor(private readonly pids: number[], intervalMs = 100) {
-    this.timer = setInterval(() => this.sample(), intervalMs);
-    this.sample();
-  }
-
-  private sample(): void {
-    for (const pid of this.pids) {
-      try {
-        const { rss } = memoryOf(pid);
-        this.peaks.set(pid, Math.max(rss, this.peaks.get(pid) ?? 0));
-      } catch {
-        // The process ended between two samples.
-      }
-    }
-  }
-
-  stop(): Map<number, number> {
-    clearInterval(this.timer);
-    this.sample();
-    return this.peaks;
-  }
-}
-
 export interface MachineInfo {
   cpus: number;
   model: string;

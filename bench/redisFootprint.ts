@@ -63,3 +63,25 @@ export async function netInputBytes(redis: Redis): Promise<number> {
   const info = await redis.info('stats');
   return Number(/^total_net_input_bytes:(\d+)/m.exec(info)?.[1] ?? 0);
 }
+
+/** Commands Redis has run since it started, by command (INFO commandstats), INFO itself left out. */
+export async function commandCounts(redis: Redis): Promise<Record<string, number>> {
+  const info = await redis.info('commandstats');
+  const counts: Record<string, number> = {};
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (m[1] !== 'info') counts[m[1]] = Number(m[2]);
+  return counts;
+}
+
+/** `after - before`, per command and in all. */
+export function commandDelta(before: Record<string, number>, after: Record<string, number>): { total: number; byCommand: Record<string, number> } {
+  const byCommand: Record<string, number> = {};
+  let total = 0;
+  for (const [cmd, calls] of Object.entries(after)) {
+    const d = calls - (before[cmd] ?? 0);
+    if (d > 0) {
+      byCommand[cmd] = d;
+      total += d;
+    }
+  }
+  return { total, byCommand };
+}

@@ -6,37 +6,98 @@ import type { AddressInfo, Socket } from 'node:net';
 export interface XaiBehaviour {
   imageBytes: number;
   delayMs: number;
+  /** xAI's team limit: at most `max` requests admitted per rolling `windowMs`; beyond it 429 with Retry-After: 1. */
+  limit?: { max: number; windowMs: number };
+  /** Prompts containing any of these are refused by content moderation (400). */
+  moderated?: string[];
+}
+
+/** What the server saw since the last `configure`. */
+export interface XaiCounters {
+  requests: number;
+  connections: number;
+  /** Requests answered 429 by the team limit. */
+  limited: number;
+  /** Requests answered 400 by content moderation. */
+  moderated: number;
+  /** Most admitted requests in flight at once. */
+  peakInFlight: number;
+  /** Most requests admitted within any 200 ms: 1 when a 5/s limit is smoothed, up to 5 when it comes in bursts. */
+  peakPer200ms: number;
 }
 
 export interface XaiServer {
   url: string;
   configure(behaviour: XaiBehaviour): void;
-  /** Requests answered and TCP connections accepted since start: tells whether clients keep connections alive. */
-  counters(): { requests: number; connections: number };
+  counters(): XaiCounters;
   close(): Promise<void>;
 }
 
+const RATE_LIMITED = (max: number): Buffer =>
+  Buffer.from(JSON.stringify({ code: 'Some resource has been exhausted', error: `Team rate limit exceeded: ${max} requests per second` }));
+const MODERATED = Buffer.from(
+  JSON.stringify({ error: { message: 'Generated image rejected by content moderation.', type: 'invalid_request_error', code: 'content_moderation' } }),
+);
+
 /**
- * A stand-in for xAI's images endpoint that costs as little as possible: the JSON answer for each size is
- * encoded once and sent as one buffer, so the benchmark measures the worker, not this server.
+ * A stand-in for xAI's images endpoint (POST, JSON body) that costs as little as possible: the JSON answer for
+ * each size is encoded once and sent as one buffer, so the benchmark measures the worker, not this server.
+ * Optionally it enforces the team rate limit and refuses chosen prompts as xAI's moderation does.
  */
 export async function startXaiServer(): Promise<XaiServer> {
   const answers = new Map<number, Buffer>();
   let behaviour: XaiBehaviour = { imageBytes: 1024, delayMs: 0 };
   let answer = answerFor(behaviour.imageBytes, answers);
-  let requests = 0;
-  let connections = 0;
+  const zero = (): XaiCounters => ({ requests: 0, connections: 0, limited: 0, moderated: 0, peakInFlight: 0, peakPer200ms: 0 });
+  let counts = zero();
+  let inFlight = 0;
+  /** When each admitted request arrived, for the rolling window. */
+  let admitted: number[] = [];
+  /** Admissions within the last 200 ms, for the burst figure. */
+  let recent: number[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
+  const reply = (res: http.ServerResponse, status: number, body: Buffer, headers: Record<string, string> = {}): void => {
+    res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': String(body.length), ...headers });
+    res.end(body);
+  };
+
   const server = http.createServer((req, res) => {
-    req.resume();
+    const chunks: Buffer[] = [];
+    const wantsBody = (behaviour.moderated?.length ?? 0) > 0;
+    req.on('data', (chunk: Buffer) => void (wantsBody && chunks.push(chunk)));
     req.on('end', () => {
-      requests++;
-      const body = answer;
+      counts.requests++;
+      const { limit } = behaviour;
+      if (limit && limit.max > 0) {
+        const now = performance.now();
+        admitted = admitted.filter((t) => t > now - limit.windowMs);
+        if (admitted.length >= limit.max) {
+          counts.limited++;
+          return reply(res, 429, RATE_LIMITED(limit.max), { 'Retry-After': '1' });
+        }
+        admitted.push(now);
+      }
+      let status = 200;
+      let body = answer;
+      if (wantsBody) {
+        const prompt = promptOf(Buffer.concat(chunks));
+        if (behaviour.moderated!.some((m) => prompt.includes(m))) {
+          counts.moderated++;
+          status = 400;
+          body = MODERATED;
+        }
+      }
+      const now = performance.now();
+      recent = recent.filter((t) => t > now - 200);
+      recent.push(now);
+      counts.peakPer200ms = Math.max(counts.peakPer200ms, recent.length);
+      inFlight++;
+      counts.peakInFlight = Math.max(counts.peakInFlight, inFlight);
       const send = (): void => {
-        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
-        res.end(body);
+        inFlight--;
+        reply(res, status, body);
       };
       if (behaviour.delayMs <= 0) return send();
       const timer = setTimeout(() => {
@@ -49,7 +110,7 @@ export async function startXaiServer(): Promise<XaiServer> {
   // Idle gaps between batches must not close kept-alive connections under a client about to reuse them.
   server.keepAliveTimeout = 120_000;
   server.on('connection', (socket: Socket) => {
-    connections++;
+    counts.connections++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -64,8 +125,11 @@ export async function startXaiServer(): Promise<XaiServer> {
     configure(next) {
       behaviour = next;
       answer = answerFor(next.imageBytes, answers);
+      counts = zero();
+      admitted = [];
+      recent = [];
     },
-    counters: () => ({ requests, connections }),
+    counters: () => ({ ...counts }),
     close: () =>
       new Promise<void>((resolve) => {
         for (const timer of timers) clearTimeout(timer);
@@ -75,12 +139,21 @@ export async function startXaiServer(): Promise<XaiServer> {
   };
 }
 
+function promptOf(body: Buffer): string {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { prompt?: unknown };
+    return typeof parsed.prompt === 'string' ? parsed.prompt : '';
+  } catch {
+    return '';
+  }
+}
+
 function answerFor(imageBytes: number, cache: Map<number, Buffer>): Buffer {
   let answer = cache.get(imageBytes);
   if (!answer) {
     // Random bytes: nothing on the way (HTTP, Redis, socket.io) gets to compress them.
     const b64 = randomBytes(imageBytes).toString('base64');
-    answer = Buffer.from(JSON.stringify({ data: [{ b64_json: b64, mime_type: 'image/png' }] }));
+    answer = Buffer.from(JSON.stringify({ data: [{ b64_json: b64, mime_type: 'image/png' }], usage: { cost_in_usd_ticks: 200_000_000 } }));
     cache.set(imageBytes, answer);
   }
   return answer;
