@@ -11,7 +11,10 @@ describe('image API faults', () => {
     const alice = await sys.user('alice');
     await sys.startWorker(env);
     await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 1 }, jobOpts);
-    return alice.waitFor(isFinal);
+    const final = await alice.waitFor(isFinal);
+    // The job-end line follows the delivery.
+    await waitUntil(() => sys.logs.jobEnds().length > 0, 5000, 'job end');
+    return final;
   }
 
   it('retries 429 twice and then delivers: exactly 3 calls', async () => {

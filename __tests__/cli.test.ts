@@ -390,6 +390,7 @@ describe('queue:stats', () => {
         counts: { waiting: 2, active: 1, delayed: 1, completed: 1, failed: 1, paused: 0 },
         oldestWaitingAgeMs: 90_000,
         checkpoints: 0,
+        fair: { usersWaiting: 0, ready: 0, running: 0, delayed: 0 },
       },
     ]);
     const rows = table.stdout();
@@ -398,7 +399,7 @@ describe('queue:stats', () => {
       expect(rows).toMatch(new RegExp(`\\n${state} +${n}\\n`));
     }
     expect(rows).toMatch(/\noldest waiting +1m 30s \(90000 ms\)\n/);
-    expect(rows).toMatch(/\ncheckpoints +0\n$/);
+    expect(rows).toMatch(/\ncheckpoints +0\nfair queue +0 ready \(0 users\), 0 running, 0 retrying later\n$/);
   });
 
   it('prints one JSON line with exactly the documented fields', async () => {
@@ -409,9 +410,9 @@ describe('queue:stats', () => {
     expect(out.stdout().endsWith('\n')).toBe(true);
     expect(out.stdout().trimEnd().split('\n')).toHaveLength(1);
     const [stats] = out.lines();
-    expect(Object.keys(stats)).toEqual(['queue', 'counts', 'oldestWaitingAgeMs', 'checkpoints']);
+    expect(Object.keys(stats)).toEqual(['queue', 'counts', 'oldestWaitingAgeMs', 'checkpoints', 'fair']);
     expect(Object.keys(stats.counts as object)).toEqual([...STATES]);
-    expect(stats).toEqual({ queue: queueName, counts: { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, paused: 0 }, oldestWaitingAgeMs: null, checkpoints: 0 });
+    expect(stats).toEqual({ queue: queueName, counts: { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, paused: 0 }, oldestWaitingAgeMs: null, checkpoints: 0, fair: { usersWaiting: 0, ready: 0, running: 0, delayed: 0 } });
   });
 
   it('counts waiting jobs of a paused queue as paused, and still measures their age', async () => {
@@ -446,7 +447,7 @@ describe('queue:stats', () => {
     }
 
     expect(out.lines()[0]).toMatchObject({ queue: queueName, checkpoints: 1500, oldestWaitingAgeMs: null });
-    expect(table.stdout()).toMatch(/\ncheckpoints +1500\n/);
+    expect(table.stdout()).toMatch(/\ncheckpoints +1500\nfair queue /);
     expect(table.stdout()).toMatch(/\noldest waiting +-\n/);
   });
 

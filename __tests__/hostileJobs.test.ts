@@ -94,7 +94,7 @@ describe('hostile and malformed job data', () => {
 
   describe('through the real queue', () => {
     let sys: TestSystem;
-    useTestSystem('hostile', (s) => (sys = s), 'all');
+    useTestSystem('hostile', (s) => (sys = s));
 
     it('ends every hostile job with a code and keeps serving', async () => {
       const alice = await sys.user('alice');

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type Bull from 'bull';
 import { DEFAULTS, redactUrl } from '../config';
+import { FairQueue } from '../fairQueue';
 import {
   CliIO,
   closeQueue,
@@ -18,8 +19,9 @@ import {
 
 export const USAGE = `Usage: npm run -s queue:stats [-- --json]
 
-Shows the worker's queue: jobs per state, how long the oldest waiting job has waited, and how many
-generated images wait for delivery (checkpoints).
+Shows the worker's queue: Bull's jobs per state (jobs not yet moved into the fair queue), how long the oldest
+of them has waited, how many generated images wait for delivery (checkpoints), and the fair queue: jobs ready
+and the users they belong to, running, and waiting for a producer's retry.
 
   --json       one JSON line instead of the table
   -h, --help   this text
@@ -40,6 +42,11 @@ export interface QueueStats {
   oldestWaitingAgeMs: number | null;
   /** Generated images kept until their notification is delivered (`<prefix>:<queue>:checkpoint:<jobId>`). */
   checkpoints: number;
+  /**
+   * The fair queue, where the worker keeps jobs once Bull has handed them over: users with jobs waiting, jobs
+   * ready, running and waiting for a producer's retry. Bull's own counts show only what is not moved in yet.
+   */
+  fair: { usersWaiting: number; ready: number; running: number; delayed: number };
 }
 
 /** Redis glob characters in a queue name must match themselves. */
@@ -76,6 +83,9 @@ async function countKeys(queue: Bull.Queue, pattern: string): Promise<number> {
   return count;
 }
 
+/** Counting needs none of the queue's settings. */
+const FAIR_READ_ONLY = { leaseMs: 0, userConcurrency: 0, doneTtlS: 1, paceLeadMs: null };
+
 export async function collectStats(queue: Bull.Queue, now: () => number = Date.now): Promise<QueueStats> {
   const raw = (await queue.getJobCounts()) as unknown as Partial<Record<State, number>>;
   const counts = Object.fromEntries(STATES.map((state) => [state, Number(raw[state] ?? 0)])) as Record<State, number>;
@@ -84,6 +94,7 @@ export async function collectStats(queue: Bull.Queue, now: () => number = Date.n
     counts,
     oldestWaitingAgeMs: await oldestWaitingAgeMs(queue, now()),
     checkpoints: await countKeys(queue, `${escapeGlob(queue.toKey('checkpoint'))}:*`),
+    fair: await new FairQueue(queue.client, queue.toKey(''), FAIR_READ_ONLY).counts(),
   };
 }
 
@@ -103,6 +114,7 @@ export function formatTable(stats: QueueStats, settings: QueueSettings): string 
     ...STATES.map((state): [string, string] => [state, String(stats.counts[state])]),
     ['oldest waiting', stats.oldestWaitingAgeMs === null ? '-' : `${formatAge(stats.oldestWaitingAgeMs)} (${stats.oldestWaitingAgeMs} ms)`],
     ['checkpoints', String(stats.checkpoints)],
+    ['fair queue', `${stats.fair.ready} ready (${stats.fair.usersWaiting} users), ${stats.fair.running} running, ${stats.fair.delayed} retrying later`],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   return rows.map(([label, value]) => `${label.padEnd(width)}${value}\n`).join('');
