@@ -110,6 +110,33 @@ describe('process faults', () => {
     expect(alice.finals()).toHaveLength(1);
   });
 
+  it('kill -9 of one of two workers in the middle of a burst: every page delivered, only cut-off requests asked again', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 300 });
+    const settings = { ...FAST_RECOVERY, CONCURRENCY: '3', GROK_RATE_LIMIT: '10', GROK_RATE_WINDOW_MS: '1000' };
+    const doomed = sys.spawnWorker(settings);
+    const survivor = sys.spawnWorker(settings);
+    await Promise.all([doomed.ready, survivor.ready]);
+    const total = 12;
+    for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `page ${n}`, Token: signToken(`user${n % 3}`), Number: n });
+    await waitUntil(() => jobEnds(doomed).length >= 1 && jobEnds(survivor).length >= 1, 15_000, 'both working');
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
+
+    await waitUntil(() => jobEnds(doomed).length + jobEnds(survivor).length >= total, 30_000, 'all ended');
+    const ends = [...jobEnds(doomed), ...jobEnds(survivor)];
+    expect(ends.every((l) => l.outcome === 'completed')).toBe(true);
+    expect(new Set(ends.map((l) => l.jobId)).size).toBe(total);
+    const finals = sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
+    expect([...new Set(finals.map((p) => p.Number))].sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(finals.every((p) => p.Status === true)).toBe(true);
+    // Run again: only what the killed worker had in flight (at most its CONCURRENCY). A page it had just handed to
+    // the relay before dying can arrive twice (the front end keeps the first); a checkpointed one is never paid again.
+    expect(finals.length).toBeLessThanOrEqual(total + 3);
+    expect(sys.xai.calls.length).toBeGreaterThanOrEqual(total);
+    expect(sys.xai.calls.length).toBeLessThanOrEqual(total + 3);
+    expect(await sys.redis.zcard(`bull:${sys.queueName}:f:active`)).toBe(0);
+  });
+
   it('a job that stalls more than MAX_STALLED_COUNT times fails, and its user is still told', async () => {
     sys.xai.setDefault({ ...successAnswer(), delayMs: 5000 });
     const alice = await sys.user('alice');
