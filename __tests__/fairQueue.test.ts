@@ -28,7 +28,7 @@ function bullJob(userId: unknown, opts: Record<string, unknown> = {}, extra: Rec
 }
 
 function queue(options: Partial<FairQueueOptions> = {}): FairQueue {
-  return new FairQueue(redis, base, { leaseMs: 60_000, userConcurrency: 0, doneTtlS: 3600, paceLeadMs: null, ...options });
+  return new FairQueue(redis, base, { leaseMs: 60_000, userConcurrency: 0, doneTtlS: 3600, paced: false, ...options });
 }
 
 async function claimAll(fair: FairQueue): Promise<FairJob[]> {
@@ -66,6 +66,7 @@ describe('FairQueue', () => {
       attempts: 3,
       attemptsMade: 0,
       backoff: { type: 'fixed', delay: 50 },
+      mayHaveCheckpoint: false,
     });
     expect(b).toMatchObject({ id: String(second.id), attempts: 1, backoff: null });
   });
@@ -111,13 +112,21 @@ describe('FairQueue', () => {
     await fair.intake(bullJob('alice', { attempts: 2 }));
     const [job] = await claimAll(fair);
     await fair.retryLater(job, 150);
-    const soon = await fair.claim();
-    expect(soon.job).toBeUndefined();
-    expect(soon.retryInMs).toBeGreaterThan(0);
-    expect(soon.retryInMs).toBeLessThanOrEqual(150);
-    await new Promise((r) => setTimeout(r, soon.retryInMs! + 20));
+    expect(await fair.promote()).toBe(0);
+    expect(await fair.claim()).toEqual({ retryInMs: null });
+    await new Promise((r) => setTimeout(r, 170));
+    expect(await fair.promote()).toBe(1);
     const again = await fair.claim();
-    expect(again.job).toMatchObject({ id: job.id, attemptsMade: 1 });
+    expect(again.job).toMatchObject({ id: job.id, attemptsMade: 1, mayHaveCheckpoint: true });
+  });
+
+  it('the reaper also brings in a due retry (its worker may have died before promoting it)', async () => {
+    const fair = queue();
+    await fair.intake(bullJob('alice', { attempts: 2 }));
+    const [job] = await claimAll(fair);
+    await fair.retryLater(job, 0);
+    expect(await fair.reap(1)).toEqual([]);
+    expect((await fair.claim()).job).toMatchObject({ id: job.id, attemptsMade: 1 });
   });
 
   it('a job handed back at shutdown is first in its user\'s line (the user keeps their place in the round)', async () => {
@@ -129,10 +138,10 @@ describe('FairQueue', () => {
     await fair.handBack(a1);
     expect(await redis.zcard(`${base}f:active`)).toBe(0);
     const order = await claimAll(fair);
-    expect(order.map((j) => [j.userId, j.id])).toEqual([
-      ['bob', expect.any(String)],
-      ['alice', a1.id],
-      ['alice', expect.any(String)],
+    expect(order.map((j) => [j.userId, j.id, j.mayHaveCheckpoint])).toEqual([
+      ['bob', expect.any(String), false],
+      ['alice', a1.id, true],
+      ['alice', expect.any(String), false],
     ]);
   });
 
@@ -145,12 +154,28 @@ describe('FairQueue', () => {
     await new Promise((r) => setTimeout(r, 80));
     expect(await fair.reap(1)).toEqual([]);
     const again = (await fair.claim()).job!;
-    expect(again.id).toBe(String(job.id));
+    expect(again).toMatchObject({ id: String(job.id), mayHaveCheckpoint: true });
     await new Promise((r) => setTimeout(r, 80));
     const ended = await fair.reap(1);
     expect(ended).toEqual([expect.objectContaining({ id: String(job.id), userId: 'alice', data: job.data })]);
     expect(await redis.exists(`${base}f:job:${job.id}`)).toBe(0);
+  });
+
+  it('keeps the running count per user only while a cap needs it, and releases it however a job ends', async () => {
+    const fair = queue({ userConcurrency: 2, leaseMs: 50 });
+    for (let i = 0; i < 3; i++) await fair.intake(bullJob('alice'));
+    const [a, b] = await claimAll(fair);
+    expect(await redis.hget(`${base}f:inflight`, 'alice')).toBe('2');
+    await fair.done(a);
+    await fair.handBack(b);
+    await claimAll(fair);
+    await new Promise((r) => setTimeout(r, 80));
+    await fair.reap(5);
     expect(await redis.hget(`${base}f:inflight`, 'alice')).toBeNull();
+    const uncapped = queue();
+    await uncapped.intake(bullJob('bob'));
+    await claimAll(uncapped);
+    expect(await redis.exists(`${base}f:inflight`)).toBe(0);
   });
 
   it('renewing keeps a running job from being reaped', async () => {
@@ -180,7 +205,7 @@ describe('FairQueue', () => {
 
   it('with a pace, claims only when the image API has a slot soon', async () => {
     const pacer = new RedisPacer(redis, base, 100);
-    const fair = queue({ paceLeadMs: 100 });
+    const fair = queue({ paced: true });
     await fair.intake(bullJob('alice'));
     await fair.intake(bullJob('alice'));
     expect(await pacer.acquire()).toBe(0);

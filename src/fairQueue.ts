@@ -16,6 +16,8 @@ export interface FairJob {
   attemptsMade: number;
   /** Bull's `backoff` option as the producer gave it. */
   backoff: unknown;
+  /** An earlier run may have left a checkpoint (it stalled, was retried or handed back); a first clean run cannot. */
+  mayHaveCheckpoint: boolean;
 }
 
 export type Claim = { job: FairJob; retryInMs?: undefined } | { job?: undefined; retryInMs: number | null };
@@ -27,14 +29,15 @@ export interface FairQueueOptions {
   userConcurrency: number;
   /** How long an ended job's id is remembered, so Bull handing it in again after a crash is not run twice. */
   doneTtlS: number;
-  /** Claim only while the image API has a slot within this many ms; null when the rate limit is off. */
-  paceLeadMs: number | null;
+  /** Claim only while the image API has a free slot (the shared pace is on). */
+  paced: boolean;
 }
 
 type Commands = Record<keyof typeof SCRIPTS, (...args: Array<string | number>) => Promise<unknown>>;
 const SCRIPTS = {
   fqIntake: scripts.INTAKE,
   fqClaim: scripts.CLAIM,
+  fqPromote: scripts.PROMOTE,
   fqEnd: scripts.END,
   fqRenew: scripts.RENEW,
   fqReap: scripts.REAP,
@@ -94,8 +97,8 @@ export class FairQueue {
 
   /** The next job, fairly, or how long until asking again is worth it (null: until woken). */
   async claim(): Promise<Claim> {
-    const { leaseMs, userConcurrency, paceLeadMs } = this.options;
-    const reply = (await this.commands.fqClaim(this.base, leaseMs, userConcurrency, paceLeadMs === null ? 0 : 1, paceLeadMs ?? 0)) as
+    const { leaseMs, userConcurrency, paced } = this.options;
+    const reply = (await this.commands.fqClaim(this.base, leaseMs, userConcurrency, paced ? 1 : 0)) as
       | [1, string, string[]]
       | [0, number];
     if (reply[0] === 0) return { retryInMs: reply[1] < 0 ? null : reply[1] };
@@ -107,9 +110,14 @@ export class FairQueue {
     return this.end(job, 'done', 0);
   }
 
-  /** Runs the job again after `delayMs`, as the producer's next attempt. */
+  /** Runs the job again after `delayMs`, as the producer's next attempt: call `promote` once it is due. */
   async retryLater(job: FairJob, delayMs: number): Promise<boolean> {
     return this.end(job, 'retry', delayMs);
+  }
+
+  /** Retries that are due join their users' lines (the reaper does it too, for a worker that died meanwhile). */
+  async promote(): Promise<number> {
+    return (await this.commands.fqPromote(this.base)) as number;
   }
 
   /** Gives the job back, first in its user's line: this worker is stopping. */
@@ -118,8 +126,8 @@ export class FairQueue {
   }
 
   private async end(job: FairJob, how: 'done' | 'retry' | 'back', delayMs: number): Promise<boolean> {
-    const wake = this.options.userConcurrency > 0 ? 1 : 0;
-    return (await this.commands.fqEnd(this.base, job.id, job.userId, how, this.options.doneTtlS, Math.max(0, Math.round(delayMs)), wake)) === 1;
+    const { doneTtlS, userConcurrency } = this.options;
+    return (await this.commands.fqEnd(this.base, job.id, job.userId, how, doneTtlS, Math.max(0, Math.round(delayMs)), userConcurrency)) === 1;
   }
 
   /** Extends the leases of the jobs this worker runs. */
@@ -129,7 +137,7 @@ export class FairQueue {
 
   /** Requeues jobs whose worker died; returns those that stalled more than `maxStalls` times, now ended. */
   async reap(maxStalls: number): Promise<FairJob[]> {
-    const reply = (await this.commands.fqReap(this.base, maxStalls, this.options.doneTtlS)) as Array<string | string[]>;
+    const reply = (await this.commands.fqReap(this.base, maxStalls, this.options.doneTtlS, this.options.userConcurrency)) as Array<string | string[]>;
     const ended: FairJob[] = [];
     for (let i = 0; i < reply.length; i += 2) ended.push(parseJob(reply[i] as string, reply[i + 1] as string[]));
     return ended;
@@ -152,6 +160,7 @@ function parseJob(id: string, fields: string[]): FairJob {
     attempts: Math.max(1, Number(record.attempts) || 1),
     attemptsMade: Number(record.made) || 0,
     backoff: parseJson(record.backoff),
+    mayHaveCheckpoint: Number(record.stalls) > 0 || Number(record.made) > 0 || record.back === '1',
   };
 }
 

@@ -7,13 +7,17 @@
  * - `f:job:<id>`   HASH uid, data (JSON), ts, attempts, backoff, made, stalls: a job the fair queue holds
  * - `f:done:<id>`  a short-lived mark that the job has ended (Bull may hand the same job in again after a crash)
  * - `f:q:<uid>`    LIST of a user's ready job ids, oldest first
- * - `f:ring`       LIST of the users that have ready jobs, in the order they are served (round robin)
+ * - `f:ring`       LIST of the users that have ready jobs, served from the tail (RPOPLPUSH rotates the one served
+ *                  to the head): round robin in one command; a user new to the ring joins at the head, last in line
  * - `f:active`     ZSET job id -> lease deadline (ms): jobs a worker is running
- * - `f:inflight`   HASH uid -> jobs running (for USER_CONCURRENCY)
+ * - `f:inflight`   HASH uid -> jobs running, kept only while USER_CONCURRENCY caps users
  * - `f:delayed`    ZSET job id -> when it may run again (a producer's Bull attempts and backoff)
  * - `f:pace`       HASH tat (the next free slot of the image API, ms), scale (slow-down factor), slowed (ms)
  * - `checkpoint:<id>` the image kept until delivery (see checkpointStore.ts), removed when the job ends
  * Channel `f:wake`: published when jobs become ready, so idle workers claim at once.
+ *
+ * Every command a script runs counts in Redis' own statistics, so the common paths are kept short: a claim is
+ * six commands, an end three.
  */
 
 /** Helpers every script starts with. ARGV[1] is always `base`. */
@@ -24,16 +28,27 @@ local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- A user is in the ring exactly while their list is not empty.
+-- A user is in the ring exactly while their list is not empty. front: first in their line, and (if they were not
+-- waiting) next in the round.
 local function enqueue(uid, id, front)
   local n
   if front then n = redis.call('LPUSH', F .. 'q:' .. uid, id) else n = redis.call('RPUSH', F .. 'q:' .. uid, id) end
   if n == 1 then
-    if front then redis.call('LPUSH', F .. 'ring', uid) else redis.call('RPUSH', F .. 'ring', uid) end
+    if front then redis.call('RPUSH', F .. 'ring', uid) else redis.call('LPUSH', F .. 'ring', uid) end
   end
 end
-local function release(uid)
-  if redis.call('HINCRBY', F .. 'inflight', uid, -1) <= 0 then redis.call('HDEL', F .. 'inflight', uid) end
+local function release(uid, capped)
+  if capped and redis.call('HINCRBY', F .. 'inflight', uid, -1) <= 0 then redis.call('HDEL', F .. 'inflight', uid) end
+end
+-- Jobs whose retry is due join their users' lines.
+local function promote(t)
+  local due = redis.call('ZRANGEBYSCORE', F .. 'delayed', '-inf', t, 'LIMIT', 0, 100)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', F .. 'delayed', id)
+    local uid = redis.call('HGET', F .. 'job:' .. id, 'uid')
+    if uid then enqueue(uid, id, false) end
+  end
+  return #due
 end
 local function markDone(id, ttl)
   redis.call('DEL', F .. 'job:' .. id, base .. 'checkpoint:' .. id)
@@ -54,58 +69,58 @@ return 1
 `;
 
 /**
- * ARGV: base, leaseMs, userCap (0: none), paced (1/0), leadMs.
- * Due retries join their user's list first. When the image API's pace has no slot within leadMs, nothing is
- * claimed: a job taken now would only wait, holding a worker slot another user's job may need by then.
- * Then the next user in the ring (skipping users at their cap) gives up their oldest job.
- * Returns {1, id, fields} or {0, ms until worth asking again, or -1 for "when woken"}.
+ * ARGV: base, leaseMs, userCap (0: none), paced (1/0).
+ * With the pace on, nothing is claimed until the image API's next slot is free: a job taken earlier would only
+ * wait, and the next user in the round should have that slot. Then the next user in the ring (skipping users at
+ * their cap) gives up their oldest job. Returns {1, id, fields} or {0, ms until the next slot, or -1: when woken}.
  */
 export const CLAIM = `${LIB}
-local lease, cap, paced, lead = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5])
+local lease, cap, paced = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
 local t = now()
-local due = redis.call('ZRANGEBYSCORE', F .. 'delayed', '-inf', t, 'LIMIT', 0, 100)
-for _, id in ipairs(due) do
-  redis.call('ZREM', F .. 'delayed', id)
-  local uid = redis.call('HGET', F .. 'job:' .. id, 'uid')
-  if uid then enqueue(uid, id, false) end
-end
 if paced then
   local tat = tonumber(redis.call('HGET', F .. 'pace', 'tat') or '0')
-  if tat > t + lead then return {0, math.ceil(tat - lead - t)} end
+  if tat > t then return {0, math.ceil(tat - t)} end
 end
-local users = redis.call('LLEN', F .. 'ring')
-for _ = 1, users do
-  local uid = redis.call('LPOP', F .. 'ring')
+local tries = 1
+if cap > 0 then tries = redis.call('LLEN', F .. 'ring') end
+for _ = 1, tries do
+  local uid = redis.call('RPOPLPUSH', F .. 'ring', F .. 'ring')
   if not uid then break end
-  if cap > 0 and tonumber(redis.call('HGET', F .. 'inflight', uid) or '0') >= cap then
-    redis.call('RPUSH', F .. 'ring', uid)
-  else
+  if cap == 0 or tonumber(redis.call('HGET', F .. 'inflight', uid) or '0') < cap then
     local id = redis.call('LPOP', F .. 'q:' .. uid)
-    if redis.call('EXISTS', F .. 'q:' .. uid) == 1 then redis.call('RPUSH', F .. 'ring', uid) end
+    if redis.call('EXISTS', F .. 'q:' .. uid) == 0 then redis.call('LPOP', F .. 'ring') end
     if id then
       local job = redis.call('HGETALL', F .. 'job:' .. id)
       if #job > 0 then
         redis.call('ZADD', F .. 'active', t + lease, id)
-        redis.call('HINCRBY', F .. 'inflight', uid, 1)
+        if cap > 0 then redis.call('HINCRBY', F .. 'inflight', uid, 1) end
         return {1, id, job}
       end
     end
+    -- An id whose job has ended already (see END), or none: ask again at once.
+    return {0, 0}
   end
 end
-local nextDue = redis.call('ZRANGE', F .. 'delayed', 0, 0, 'WITHSCORES')
-if #nextDue > 0 then return {0, math.max(0, tonumber(nextDue[2]) - t)} end
 return {0, -1}
 `;
 
+/** ARGV: base. Jobs whose retry is due join their users' lines; returns how many. */
+export const PROMOTE = `${LIB}
+local n = promote(now())
+if n > 0 then redis.call('PUBLISH', F .. 'wake', '1') end
+return n
+`;
+
 /**
- * ARGV: base, id, uid, how ('done' | 'retry' | 'back'), doneTtlS, retryDelayMs, wakeOthers (1/0).
- * done: the job has ended; retry: run again after retryDelayMs (one more attempt made); back: to the front of
- * its user's list (shutdown handed it back). Returns 1 when this worker still held the job's lease.
+ * ARGV: base, id, uid, how ('done' | 'retry' | 'back'), doneTtlS, retryDelayMs, userCap (0: none).
+ * done: the job has ended; retry: run again after retryDelayMs (one more attempt made; the worker that retries it
+ * promotes it when due, the reaper if that worker dies); back: first in its user's line (shutdown handed it back).
+ * Returns 1 when this worker still held the job's lease.
  */
 export const END = `${LIB}
-local id, uid, how = ARGV[2], ARGV[3], ARGV[4]
+local id, uid, how, capped = ARGV[2], ARGV[3], ARGV[4], ARGV[7] ~= '0'
 local held = redis.call('ZREM', F .. 'active', id)
-if held == 1 then release(uid) end
+if held == 1 then release(uid, capped) end
 if how == 'done' then
   -- Only a job this Redis knows: a reply lost with a dying connection makes ioredis send this again, and on
   -- a Redis that came back empty the mark would turn away a new job that was given the same id.
@@ -115,11 +130,13 @@ elseif redis.call('EXISTS', F .. 'job:' .. id) == 1 then
     redis.call('HINCRBY', F .. 'job:' .. id, 'made', 1)
     redis.call('ZADD', F .. 'delayed', now() + tonumber(ARGV[6]), id)
   else
+    redis.call('HSET', F .. 'job:' .. id, 'back', 1)
     enqueue(uid, id, true)
     redis.call('PUBLISH', F .. 'wake', '1')
   end
 end
-if ARGV[7] == '1' and how ~= 'back' and redis.call('EXISTS', F .. 'q:' .. uid) == 1 then
+-- A user at their cap may have jobs another worker could run now.
+if capped and how ~= 'back' and redis.call('EXISTS', F .. 'q:' .. uid) == 1 then
   redis.call('PUBLISH', F .. 'wake', '1')
 end
 return held
@@ -133,19 +150,22 @@ return #ARGV - 2
 `;
 
 /**
- * ARGV: base, maxStalls, doneTtlS. Jobs whose lease ran out (their worker died or blocked) go back to the
- * front of their user's list, or end when they have stalled more than maxStalls times.
+ * ARGV: base, maxStalls, doneTtlS, userCap (0: none). Jobs whose lease ran out (their worker died or blocked) go
+ * back to the front of their user's list, or end when they have stalled more than maxStalls times; retries that
+ * are due (their worker died before promoting them) join their lines too.
  * Returns the ended ones as {id, fields, id, fields, ...}: the caller tells their users.
  */
 export const REAP = `${LIB}
-local maxStalls, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
-local expired = redis.call('ZRANGEBYSCORE', F .. 'active', '-inf', now(), 'LIMIT', 0, 100)
+local maxStalls, ttl, capped = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] ~= '0'
+local t = now()
+local promoted = promote(t)
+local expired = redis.call('ZRANGEBYSCORE', F .. 'active', '-inf', t, 'LIMIT', 0, 100)
 local ended = {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', F .. 'active', id)
   local uid = redis.call('HGET', F .. 'job:' .. id, 'uid')
   if uid then
-    release(uid)
+    release(uid, capped)
     if redis.call('HINCRBY', F .. 'job:' .. id, 'stalls', 1) > maxStalls then
       table.insert(ended, id)
       table.insert(ended, redis.call('HGETALL', F .. 'job:' .. id))
@@ -155,7 +175,7 @@ for _, id in ipairs(expired) do
     end
   end
 end
-if #expired > #ended / 2 then redis.call('PUBLISH', F .. 'wake', '1') end
+if promoted > 0 or #expired > #ended / 2 then redis.call('PUBLISH', F .. 'wake', '1') end
 return ended
 `;
 

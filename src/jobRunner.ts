@@ -36,6 +36,7 @@ type Waiting = 'work' | 'slot' | 'first-slot' | 'pace' | 'nothing';
 export class JobRunner {
   private readonly running = new Map<string, Promise<void>>();
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly promotions = new Set<NodeJS.Timeout>();
   private readonly throttle = new Throttle(30_000);
   private stopped = false;
   private waiting: Waiting = 'nothing';
@@ -73,6 +74,7 @@ export class JobRunner {
   async drain(timeoutMs: number): Promise<boolean> {
     this.stopped = true;
     this.timers.forEach((timer) => clearInterval(timer));
+    this.promotions.forEach((timer) => clearTimeout(timer));
     this.nudge?.();
     await this.dispatching;
     const allEnded = Promise.all(this.running.values()).then(() => true);
@@ -132,7 +134,12 @@ export class JobRunner {
   private run(job: FairJob): Promise<void> {
     let gotSlot!: () => void;
     const hasSlot = new Promise<void>((resolve) => (gotSlot = resolve));
-    const deps: PipelineDeps = { ...this.deps, provider: withCapacity(this.deps.provider, this.capacity, job.id, () => gotSlot()) };
+    const deps: PipelineDeps = {
+      ...this.deps,
+      provider: withCapacity(this.deps.provider, this.capacity, job.id, () => gotSlot()),
+      // A first clean run cannot find a checkpoint: spare it the read.
+      checkpoints: job.mayHaveCheckpoint ? this.deps.checkpoints : { load: async () => null, save: (...args) => this.deps.checkpoints.save(...args) },
+    };
     const ended = this.execute(job, deps).finally(() => {
       this.running.delete(job.id);
       gotSlot();
@@ -165,7 +172,9 @@ export class JobRunner {
     }
     if (result.outcome === 'retry') {
       // A transient failure with the producer's Bull attempts left: the next attempt after Bull's own backoff.
-      await this.record(job, 'retry', () => this.fair.retryLater(job, producerBackoffMs(job.backoff, attempt)));
+      const delayMs = producerBackoffMs(job.backoff, attempt);
+      await this.record(job, 'retry', () => this.fair.retryLater(job, delayMs));
+      this.promoteAfter(delayMs);
     } else {
       await this.record(job, 'ended', () => this.fair.done(job));
     }
@@ -190,6 +199,16 @@ export class JobRunner {
         await timeLimit(backoffDelayMs(attempt, { baseMs: 100, maxMs: 2000 }));
       }
     }
+  }
+
+  /** Brings a retry into its user's line once due (the reaper does it too, should this worker die first). */
+  private promoteAfter(delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.promotions.delete(timer);
+      this.fair.promote().catch((err: unknown) => this.warn('retries not promoted: Redis failed; the reaper will', err));
+    }, delayMs + 5);
+    timer.unref();
+    this.promotions.add(timer);
   }
 
   private async renew(): Promise<void> {

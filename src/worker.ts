@@ -109,7 +109,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     leaseMs: config.lockDurationMs,
     userConcurrency: config.userConcurrency,
     doneTtlS: config.checkpointTtlS,
-    paceLeadMs: pacer ? pacer.intervalMs : null,
+    paced: pacer !== null,
   });
   const deps: PipelineDeps = {
     verifier: overrides.verifier ?? createVerifier(config),

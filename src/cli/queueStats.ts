@@ -84,7 +84,7 @@ async function countKeys(queue: Bull.Queue, pattern: string): Promise<number> {
 }
 
 /** Counting needs none of the queue's settings. */
-const FAIR_READ_ONLY = { leaseMs: 0, userConcurrency: 0, doneTtlS: 1, paceLeadMs: null };
+const FAIR_READ_ONLY = { leaseMs: 0, userConcurrency: 0, doneTtlS: 1, paced: false };
 
 export async function collectStats(queue: Bull.Queue, now: () => number = Date.now): Promise<QueueStats> {
   const raw = (await queue.getJobCounts()) as unknown as Partial<Record<State, number>>;
