@@ -116,6 +116,10 @@ export async function measureRun(system: BenchSystem, spec: RunSpec, log: (line:
     PORT_MESSAGES_USERS: system.relayUrl,
     CONCURRENCY: String(spec.concurrency),
     LOG_LEVEL: 'info',
+    // These scenarios measure the worker's own cost, not xAI's limit: no pace; and the relay child counts
+    // completions from the schema format's status field.
+    GROK_RATE_LIMIT: '0',
+    NOTIFY_FORMAT: 'schema',
     ...spec.env,
   };
   const logFiles = Array.from({ length: spec.processes }, (_, i) => path.join(logDir, `${spec.name}-${i}.log`));

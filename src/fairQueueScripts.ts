@@ -69,7 +69,7 @@ return 1
 `;
 
 /**
- * ARGV: base, leaseMs, userCap (0: none), paced (1/0).
+ * ARGV: base, leaseMs, userCap (0: none), paced (1/0), holdMs.
  * With the pace on, nothing is claimed until the image API's next slot is free: a job taken earlier would only
  * wait, and the next user in the round should have that slot. Then the next user in the ring (skipping users at
  * their cap) gives up their oldest job. Returns {1, id, fields} or {0, ms until the next slot, or -1: when woken}.
@@ -78,8 +78,11 @@ export const CLAIM = `${LIB}
 local lease, cap, paced = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
 local t = now()
 if paced then
-  local tat = tonumber(redis.call('HGET', F .. 'pace', 'tat') or '0')
-  if tat > t then return {0, math.ceil(tat - t)} end
+  -- 'hold': a job was claimed for the free slot a moment ago and has not reserved it yet; workers asking in
+  -- that moment wait rather than claim the same slot for another job.
+  local pace = redis.call('HMGET', F .. 'pace', 'tat', 'hold')
+  local free = math.max(tonumber(pace[1] or '0'), tonumber(pace[2] or '0'))
+  if free > t then return {0, math.ceil(free - t)} end
 end
 local tries = 1
 if cap > 0 then tries = redis.call('LLEN', F .. 'ring') end
@@ -94,6 +97,7 @@ for _ = 1, tries do
       if #job > 0 then
         redis.call('ZADD', F .. 'active', t + lease, id)
         if cap > 0 then redis.call('HINCRBY', F .. 'inflight', uid, 1) end
+        if paced then redis.call('HSET', F .. 'pace', 'hold', t + tonumber(ARGV[5])) end
         return {1, id, job}
       end
     end

@@ -24,8 +24,11 @@ import type { ImageProvider, Notifier, TokenVerifier } from './types';
 
 export const QUEUE_PREFIX = 'bull';
 const NOTIFIER_START_WAIT_MS = 3000;
-/** Jobs Bull hands over at once: each is only moved into the fair queue, one script, so two loops keep up. */
-const INTAKE_CONCURRENCY = 2;
+/**
+ * Jobs Bull hands over at once. Each is only moved into the fair queue (one script), but a story's burst sits
+ * in Bull's FIFO list first: a user's single job behind it is fair only once it has been moved in.
+ */
+const INTAKE_CONCURRENCY = 8;
 /** After shutdown runs out of time, how long aborted jobs get to hand themselves back. */
 const HAND_BACK_LIMIT_MS = 2000;
 /** How long start waits for Redis before saying so (and again every 30 s). */
