@@ -4,8 +4,8 @@ import { USER_MESSAGES } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { runJob } from '../src/pipeline';
 import { JwtTokenVerifier } from '../src/tokenVerifier';
-import type { GeneratedImage, JobEvent, Notifier } from '../src/types';
-import { isFinal, isImage, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import type { GeneratedImage } from '../src/types';
+import { isFinal, isImage, recordingNotifier, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 
 const SECRET = 'property-secret';
 const ERROR_CODES = ['INVALID_JOB', 'INVALID_TOKEN', 'SESSION_EXPIRED', 'CONTENT_REJECTED', 'GENERATION_FAILED'];
@@ -48,13 +48,8 @@ describe('hostile and malformed job data', () => {
       fc.asyncProperty(hostileData, async (raw) => {
         const data = asBullWouldStore(raw);
         let generated = 0;
-        const events: JobEvent[] = [];
-        const notifier: Notifier = {
-          notify: async (event) => void events.push(event),
-          tryNotify: (event) => (events.push(event), true),
-          tryDeliver: (event) => (events.push(event), true),
-          close: async () => undefined,
-        };
+        const notifier = recordingNotifier();
+        const { events } = notifier;
         const provider = {
           generate: async (): Promise<GeneratedImage> => {
             generated += 1;

@@ -4,8 +4,9 @@ import { GrokImageProvider } from '../src/grokProvider';
 import { createLogger } from '../src/logger';
 import { buildPayload, LegacyPayload, SchemaPayload } from '../src/payload';
 import { runJob } from '../src/pipeline';
-import type { JobEvent, Notifier } from '../src/types';
+import type { JobEvent } from '../src/types';
 import { FakeResponse, FakeXai, startFakeXai, TINY_PNG_BASE64 } from './support/fakeXai';
+import { recordingNotifier } from './support/harness';
 
 /**
  * Whatever the prompt and whatever the image API answers, a person is shown one of the fixed sentences
@@ -105,13 +106,8 @@ describe('words shown to people', () => {
     await fc.assert(
       fc.asyncProperty(hostilePrompt, fc.oneof(errorAnswer, okAnswer), fc.string({ maxLength: 20 }), async (prompt, answer, prefix) => {
         xai.setDefault(answer(prompt));
-        const events: JobEvent[] = [];
-        const notifier: Notifier = {
-          notify: async (event) => void events.push(event),
-          tryNotify: (event) => (events.push(event), true),
-          tryDeliver: (event) => (events.push(event), true),
-          close: async () => undefined,
-        };
+        const notifier = recordingNotifier();
+        const { events } = notifier;
         const result = await runJob(
           { jobId: '1', data: { Id: 'alice', Token: 't', Prompt: prompt, Number: 1 }, attempt: 1, maxAttempts: 1, createdAt: 1 },
           {

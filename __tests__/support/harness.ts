@@ -9,6 +9,7 @@ import jwt from 'jsonwebtoken';
 import { io, Socket } from 'socket.io-client';
 import { loadConfig } from '../../src/config';
 import { track } from '../../src/liveResources';
+import type { JobEvent, Notifier } from '../../src/types';
 import { startRelay, Relay, RelayOptions } from '../../src/demo/notificationService';
 import { createLogger } from '../../src/logger';
 import { redisOptionsFromUrl } from '../../src/redis';
@@ -314,4 +315,16 @@ export async function waitUntil(condition: () => Promise<boolean> | boolean, tim
     if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A notifier that delivers everything at once and keeps each event it was given, for unit tests of the pipeline. */
+export function recordingNotifier(): Notifier & { events: JobEvent[] } {
+  const events: JobEvent[] = [];
+  return {
+    events,
+    notify: async (event) => void events.push(event),
+    tryNotify: (event) => (events.push(event), true),
+    tryDeliver: (event) => (events.push(event), true),
+    close: async () => undefined,
+  };
 }
