@@ -78,6 +78,26 @@ describe('process faults', () => {
     expect(await alice.waitFor(isFinal, 8000)).toMatchObject({ Status: true, Number: 1 });
   });
 
+  it('while shutdown waits for a running job its lease is still renewed: no other worker takes it over', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 3000 });
+    const alice = await sys.user('alice');
+    const shortLeases = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '200' };
+    const stopping = sys.spawnWorker(shortLeases);
+    await stopping.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'long one', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    const other = sys.spawnWorker(shortLeases);
+    await other.ready;
+
+    stopping.child.kill('SIGTERM');
+    expect(await stopping.exited).toEqual({ code: 0, signal: null });
+    expect(jobEnds(stopping)).toEqual([expect.objectContaining({ outcome: 'completed' })]);
+    // The other worker reaps every 200 ms: a lease left to lapse (1 s) would have been taken and paid again.
+    expect(sys.xai.calls).toHaveLength(1);
+    expect(jobEnds(other)).toEqual([]);
+    expect(alice.finals()).toEqual([expect.objectContaining({ Status: true, Number: 1 })]);
+  });
+
   it('a second signal exits at once, non-zero, without waiting for the running job', async () => {
     sys.xai.setDefault({ ...successAnswer(), delayMs: 5000 });
     const worker = sys.spawnWorker();

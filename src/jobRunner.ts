@@ -70,11 +70,12 @@ export class JobRunner {
     return this.running.size;
   }
 
-  /** Stops claiming and resolves true once the running jobs have ended, or false after `timeoutMs`. */
+  /**
+   * Stops claiming and resolves true once the running jobs have ended, or false after `timeoutMs`. Their leases
+   * are still renewed meanwhile: a lease lapsing during a long drain would let another worker run the job too.
+   */
   async drain(timeoutMs: number): Promise<boolean> {
     this.stopped = true;
-    this.timers.forEach((timer) => clearInterval(timer));
-    this.promotions.forEach((timer) => clearTimeout(timer));
     this.nudge?.();
     await this.dispatching;
     const allEnded = Promise.all(this.running.values()).then(() => true);
@@ -84,6 +85,12 @@ export class JobRunner {
   /** Once hardStop has aborted: resolves when every job still running has been handed back (or after `limitMs`). */
   async handedBack(limitMs: number): Promise<void> {
     await Promise.race([Promise.all(this.running.values()), timeLimit(limitMs)]);
+  }
+
+  /** Stops renewing, reaping and promoting: nothing of this runner's is running any more. */
+  dispose(): void {
+    this.timers.forEach((timer) => clearInterval(timer));
+    this.promotions.forEach((timer) => clearTimeout(timer));
   }
 
   private async dispatch(): Promise<void> {

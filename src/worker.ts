@@ -171,6 +171,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
         hardStop.abort();
         await runner.handedBack(HAND_BACK_LIMIT_MS);
       }
+      runner.dispose();
       await Promise.race([intakeStopped, timeLimit(HAND_BACK_LIMIT_MS)]);
       await releasers.releaseAll();
       logger.info({ durationMs: Date.now() - started, finishedInFlight: finished }, 'shutdown complete');
