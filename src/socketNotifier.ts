@@ -7,7 +7,7 @@ import { track } from './liveResources';
 import type { Logger } from './logger';
 import { buildPayload } from './payload';
 import { backoffDelayMs } from './retryPolicy';
-import { sleep } from './sleep';
+import { sleep, timeLimit } from './sleep';
 import { Throttle } from './throttle';
 import type { JobEvent, Notifier } from './types';
 
@@ -34,6 +34,8 @@ export interface SocketNotifierOptions {
 const DEFAULT_MAX_UNSENT_BYTES = 8 * 1024 * 1024;
 /** How often a delivery held back by unsent bytes looks again. */
 const BACKLOG_POLL_MS = 20;
+/** How long close() waits for emitted messages to be written before it closes the socket. */
+const CLOSE_FLUSH_LIMIT_MS = 1000;
 
 /** socket.io servers refuse larger messages by default (maxHttpBufferSize). */
 export const SOCKET_IO_DEFAULT_MAX_BYTES = 1_000_000;
@@ -213,14 +215,25 @@ export class SocketNotifier implements Notifier {
   }
 
   close(): Promise<void> {
-    this.closing ??= Promise.resolve().then(() => {
+    this.closing ??= (async () => {
       this.closed.abort();
       clearTimeout(this.rejoinTimer);
+      // A delivery that just went out (the last job before shutdown) must leave the process before the socket goes.
+      await this.flushed(CLOSE_FLUSH_LIMIT_MS);
       this.socket.removeAllListeners();
       this.socket.close();
       this.untrack();
-    });
+    })();
     return this.closing;
+  }
+
+  /** Resolves once nothing emitted waits to be written (or after `limitMs`, or at once when disconnected). */
+  private async flushed(limitMs: number): Promise<void> {
+    const engine = this.socket.io.engine as unknown as { writeBuffer?: unknown[] } | undefined;
+    const deadline = Date.now() + limitMs;
+    while (this.socket.connected && (this.unsentBytes() > 0 || (engine?.writeBuffer?.length ?? 0) > 0) && Date.now() < deadline) {
+      await timeLimit(BACKLOG_POLL_MS);
+    }
   }
 }
 

@@ -69,6 +69,8 @@ export class UserClient {
     });
     const room = userId + ROOM_SUFFIX;
     client.socket.emit('joinRoom', room);
+    // A browser joins its room again after a reconnection (a room belongs to one connection).
+    client.socket.io.on('reconnect', () => client.socket.emit('joinRoom', room));
     // The relay does not acknowledge joins: wait until it has the room, so no notification races the join.
     while (!relay.io.sockets.adapter.rooms.get(room)?.has(client.socket.id!)) await new Promise((r) => setTimeout(r, 5));
     return client;
