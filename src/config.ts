@@ -2,6 +2,9 @@ import dotenv from 'dotenv';
 import type { Algorithm } from 'jsonwebtoken';
 import { defaultAlgorithms, validateAlgorithms, validatePublicKey } from './tokenVerifier';
 
+/** Bull's key prefix: the worker's queue and every producer's must use the same. */
+export const QUEUE_PREFIX = 'bull';
+
 /** Every setting with its default, in one visible place (names and defaults are the contract's). */
 export const DEFAULTS = {
   REDIS_URL: 'redis://127.0.0.1:6379',

@@ -1,6 +1,6 @@
 import type { Job } from 'bull';
 import type { Redis } from 'ioredis';
-import { usableUserId } from './jobData';
+import { usableIdOf } from './jobData';
 import * as scripts from './fairQueueScripts';
 
 /** A job as the fair queue holds it, once claimed by a worker. */
@@ -87,12 +87,10 @@ export class FairQueue {
   /** Moves a Bull job in; false when it was in already (Bull ran it again after a crash), which is harmless. */
   async intake(job: Job): Promise<boolean> {
     const data = job.data as unknown;
-    const id = typeof data === 'object' && data !== null ? (data as Record<string, unknown>).Id : undefined;
-    const uid = Object.prototype.hasOwnProperty.call(data ?? {}, 'Id') && usableUserId(id) ? id : '';
     const taken = await this.commands.fqIntake(
       this.base,
       String(job.id),
-      uid,
+      usableIdOf(data) ?? '',
       JSON.stringify(data) ?? 'null',
       job.timestamp,
       job.opts.attempts ?? 1,

@@ -36,6 +36,13 @@ export function echoableNumber(data: unknown): ImageJob['number'] {
   return isScalar(number) ? number : null;
 }
 
+/** The data's `Id` if it names a user (a usable Id of its own), else undefined: whose line a job waits in. */
+export function usableIdOf(data: unknown): string | undefined {
+  if (typeof data !== 'object' || data === null) return undefined;
+  const id = own(data, 'Id');
+  return usableUserId(id) ? id : undefined;
+}
+
 function describe(value: unknown): string {
   if (value === undefined) return 'missing';
   if (value === null) return 'null';

@@ -3,7 +3,7 @@ import { errorSummary, isAbortError, permanentError, toError, WorkerError } from
 import type { Claim, FairJob, FairQueue } from './fairQueue';
 import { logJobEnd } from './jobEnd';
 import { echoableNumber } from './jobData';
-import { failureEvent, JobResult, PipelineDeps, runJob } from './pipeline';
+import { failureEvent, JobResult, PipelineDeps, runJob, tellFailure } from './pipeline';
 import { backoffDelayMs, producerBackoffMs } from './retryPolicy';
 import { timeLimit } from './sleep';
 import { Throttle } from './throttle';
@@ -64,10 +64,6 @@ export class JobRunner {
   /** Jobs became ready somewhere in the fleet: an idle dispatcher claims now rather than at its next poll. */
   wake(): void {
     if (this.waiting === 'work') this.nudge?.();
-  }
-
-  get inFlight(): number {
-    return this.running.size;
   }
 
   /**
@@ -243,9 +239,8 @@ export class JobRunner {
     const userId = job.userId || undefined;
     if (userId) {
       const event = failureEvent(job.id, { userId, number: echoableNumber(job.data) }, error.code);
-      await this.deps.notifier.notify(event, this.hardStop).catch((err: unknown) => {
-        this.deps.logger.warn({ jobId: job.id, err: errorSummary(err) }, 'failure notification not delivered');
-      });
+      // Only shutdown running out of time aborts it: the job has ended all the same.
+      await tellFailure(event, this.deps, this.hardStop).catch(() => undefined);
     }
     logJobEnd(this.deps.logger, { jobId: job.id, attempt: job.attemptsMade + 1, startedAt: Date.now(), outcome: 'failed', result: { userId, steps: {}, error } });
   }

@@ -230,7 +230,8 @@ async function endWithFailure(state: RunState, err: unknown): Promise<JobResult>
   return result;
 }
 
-async function tellFailure(event: JobEvent, deps: PipelineDeps, signal: AbortSignal): Promise<void> {
+/** Tells the user their job failed, waiting for the notification service; a delivery that fails is logged, not thrown. */
+export async function tellFailure(event: JobEvent, deps: Pick<PipelineDeps, 'notifier' | 'logger'>, signal: AbortSignal): Promise<void> {
   try {
     await deps.notifier.notify(event, signal);
   } catch (err) {

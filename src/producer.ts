@@ -1,6 +1,6 @@
 import Bull from 'bull';
 import type { RedisOptions } from 'ioredis';
-import { DEFAULTS } from './config';
+import { DEFAULTS, QUEUE_PREFIX } from './config';
 import { validateJobData } from './jobData';
 import { redisOptionsFromUrl } from './redis';
 
@@ -31,8 +31,8 @@ export const PRODUCER_DEFAULTS = { attempts: 1, removeOnComplete: true, removeOn
 /** The queue's defaults: config.ts's REDIS_URL and QUEUE_NAME defaults, so both sides meet on the same queue. */
 export const DEFAULT_REDIS_URL: string = DEFAULTS.REDIS_URL;
 export const DEFAULT_QUEUE_NAME: string = DEFAULTS.QUEUE_NAME;
-/** Bull's key prefix, the same as the worker's QUEUE_PREFIX. */
-export const PRODUCER_PREFIX = 'bull';
+/** Bull's key prefix: the worker's QUEUE_PREFIX. */
+export const PRODUCER_PREFIX = QUEUE_PREFIX;
 
 export interface ImageQueueOptions {
   /** false accepts self-signed certificates on `rediss://` (Heroku Redis). Default true. */

@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import Bull, { Job, Queue } from 'bull';
 import type { Redis } from 'ioredis';
 import { RedisCheckpointStore } from './checkpointStore';
-import { Config, describeConfig, redactUrl } from './config';
+import { Config, describeConfig, QUEUE_PREFIX, redactUrl } from './config';
 import { abortError, errorSummary, toError } from './errors';
 import { FairQueue } from './fairQueue';
 import { GrokImageProvider } from './grokProvider';
@@ -22,7 +22,7 @@ import { Throttle } from './throttle';
 import { JwtTokenVerifier, RemoteTokenVerifier } from './tokenVerifier';
 import type { ImageProvider, Notifier, TokenVerifier } from './types';
 
-export const QUEUE_PREFIX = 'bull';
+export { QUEUE_PREFIX } from './config';
 const NOTIFIER_START_WAIT_MS = 3000;
 /**
  * Jobs Bull hands over at once. Each is only moved into the fair queue (one script), but a story's burst sits
