@@ -51,17 +51,18 @@ describe('withCapacity', () => {
     pacer.waits = [120];
     const inner = provider([IMAGE]);
     let slots = 0;
-    const paced = withCapacity(inner, { pacer, deadlineMs: 10_000, logger, sleep }, 'job-1', () => slots++);
-    expect(await paced.generate(REQUEST, new AbortController().signal)).toBe(IMAGE);
+    const paced = withCapacity(inner, { pacer, logger, sleep }, 'job-1', () => slots++);
+    const request = { ...REQUEST, deadlineAt: Date.now() + 10_000 };
+    expect(await paced.generate(request, new AbortController().signal)).toBe(IMAGE);
     expect(slept).toEqual([120]);
     expect(slots).toBe(1);
-    expect(inner.requests).toEqual([{ ...REQUEST, deadlineAt: expect.any(Number) }]);
+    expect(inner.requests).toEqual([request]);
   });
 
   it('a rate-limit 429 is a wait: it slows the fleet and asks again without failing, however often it comes', async () => {
     const pacer = new FakePacer();
     const inner = provider([rateLimited(1000), rateLimited(), rateLimited(500), IMAGE]);
-    const paced = withCapacity(inner, { pacer, deadlineMs: 60_000, logger, sleep }, 'job-1');
+    const paced = withCapacity(inner, { pacer, logger, sleep }, 'job-1');
     expect(await paced.generate(REQUEST, new AbortController().signal)).toBe(IMAGE);
     expect(inner.requests).toHaveLength(4);
     expect(pacer.calls.filter(([kind]) => kind === 'slowDown')).toEqual([
@@ -74,7 +75,7 @@ describe('withCapacity', () => {
 
   it('passes every other failure through as it was (the pipeline decides about retries)', async () => {
     const failure = transientError('Image API 503', { status: 503 });
-    const paced = withCapacity(provider([failure]), { pacer: new FakePacer(), deadlineMs: 60_000, logger, sleep }, 'job-1');
+    const paced = withCapacity(provider([failure]), { pacer: new FakePacer(), logger, sleep }, 'job-1');
     await expect(paced.generate(REQUEST, new AbortController().signal)).rejects.toBe(failure);
   });
 
@@ -82,8 +83,8 @@ describe('withCapacity', () => {
     const pacer = new FakePacer();
     pacer.waits = [null];
     const inner = provider([IMAGE]);
-    const paced = withCapacity(inner, { pacer, deadlineMs: 5000, logger, sleep }, 'job-1');
-    const err = await paced.generate(REQUEST, new AbortController().signal).catch((e: unknown) => e);
+    const paced = withCapacity(inner, { pacer, logger, sleep }, 'job-1');
+    const err = await paced.generate({ ...REQUEST, deadlineAt: Date.now() + 5000 }, new AbortController().signal).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
     expect((err as Error).message).toMatch(/GENERATION_DEADLINE_MS/);
     expect(inner.requests).toHaveLength(0);
@@ -92,16 +93,17 @@ describe('withCapacity', () => {
     expect(pacer.calls[0][1]).toBeLessThanOrEqual(5000);
   });
 
-  it('keeps one deadline for the whole job: a later request of the same job has less time left', async () => {
+  it('waits against the request\'s deadline: a later request of the same job (same deadline) has less time left', async () => {
     const pacer = new FakePacer();
     let now = 1_000_000;
     const realNow = Date.now;
     Date.now = () => now;
     try {
-      const paced = withCapacity(provider([IMAGE, IMAGE]), { pacer, deadlineMs: 5000, logger, sleep }, 'job-1');
-      await paced.generate(REQUEST, new AbortController().signal);
+      const paced = withCapacity(provider([IMAGE, IMAGE]), { pacer, logger, sleep }, 'job-1');
+      const request = { ...REQUEST, deadlineAt: now + 5000 };
+      await paced.generate(request, new AbortController().signal);
       now += 3000;
-      await paced.generate(REQUEST, new AbortController().signal);
+      await paced.generate(request, new AbortController().signal);
     } finally {
       Date.now = realNow;
     }
@@ -111,7 +113,7 @@ describe('withCapacity', () => {
   it('without a pace (GROK_RATE_LIMIT=0) a 429 still waits, for Retry-After, and asks again', async () => {
     const inner = provider([rateLimited(700), IMAGE]);
     let slots = 0;
-    const paced = withCapacity(inner, { pacer: null, deadlineMs: 60_000, logger, sleep }, 'job-1', () => slots++);
+    const paced = withCapacity(inner, { pacer: null, logger, sleep }, 'job-1', () => slots++);
     expect(await paced.generate(REQUEST, new AbortController().signal)).toBe(IMAGE);
     expect(slept).toEqual([700]);
     expect(inner.requests).toHaveLength(2);

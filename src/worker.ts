@@ -135,7 +135,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const hardStop = new AbortController();
   // Every running job's waits listen to it: as many as CONCURRENCY, which may be above Node's warning level.
   setMaxListeners(0, hardStop.signal);
-  const runner = new JobRunner(fair, deps, { pacer, deadlineMs: config.generationDeadlineMs, logger }, {
+  const runner = new JobRunner(fair, deps, { pacer, logger }, {
     concurrency: config.concurrency,
     leaseMs: config.lockDurationMs,
     stalledIntervalMs: config.stalledIntervalMs,
