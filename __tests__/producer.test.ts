@@ -13,7 +13,7 @@ import {
   PRODUCER_PREFIX,
 } from '../src/producer';
 import { redisOptionsFromUrl } from '../src/redis';
-import { QUEUE_PREFIX } from '../src/worker';
+import { QUEUE_PREFIX } from '../src/config';
 import { redisUrl, signToken, uniqueQueueName } from './support/harness';
 
 describe('enqueueImageJob against real Redis', () => {

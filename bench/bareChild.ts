@@ -4,7 +4,7 @@ import jwt from 'jsonwebtoken';
 import fetch from 'node-fetch';
 import { io } from 'socket.io-client';
 import { redisOptionsFromUrl } from '../src/redis';
-import { QUEUE_PREFIX } from '../src/worker';
+import { QUEUE_PREFIX } from '../src/config';
 import { failChild, serveParent } from './childProtocol';
 
 /**

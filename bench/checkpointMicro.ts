@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
-import { RedisCheckpointStore } from '../src/checkpointStore';
+import { encodeCheckpoint } from '../src/queue/checkpoints';
+import { FairQueue } from '../src/queue/fairQueue';
 import type { GeneratedImage } from '../src/types';
 import { ownCpuMs } from './procStats';
 
@@ -19,7 +20,7 @@ export interface CheckpointWriteCost {
  */
 export async function measureCheckpointWrite(redisUrl: string, imageBytes: number, saves: number, rounds = 3): Promise<CheckpointWriteCost> {
   const redis = new Redis(redisUrl);
-  const store = new RedisCheckpointStore(redis, 'bench:checkpoint-write:', 60);
+  const fair = new FairQueue(redis, 'bench:checkpoint-write:', { leaseMs: 60_000, userConcurrency: 0, paced: false });
   const image: GeneratedImage = { base64: randomBytes(imageBytes).toString('base64'), mimeType: 'image/png', revisedPrompt: 'A lighthouse at dawn', costUsd: 0.02 };
   const perSave = async (count: number): Promise<number> => {
     const started = ownCpuMs();
@@ -27,8 +28,9 @@ export async function measureCheckpointWrite(redisUrl: string, imageBytes: numbe
     const lane = async (): Promise<void> => {
       while (next < count) {
         const id = String(next++);
-        await store.save(id, `user:${id}`, image);
-        await store.forget(id);
+        await redis.hset(fair.keys.job(id), 'uid', 'u');
+        await fair.keepCheckpoint(id, encodeCheckpoint(`user:${id}`, image), 60);
+        await redis.del(fair.keys.job(id), fair.keys.checkpoint(id));
       }
     };
     await Promise.all(Array.from({ length: 20 }, lane));

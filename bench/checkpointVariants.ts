@@ -1,4 +1,4 @@
-import { RedisCheckpointStore } from '../src/checkpointStore';
+import { Checkpoints } from '../src/queue/checkpoints';
 
 /**
  * A what-if variant of the checkpoint store, swapped into the worker process by the benchmark only:
@@ -10,8 +10,5 @@ export type CheckpointVariant = 'shipped' | 'none';
 export function applyCheckpointVariant(variant: CheckpointVariant): void {
   if (variant === 'shipped') return;
   if (variant !== 'none') throw new Error(`unknown BENCH_CHECKPOINT: ${String(variant)}`);
-  const proto = RedisCheckpointStore.prototype;
-  proto.load = async () => null;
-  proto.save = async () => undefined;
-  proto.forget = async () => undefined;
+  Checkpoints.prototype.forJob = () => ({ load: async () => null, save: async () => undefined });
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import Bull from 'bull';
 import jwt from 'jsonwebtoken';
 import { redisOptionsFromUrl } from '../src/redis';
-import { QUEUE_PREFIX } from '../src/worker';
+import { QUEUE_PREFIX } from '../src/config';
 import { BenchChild, ConsumerKind } from './benchChild';
 import type { MemorySnapshot } from './childProtocol';
 import { Meter, Usage } from './meter';

@@ -10,7 +10,6 @@ export const DEFAULTS = {
   REDIS_URL: 'redis://127.0.0.1:6379',
   REDIS_TLS_REJECT_UNAUTHORIZED: 'true',
   QUEUE_NAME: 'Grok_Image_Generator',
-  CONCURRENCY: '5',
   PROMPT_MAX_LENGTH: '1000',
   PROMPT_PREFIX: '',
   JWT_CLOCK_TOLERANCE_S: '5',
@@ -74,7 +73,9 @@ export interface Config {
   redisUrl: string;
   redisTlsRejectUnauthorized: boolean;
   queueName: string;
-  concurrency: number;
+  queuePrefix: string;
+  redisClusterNodes: string[];
+  concurrency: number | undefined;
   promptMaxLength: number;
   promptPrefix: string;
   jwt: JwtConfig;
@@ -256,7 +257,9 @@ export function loadConfig(given: Env): Config {
 
   const config: Config = {
     ...queue,
-    concurrency: int('CONCURRENCY', 1, 1000),
+    concurrency: env.CONCURRENCY === undefined || env.CONCURRENCY === '' ? undefined : int('CONCURRENCY', 1, 1000),
+    queuePrefix: env.QUEUE_PREFIX || QUEUE_PREFIX,
+    redisClusterNodes: (env.REDIS_CLUSTER_NODES ?? '').split(',').map((u) => u.trim()).filter(Boolean),
     promptMaxLength: int('PROMPT_MAX_LENGTH', 1, 100_000),
     promptPrefix: env.PROMPT_PREFIX ?? '',
     jwt: readJwt(env, optional, int, problems, legacyNames.includes('API_JWT')),

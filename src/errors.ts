@@ -116,3 +116,14 @@ export function abortError(cause?: unknown): Error {
   err.name = 'AbortError';
   return err;
 }
+
+/**
+ * The run's lease on its job was lost (it lapsed while the worker was frozen or cut off, and the job may be
+ * running elsewhere): the run stops without paying, delivering or recording anything.
+ */
+export class LeaseLostError extends Error {
+  constructor(readonly jobId: string) {
+    super(`Lease on job ${jobId} lost: another worker may hold it now`);
+    this.name = 'LeaseLostError';
+  }
+}

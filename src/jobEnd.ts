@@ -2,8 +2,12 @@ import { errorSummary } from './errors';
 import type { Logger } from './logger';
 import type { JobResult } from './pipeline';
 
-/** How a job's run ended: the pipeline's outcomes, plus given back to the queue at shutdown. */
-export type JobEndOutcome = JobResult['outcome'] | 'handed_back';
+/**
+ * How a job's run ended: completed, failed, retry (the producer's next attempt comes later), held_back (a
+ * repeated failure's answer is told later), handed_back (shutdown ran out of time), lease_lost (the run stopped:
+ * another worker may hold the job).
+ */
+export type JobEndOutcome = Exclude<JobResult['outcome'], 'held'> | 'held_back' | 'handed_back' | 'lease_lost';
 
 export interface JobEnd {
   jobId: string;
@@ -45,6 +49,7 @@ export function logJobEnd(logger: Logger, end: JobEnd): void {
     fromCheckpoint: result.fromCheckpoint ?? false,
     refusalRemembered: result.refusalRemembered,
     costUsd: result.costUsd,
+    heldMs: result.heldMs,
     alert,
     hint: alert ? HINTS[alert] : undefined,
     error: error ? errorSummary(error) : undefined,

@@ -1,4 +1,4 @@
-import { ErrorCode, errorSummary, isAbortError, permanentError, toError, userMessage, WorkerError } from './errors';
+import { ErrorCode, errorSummary, isAbortError, LeaseLostError, permanentError, toError, userMessage, WorkerError } from './errors';
 import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './jobData';
 import type { Logger } from './logger';
 import { PreparedPrompt, preparePrompt } from './prompt';
@@ -15,9 +15,22 @@ export interface PipelineDeps {
   refusals?: RefusalMemory;
   logger: Logger;
   settings: PipelineSettings;
+  /** The job's lease in the queue, when the queue fences its runs. Absent: the run always holds its job. */
+  lease?: JobLease;
   /** Overrides for tests: how long to wait before retry `attempt`, and how to wait. */
   retryDelay?: (attempt: number, err: unknown) => number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+/** What the pipeline asks of the queue that leased it the job. */
+export interface JobLease {
+  /** Whether this run still holds its job. Asked before delivering: a run that lost it must not deliver. */
+  stillHeld(): Promise<boolean>;
+  /**
+   * A failure is about to be told: how long its answer is held back instead (the same failure was told for
+   * this page a moment ago, and the wait page is asking in a loop), 0 to tell it now, -1 when the lease was lost.
+   */
+  holdFailure(code: ErrorCode): Promise<number>;
 }
 
 export interface PipelineSettings {
@@ -45,11 +58,14 @@ export interface JobRun {
   createdAt: number;
 }
 
-export type Outcome = 'completed' | 'failed' | 'retry';
+export type Outcome = 'completed' | 'failed' | 'retry' | 'held';
 
 export interface JobResult {
   outcome: Outcome;
-  /** The failure, when not completed. `retry`: transient, hand back to the queue for another attempt. */
+  /**
+   * The failure, when not completed. `retry`: transient, hand back to the queue for another attempt. `held`: its
+   * answer is held back for `heldMs` (a repeat of a failure just told); the queue tells it then.
+   */
   error?: WorkerError;
   userId?: string;
   steps: { token?: number; generate?: number; notify?: number };
@@ -60,6 +76,7 @@ export interface JobResult {
   /** CONTENT_REJECTED from the refusal memory: the image API was not asked (and not paid) again. */
   refusalRemembered?: boolean;
   costUsd?: number;
+  heldMs?: number;
 }
 
 /** How far a run got; a failure in `deliver` means the notification service is away. */
@@ -75,7 +92,10 @@ interface RunState {
   job?: ImageJob;
 }
 
-/** validate job -> validate token -> generate image -> notify. Never throws except on abort (shutdown). */
+/**
+ * validate job -> validate token -> generate image -> notify. Never throws except on abort (shutdown) and
+ * when the run's lease was lost (LeaseLostError): then nothing more is recorded or told.
+ */
 export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSignal): Promise<JobResult> {
   const state: RunState = { run, deps, signal, result: { outcome: 'failed', steps: {} }, phase: 'validate' };
   try {
@@ -96,7 +116,7 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
     state.result.outcome = 'completed';
     return state.result;
   } catch (err) {
-    if (signal.aborted && isAbortError(err)) throw err;
+    if (err instanceof LeaseLostError || (signal.aborted && isAbortError(err))) throw err;
     return endWithFailure(state, err);
   }
 }
@@ -197,6 +217,12 @@ async function deliver(state: RunState, job: ImageJob, image: GeneratedImage, ch
   state.phase = 'deliver';
   const completed: JobEvent = { ...eventFor(run, job, 'completed'), image };
   await timed(state, 'notify', async () => {
+    if (deps.lease && !(await deps.lease.stillHeld())) {
+      // Another worker may hold the job now: it must not get two pictures. The one paid for here is kept for
+      // whoever holds the job (unless it has ended meanwhile), so it is not paid for again.
+      if (checkpointAs !== undefined) await saveCheckpoint(state, checkpointAs, image);
+      throw new LeaseLostError(run.jobId);
+    }
     if (deps.notifier.tryDeliver(completed)) return;
     // Delivery has to wait (the service is away, or must acknowledge): the image is kept in Redis meanwhile,
     // so a crash, a stall or a later attempt delivers it without paying again. The queue's side removes it
@@ -222,12 +248,33 @@ async function endWithFailure(state: RunState, err: unknown): Promise<JobResult>
   result.outcome = failureOutcome(error, run);
   // A retry tells nobody yet; a job without a usable Id has nobody to tell.
   if (result.outcome === 'retry' || result.userId === undefined) return result;
+  const heldMs = await holdBack(state, error);
+  if (heldMs > 0) {
+    result.outcome = 'held';
+    result.heldMs = heldMs;
+    return result;
+  }
   const failure = failureEvent(run.jobId, { userId: result.userId, number: job?.number ?? echoableNumber(run.data) }, error.code);
   // A failed delivery means the service is away: waiting as long again to say so would only block the
   // worker, so the failure goes out only if the connection happens to be back.
   if (state.phase === 'deliver') deps.notifier.tryNotify(failure);
   else await tellFailure(failure, deps, signal);
   return result;
+}
+
+/** How long the queue holds this failure's answer back (0: tell it now). When the queue cannot say, it is told now. */
+async function holdBack(state: RunState, error: WorkerError): Promise<number> {
+  const { run, deps } = state;
+  if (!deps.lease) return 0;
+  let heldMs: number;
+  try {
+    heldMs = await deps.lease.holdFailure(error.code);
+  } catch (err) {
+    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'failure answer not checked for repeats: telling it now');
+    return 0;
+  }
+  if (heldMs < 0) throw new LeaseLostError(run.jobId);
+  return heldMs;
 }
 
 /** Tells the user their job failed, waiting for the notification service; a delivery that fails is logged, not thrown. */

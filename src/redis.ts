@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
-import Redis, { RedisOptions } from 'ioredis';
+import Redis, { Cluster, RedisOptions } from 'ioredis';
+import type { RedisClient } from './redisScripts';
 import type { Logger } from './logger';
 import { timeLimit } from './sleep';
 import { Throttle } from './throttle';
@@ -25,29 +26,36 @@ export function redisOptionsFromUrl(url: string, rejectUnauthorized = true): Red
   return options;
 }
 
-export type ClientType = 'client' | 'subscriber' | 'bclient' | 'wake';
+export type ClientType = 'client' | 'subscriber' | 'bclient' | 'wake' | 'intake';
+
+/** Where Redis is: one server (`url`), or a Redis Cluster reached through any of `clusterNodes`. */
+export interface RedisTarget {
+  url: string;
+  clusterNodes: string[];
+  tlsRejectUnauthorized: boolean;
+}
 
 /**
- * Bull's createClient: one shared command connection, one subscriber, and a fresh blocking connection
- * per request (Bull requires that). The blocking and subscriber connections must queue commands
- * forever while Redis is away, hence `maxRetriesPerRequest: null` and no ready check.
+ * Bull's createClient, and the worker's own connections: one shared command connection, one subscriber, and a
+ * fresh connection for each that blocks (Bull's blocking reads, the intake's, the fair queue's wake-up
+ * subscription). Connections that block or subscribe must queue commands forever while Redis is away, hence
+ * `maxRetriesPerRequest: null` and no ready check. On a cluster every connection is an ioredis Cluster; the
+ * queue's hash-tagged prefix keeps all of its keys in one slot.
  */
-export function bullClientFactory(base: RedisOptions, logger: Logger): { create: (type: ClientType) => Redis; closeAll: () => Promise<void> } {
-  const clients: Array<{ type: ClientType; redis: Redis }> = [];
-  let client: Redis | undefined;
-  let subscriber: Redis | undefined;
-  const make = (type: ClientType, options: RedisOptions): Redis => {
-    const redis = new Redis({ ...options, connectionName: `grok-image-worker:${type}` });
+export function redisClientFactory(target: RedisTarget, logger: Logger): { create: (type: ClientType) => RedisClient; closeAll: () => Promise<void> } {
+  const clients: Array<{ type: ClientType; redis: RedisClient }> = [];
+  let client: RedisClient | undefined;
+  let subscriber: RedisClient | undefined;
+  const make = (type: ClientType, blocking: boolean): RedisClient => {
+    const redis = connect(target, type, blocking);
     watchErrors(redis, type, logger);
     clients.push({ type, redis });
     return redis;
   };
-  const blocking = { ...base, maxRetriesPerRequest: null, enableReadyCheck: false };
-  const create = (type: ClientType): Redis => {
-    if (type === 'client') return (client ??= make(type, base));
-    if (type === 'subscriber') return (subscriber ??= make(type, blocking));
-    // 'bclient' (Bull's blocking reads) and 'wake' (the fair queue's subscription) each get their own.
-    return make(type, blocking);
+  const create = (type: ClientType): RedisClient => {
+    if (type === 'client') return (client ??= make(type, false));
+    if (type === 'subscriber') return (subscriber ??= make(type, true));
+    return make(type, true);
   };
   // Bull does not close connections it did not create: that is ours to do, after queue.close().
   const closeAll = async (): Promise<void> => {
@@ -69,8 +77,19 @@ export function bullClientFactory(base: RedisOptions, logger: Logger): { create:
   return { create, closeAll };
 }
 
+function connect(target: RedisTarget, type: ClientType, blocking: boolean): RedisClient {
+  const extra: RedisOptions = { connectionName: `grok-image-worker:${type}`, ...(blocking ? { maxRetriesPerRequest: null, enableReadyCheck: false } : {}) };
+  if (target.clusterNodes.length === 0) return new Redis({ ...redisOptionsFromUrl(target.url, target.tlsRejectUnauthorized), ...extra });
+  const nodes = target.clusterNodes.map((url) => redisOptionsFromUrl(url, target.tlsRejectUnauthorized));
+  const { username, password, tls } = nodes[0];
+  return new Cluster(
+    nodes.map(({ host, port }) => ({ host, port })),
+    { redisOptions: { username, password, tls, ...extra }, enableReadyCheck: !blocking, ...(blocking ? { maxRetriesPerRequest: null } : {}) } as ConstructorParameters<typeof Cluster>[1],
+  );
+}
+
 /** ioredis reconnects by itself; while Redis is away, one log line per connection per 30 s is enough. */
-function watchErrors(redis: Redis, type: ClientType, logger: Logger): void {
+function watchErrors(redis: RedisClient, type: ClientType, logger: Logger): void {
   const throttle = new Throttle(30_000);
   let down = false;
   redis.on('error', (err: Error) => {

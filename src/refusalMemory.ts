@@ -1,5 +1,5 @@
+import type { RedisClient } from './redisScripts';
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { RefusalMemory } from './types';
 
 /**
@@ -9,7 +9,7 @@ import type { RefusalMemory } from './types';
  */
 export class RedisRefusalMemory implements RefusalMemory {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     /** e.g. `bull:Grok_Image_Generator:` */
     private readonly keyBase: string,
     private readonly ttlS: number,

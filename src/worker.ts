@@ -1,34 +1,32 @@
 import { setMaxListeners } from 'node:events';
-import Bull, { Job, Queue } from 'bull';
-import type { Redis } from 'ioredis';
-import { RedisCheckpointStore } from './checkpointStore';
-import { Config, describeConfig, QUEUE_PREFIX, redactUrl } from './config';
-import { abortError, errorSummary, toError } from './errors';
-import { FairQueue } from './fairQueue';
+import Bull, { Queue } from 'bull';
+import { InFlightLimit } from './capacity/inFlight';
+import { paceIntervalMs, RedisPacer } from './capacity/pacer';
+import { Config, describeConfig, redactUrl } from './config';
+import { abortError, errorSummary } from './errors';
 import { GrokImageProvider } from './grokProvider';
-import { JobRunner } from './jobRunner';
 import { track } from './liveResources';
 import { LocalImageProvider } from './localProvider';
 import type { Logger } from './logger';
-import { paceIntervalMs, RedisPacer } from './pacer';
 import type { PipelineDeps } from './pipeline';
-import { bullClientFactory, redisOptionsFromUrl } from './redis';
+import { Checkpoints } from './queue/checkpoints';
+import { Dispatcher } from './queue/dispatcher';
+import { FairQueue } from './queue/fairQueue';
+import { BULL_SETTINGS, BullIntake } from './queue/intake';
+import { runClaimedJob } from './queue/jobRun';
+import { Leases } from './queue/leases';
+import { Reaper } from './queue/reaper';
+import { redisClientFactory } from './redis';
+import type { RedisClient } from './redisScripts';
 import { RedisRefusalMemory } from './refusalMemory';
 import { Releasers } from './releasers';
-import { backoffDelayMs } from './retryPolicy';
 import { sleep, timeLimit } from './sleep';
 import { SocketNotifier } from './socketNotifier';
 import { Throttle } from './throttle';
 import { JwtTokenVerifier, RemoteTokenVerifier } from './tokenVerifier';
 import type { ImageProvider, Notifier, TokenVerifier } from './types';
 
-export { QUEUE_PREFIX } from './config';
 const NOTIFIER_START_WAIT_MS = 3000;
-/**
- * Jobs Bull hands over at once. Each is only moved into the fair queue (one script), but a story's burst sits
- * in Bull's FIFO list first: a user's single job behind it is fair only once it has been moved in.
- */
-const INTAKE_CONCURRENCY = 8;
 /** After shutdown runs out of time, how long aborted jobs get to hand themselves back. */
 const HAND_BACK_LIMIT_MS = 2000;
 /** How long start waits for Redis before saying so (and again every 30 s). */
@@ -89,16 +87,18 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
 
 async function start(config: Config, logger: Logger, overrides: WorkerOverrides, releasers: Releasers): Promise<RunningWorker> {
   const { signal } = overrides;
-  const redis = bullClientFactory(redisOptionsFromUrl(config.redisUrl, config.redisTlsRejectUnauthorized), logger);
+  const redis = redisClientFactory({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, tlsRejectUnauthorized: config.redisTlsRejectUnauthorized }, logger);
   releasers.add('redis', () => redis.closeAll());
+  // Bull is the way in (producers add to it) and what producers and operators read; the fair queue runs the jobs.
   const queue = new Bull(config.queueName, {
-    prefix: QUEUE_PREFIX,
-    createClient: (type) => redis.create(type),
-    settings: { lockDuration: config.lockDurationMs, stalledInterval: config.stalledIntervalMs, maxStalledCount: config.maxStalledCount },
+    prefix: config.queuePrefix,
+    createClient: (type) => redis.create(type) as never,
+    settings: BULL_SETTINGS,
   });
   releasers.add('queue', () => queue.close(true));
   watchQueue(queue, logger);
-  await waitForRedis(queue.client, config.redisUrl, logger, signal);
+  const client = redis.create('client');
+  await waitForRedis(client, config.redisUrl, logger, signal);
 
   const notifier = overrides.notifier ?? new SocketNotifier({ ...config.notify, logger });
   releasers.add('notifier', () => notifier.close());
@@ -106,20 +106,17 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   await notifier.waitForConnection?.(NOTIFIER_START_WAIT_MS);
   if (signal?.aborted) throw abortError();
 
-  const base = `${QUEUE_PREFIX}:${config.queueName}:`;
-  const pacer = config.rateLimit ? new RedisPacer(queue.client, base, paceIntervalMs(config.rateLimit)) : null;
-  const fair = new FairQueue(queue.client, base, {
-    leaseMs: config.lockDurationMs,
-    userConcurrency: config.userConcurrency,
-    doneTtlS: config.checkpointTtlS,
-    paced: pacer !== null,
-  });
+  const prefix = `${config.queuePrefix}:${config.queueName}:`;
+  const fair = new FairQueue(client, prefix, { leaseMs: config.lockDurationMs, userConcurrency: config.userConcurrency, paced: config.rateLimit !== null });
+  const pacer = config.rateLimit ? new RedisPacer(client, fair.keys.pace, paceIntervalMs(config.rateLimit)) : null;
+  const inFlight = new InFlightLimit(pacer?.intervalMs ?? null, config.concurrency);
   const deps: PipelineDeps = {
     verifier: overrides.verifier ?? createVerifier(config),
     provider: overrides.provider ?? createProvider(config),
     notifier,
-    checkpoints: new RedisCheckpointStore(queue.client, base, config.checkpointTtlS),
-    refusals: config.refusalMemoryS > 0 ? new RedisRefusalMemory(queue.client, base, config.refusalMemoryS) : undefined,
+    // Each run gets its job's own store (see Checkpoints.forJob).
+    checkpoints: { load: async () => null, save: async () => undefined },
+    refusals: config.refusalMemoryS > 0 ? new RedisRefusalMemory(client, prefix, config.refusalMemoryS) : undefined,
     logger,
     settings: {
       promptPrefix: config.promptPrefix,
@@ -133,45 +130,55 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
 
   // Aborted only when shutdown runs out of time: running jobs stop waiting and are handed back.
   const hardStop = new AbortController();
-  // Every running job's waits listen to it: as many as CONCURRENCY, which may be above Node's warning level.
+  // Every running job's waits listen to it: as many as are in flight, which may be above Node's warning level.
   setMaxListeners(0, hardStop.signal);
-  const runner = new JobRunner(fair, deps, { pacer, logger }, {
-    concurrency: config.concurrency,
+  const leases = new Leases(fair, config.lockDurationMs, logger);
+  const reaper = new Reaper(fair, { stalledIntervalMs: config.stalledIntervalMs, maxStalledCount: config.maxStalledCount }, logger);
+  const context = {
+    fair,
+    leases,
+    reaper,
+    checkpoints: new Checkpoints(client, fair, config.checkpointTtlS),
+    deps,
+    capacity: { pacer, logger },
+    inFlight,
+    hardStop: hardStop.signal,
     leaseMs: config.lockDurationMs,
-    stalledIntervalMs: config.stalledIntervalMs,
     maxStalledCount: config.maxStalledCount,
-  }, hardStop.signal);
+  };
+  const dispatcher = new Dispatcher(fair, (job, onSlot) => runClaimedJob(job, context, onSlot), () => inFlight.limit, pacer !== null, logger);
 
   const wake = redis.create('wake');
-  await wake.subscribe(fair.wakeChannel);
-  wake.on('message', () => runner.wake());
+  await wake.subscribe(fair.keys.wakeChannel);
+  wake.on('message', () => dispatcher.wake());
+  const intake = new BullIntake(fair, queue, redis.create('intake'), logger);
 
-  let closing: Promise<void> | undefined;
-  // Bull only brings jobs in: each is moved into the fair queue at once (producers stay unchanged).
-  queue.process(INTAKE_CONCURRENCY, (job: Job) => intake(fair, job, () => closing !== undefined, logger)).catch((err: unknown) => {
-    logger.error({ err: toError(err) }, 'queue processing stopped');
-  });
-  runner.start();
+  intake.start();
+  leases.start();
+  reaper.start();
+  dispatcher.start();
 
-  const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue, fair, logger), config.statsIntervalMs) : undefined;
+  const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue, fair, inFlight, dispatcher, logger), config.statsIntervalMs) : undefined;
   stats?.unref();
-  logger.info({ queue: config.queueName, concurrency: config.concurrency }, 'ready');
+  logger.info({ queue: config.queueName, concurrency: config.concurrency ?? 'auto', inFlightLimit: inFlight.limit }, 'ready');
   // Tests fail any test that leaves a worker running (__tests__/support/leakCheck.ts).
   const untrack = track('worker', config.queueName);
 
+  let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       const started = Date.now();
       clearInterval(stats);
       logger.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: no new jobs, finishing running ones');
-      // No new jobs from Bull (the ones being moved in finish moving), none claimed from the fair queue.
-      const intakeStopped = queue.pause(true).catch(() => undefined);
-      const finished = await runner.drain(config.shutdownTimeoutMs);
+      // No new jobs from Bull, none claimed from the fair queue; running ones keep their leases renewed.
+      const intakeStopped = intake.stop();
+      const finished = await dispatcher.drain(config.shutdownTimeoutMs);
       if (!finished) {
         hardStop.abort();
-        await runner.handedBack(HAND_BACK_LIMIT_MS);
+        await dispatcher.settled(HAND_BACK_LIMIT_MS);
       }
-      runner.dispose();
+      leases.stop();
+      reaper.stop();
       await Promise.race([intakeStopped, timeLimit(HAND_BACK_LIMIT_MS)]);
       await releasers.releaseAll();
       logger.info({ durationMs: Date.now() - started, finishedInFlight: finished }, 'shutdown complete');
@@ -180,26 +187,8 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   return { queue, close };
 }
 
-/**
- * Moves one Bull job into the fair queue. It must not fail: Bull would drop the job (the front end's
- * removeOnFail). While Redis is away it tries again; at shutdown it lets go without settling, and Bull's
- * stalled-job recovery gives the job to a live worker.
- */
-async function intake(fair: FairQueue, job: Job, stopping: () => boolean, logger: Logger): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await fair.intake(job);
-      return;
-    } catch (err) {
-      if (stopping()) return new Promise<void>(() => undefined);
-      if (attempt === 1) logger.warn({ jobId: String(job.id), err: errorSummary(err) }, 'job not moved into the fair queue yet: retrying');
-      await timeLimit(backoffDelayMs(attempt, { baseMs: 200, maxMs: 5000 }));
-    }
-  }
-}
-
 /** Resolves once Redis answers; until then says what it waits for, once at first and every 30 s after. */
-async function waitForRedis(client: Redis, url: string, logger: Logger, signal?: AbortSignal): Promise<void> {
+async function waitForRedis(client: RedisClient, url: string, logger: Logger, signal?: AbortSignal): Promise<void> {
   const throttle = new Throttle(30_000);
   let waitedMs = 0;
   while (client.status !== 'ready') {
@@ -218,16 +207,13 @@ function watchQueue(queue: Queue, logger: Logger): void {
     // Bull reports each failed poll while Redis is away; the connection itself is logged by ioredis' watcher.
     if (throttle.allow()) logger.warn({ component: 'queue', err: { message: err.message } }, 'queue error');
   });
-  queue.on('stalled', (job: Job) => logger.warn({ jobId: String(job.id) }, 'job stalled while being moved into the fair queue: it moves again'));
-  queue.on('lock-extension-failed', (job: Job, err: Error) =>
-    logger.warn({ jobId: String(job.id), err: { message: err.message } }, 'job lock not extended'),
-  );
 }
 
-async function logStats(queue: Queue, fair: FairQueue, logger: Logger): Promise<void> {
+async function logStats(queue: Queue, fair: FairQueue, inFlight: InFlightLimit, dispatcher: Dispatcher, logger: Logger): Promise<void> {
   try {
     const [counts, fairCounts] = await Promise.all([queue.getJobCounts(), fair.counts()]);
-    logger.info({ queue: queue.name, counts, fair: fairCounts }, 'queue stats');
+    const here = { inFlight: dispatcher.inFlight, inFlightLimit: inFlight.limit, apiLatencyMs: inFlight.observedLatencyMs };
+    logger.info({ queue: queue.name, counts, fair: fairCounts, worker: here }, 'queue stats');
   } catch (err) {
     logger.warn({ err: errorSummary(err) }, 'queue stats unavailable');
   }

@@ -8,7 +8,7 @@ import { startRedisServer } from '../../src/demo/redisServer';
  */
 export default async function globalSetup(): Promise<void> {
   const root = path.resolve(__dirname, '..', '..');
-  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
+  execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'inherit' });
   const server = await startRedisServer();
   process.env.TEST_REDIS_URL = server.url;
   (globalThis as { __TEST_REDIS__?: unknown }).__TEST_REDIS__ = server;

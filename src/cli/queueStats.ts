@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type Bull from 'bull';
 import { DEFAULTS, redactUrl } from '../config';
-import { FairQueue } from '../fairQueue';
+import { FairCounts, FairQueue } from '../queue/fairQueue';
 import {
   CliIO,
   closeQueue,
@@ -46,7 +46,7 @@ export interface QueueStats {
    * The fair queue, where the worker keeps jobs once Bull has handed them over: users with jobs waiting, jobs
    * ready, running and waiting for a producer's retry. Bull's own counts show only what is not moved in yet.
    */
-  fair: { usersWaiting: number; ready: number; running: number; delayed: number };
+  fair: FairCounts;
 }
 
 /** Redis glob characters in a queue name must match themselves. */
@@ -84,7 +84,7 @@ async function countKeys(queue: Bull.Queue, pattern: string): Promise<number> {
 }
 
 /** Counting needs none of the queue's settings. */
-const FAIR_READ_ONLY = { leaseMs: 0, userConcurrency: 0, doneTtlS: 1, paced: false };
+const FAIR_READ_ONLY = { leaseMs: 0, userConcurrency: 0, paced: false };
 
 export async function collectStats(queue: Bull.Queue, now: () => number = Date.now): Promise<QueueStats> {
   const raw = (await queue.getJobCounts()) as unknown as Partial<Record<State, number>>;
@@ -114,7 +114,11 @@ export function formatTable(stats: QueueStats, settings: QueueSettings): string 
     ...STATES.map((state): [string, string] => [state, String(stats.counts[state])]),
     ['oldest waiting', stats.oldestWaitingAgeMs === null ? '-' : `${formatAge(stats.oldestWaitingAgeMs)} (${stats.oldestWaitingAgeMs} ms)`],
     ['checkpoints', String(stats.checkpoints)],
-    ['fair queue', `${stats.fair.ready} ready (${stats.fair.usersWaiting} users), ${stats.fair.running} running, ${stats.fair.delayed} retrying later`],
+    [
+      'fair queue',
+      `${stats.fair.waiting} waiting (${stats.fair.usersWaiting} users), ${stats.fair.running} running, ${stats.fair.retrying} retrying later, ` +
+        `${stats.fair.heldBack} answers held back, ${stats.fair.joined} joined to an identical job`,
+    ],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   return rows.map(([label, value]) => `${label.padEnd(width)}${value}\n`).join('');

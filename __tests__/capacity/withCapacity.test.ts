@@ -1,9 +1,9 @@
-import { withCapacity } from '../src/capacity';
-import { transientError, WorkerError } from '../src/errors';
-import { createLogger } from '../src/logger';
-import type { Pacer } from '../src/pacer';
-import type { GeneratedImage, ImageProvider, ImageRequest } from '../src/types';
-import { LogCapture } from './support/harness';
+import { withCapacity } from '../../src/capacity/withCapacity';
+import { transientError, WorkerError } from '../../src/errors';
+import { createLogger } from '../../src/logger';
+import type { Pacer } from '../../src/capacity/pacer';
+import type { GeneratedImage, ImageProvider, ImageRequest } from '../../src/types';
+import { LogCapture } from '../support/harness';
 
 const IMAGE: GeneratedImage = { base64: 'aGk=', mimeType: 'image/png' };
 const REQUEST: ImageRequest = { prompt: 'a fox', userId: 'alice' };
@@ -51,7 +51,7 @@ describe('withCapacity', () => {
     pacer.waits = [120];
     const inner = provider([IMAGE]);
     let slots = 0;
-    const paced = withCapacity(inner, { pacer, logger, sleep }, 'job-1', () => slots++);
+    const paced = withCapacity(inner, { pacer, logger, sleep }, 'job-1', { onSlot: () => slots++ });
     const request = { ...REQUEST, deadlineAt: Date.now() + 10_000 };
     expect(await paced.generate(request, new AbortController().signal)).toBe(IMAGE);
     expect(slept).toEqual([120]);
@@ -113,7 +113,7 @@ describe('withCapacity', () => {
   it('without a pace (GROK_RATE_LIMIT=0) a 429 still waits, for Retry-After, and asks again', async () => {
     const inner = provider([rateLimited(700), IMAGE]);
     let slots = 0;
-    const paced = withCapacity(inner, { pacer: null, logger, sleep }, 'job-1', () => slots++);
+    const paced = withCapacity(inner, { pacer: null, logger, sleep }, 'job-1', { onSlot: () => slots++ });
     expect(await paced.generate(REQUEST, new AbortController().signal)).toBe(IMAGE);
     expect(slept).toEqual([700]);
     expect(inner.requests).toHaveLength(2);

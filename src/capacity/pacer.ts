@@ -1,11 +1,13 @@
-import type { Redis } from 'ioredis';
-import { fairCommands } from './fairQueue';
+import path from 'node:path';
+import { defineScripts, loadScripts, RedisClient, ScriptCommand } from '../redisScripts';
+
+const SCRIPTS = loadScripts(path.join(__dirname, 'commands'));
 
 /**
  * The fleet's one pace for the image API (GROK_RATE_LIMIT requests per GROK_RATE_WINDOW_MS): every request
  * from every worker on the Redis reserves the next slot, one per interval, so requests are spread evenly
  * rather than sent in a burst at the top of each window. Nothing is held: a worker that dies after
- * reserving leaves no slot taken. A rate-limit answer slows the whole fleet (see SLOW_DOWN).
+ * reserving leaves no slot taken. A rate-limit answer slows the whole fleet (see commands/slow-down-1.lua).
  */
 export interface Pacer {
   /** The spacing between two requests at full speed. */
@@ -30,25 +32,25 @@ export function paceIntervalMs(rateLimit: { max: number; windowMs: number }): nu
 }
 
 export class RedisPacer implements Pacer {
-  private readonly commands: ReturnType<typeof fairCommands>;
+  private readonly commands: Record<'acquire' | 'slowDown', ScriptCommand>;
 
   constructor(
-    redis: Redis,
-    /** The queue's key prefix, e.g. `bull:Grok_Image_Generator:`: the pace is shared by the queue's workers. */
-    private readonly base: string,
+    client: RedisClient,
+    /** The pace's hash, shared by the queue's workers (the fair queue's claim reads it too). */
+    private readonly key: string,
     readonly intervalMs: number,
   ) {
-    this.commands = fairCommands(redis);
+    this.commands = defineScripts(client, SCRIPTS, 'pace');
   }
 
   async acquire(deadlineInMs?: number): Promise<number | null> {
     const deadline = deadlineInMs === undefined ? -1 : Math.max(0, Math.floor(deadlineInMs));
-    const wait = (await this.commands.fqAcquire(this.base, this.intervalMs, deadline, IDLE_TTL_MS)) as number;
+    const wait = (await this.commands.acquire(this.key, this.intervalMs, deadline, IDLE_TTL_MS)) as number;
     return wait < 0 ? null : wait;
   }
 
   async slowDown(retryAfterMs?: number): Promise<void> {
     const pause = retryAfterMs === undefined ? -1 : Math.max(0, Math.round(retryAfterMs));
-    await this.commands.fqSlowDown(this.base, this.intervalMs, pause, IDLE_TTL_MS);
+    await this.commands.slowDown(this.key, this.intervalMs, pause, IDLE_TTL_MS);
   }
 }

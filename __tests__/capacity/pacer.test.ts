@@ -1,0 +1,59 @@
+import { randomBytes } from 'node:crypto';
+import Redis from 'ioredis';
+import { RedisPacer } from '../../src/capacity/pacer';
+import { redisOptionsFromUrl } from '../../src/redis';
+import { redisUrl } from '../support/harness';
+
+/** The shared pace's scripts against real Redis. Assertions read the reserved slots Redis keeps, not the clock. */
+let redis: Redis;
+let key: string;
+
+beforeEach(() => {
+  redis = new Redis(redisOptionsFromUrl(redisUrl()));
+  key = `test_pace_${randomBytes(4).toString('hex')}:fq:pace`;
+});
+
+afterEach(async () => {
+  await redis.del(key);
+  redis.disconnect();
+});
+
+const nextSlot = async (): Promise<number> => Number(await redis.hget(key, 'tat'));
+
+describe('RedisPacer', () => {
+  it('spaces requests one interval apart across every pacer on the Redis', async () => {
+    const a = new RedisPacer(redis, key, 100);
+    const b = new RedisPacer(redis, key, 100);
+    // Reserving faster than the pace: each reservation moves the next free slot by exactly one interval.
+    await a.acquire();
+    const slots = [await nextSlot()];
+    for (const pacer of [b, a, b]) {
+      await pacer.acquire();
+      slots.push(await nextSlot());
+    }
+    expect(slots.slice(1).map((slot, i) => Math.round(slot - slots[i]))).toEqual([100, 100, 100]);
+  });
+
+  it('reserves nothing when the slot would come after the deadline', async () => {
+    const pacer = new RedisPacer(redis, key, 1000);
+    expect(await pacer.acquire(50)).toBe(0);
+    const slot = await nextSlot();
+    expect(await pacer.acquire(50)).toBeNull();
+    expect(await nextSlot()).toBe(slot);
+  });
+
+  it('a rate-limit answer pauses the fleet for Retry-After and slows it; slots going by ease it back', async () => {
+    const pacer = new RedisPacer(redis, key, 100);
+    await pacer.slowDown(500);
+    const paused = await nextSlot();
+    expect(await pacer.acquire()).toBeGreaterThan(0);
+    expect(Math.round((await nextSlot()) - paused)).toBe(150); // one interval x 1.5
+    // Many requests hearing the same 429 slow it once, not once each.
+    await pacer.slowDown(0);
+    await pacer.slowDown(0);
+    const scale = Number(await redis.hget(key, 'scale'));
+    expect(scale).toBeLessThan(1.5);
+    for (let i = 0; i < 30; i++) await pacer.acquire();
+    expect(Number(await redis.hget(key, 'scale'))).toBeLessThan(scale);
+  });
+});

@@ -1,0 +1,93 @@
+import type { Queue } from 'bull';
+import { errorSummary } from '../errors';
+import type { Logger } from '../logger';
+import type { RedisClient } from '../redisScripts';
+import { backoffDelayMs } from '../retryPolicy';
+import { sleep } from '../sleep';
+import { Throttle } from '../throttle';
+import type { FairQueue } from './fairQueue';
+
+/** Jobs moved from Bull into the fair queue per script call: a story's burst comes in at once. */
+const BATCH = 100;
+/** How long one blocking read waits for a job before it asks again (as Bull's own drainDelay). */
+const BLOCK_S = 5;
+
+/**
+ * Bull's settings for what is left of Bull's own processing. They are fixed, not the fair queue's lease
+ * settings: a job sits in Bull's active list without a lock only between a blocking read and the intake script,
+ * and Bull's stalled check puts such a job back in its wait list (never fails it: removeOnFail would delete it).
+ */
+export const BULL_SETTINGS = { lockDuration: 30_000, stalledInterval: 30_000, maxStalledCount: 1000 };
+
+/**
+ * Brings jobs from Bull into the fair queue. Producers add to Bull as they always have. A blocking read waits
+ * for Bull's wait list; each job then moves (one script for up to BATCH jobs) into its user's line and stays
+ * `active` in Bull, locked by the fair queue, until it ends. Bull's own housekeeping still runs: delayed jobs
+ * (a producer's `delay`) are promoted into the wait list, and its stalled check returns a job a dying worker
+ * had read but not taken in.
+ */
+export class BullIntake {
+  private stopped = false;
+  private loop: Promise<void> = Promise.resolve();
+  private stalledTimer: NodeJS.Timeout | undefined;
+  private readonly throttle = new Throttle(30_000);
+
+  constructor(
+    private readonly fair: FairQueue,
+    private readonly queue: Queue,
+    /** A connection of its own: it blocks. */
+    private readonly blocking: RedisClient,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    const bull = this.queue as unknown as BullInternals;
+    // Bull promotes delayed jobs only for a queue that processes; these are the two steps its process() runs.
+    void bull._initProcess?.();
+    void bull.moveUnlockedJobsToWait?.();
+    this.stalledTimer = setInterval(() => void bull.moveUnlockedJobsToWait?.(), BULL_SETTINGS.stalledInterval);
+    this.stalledTimer.unref();
+    this.loop = this.run();
+  }
+
+  /** Stops taking jobs in; a blocking read cut short leaves its job to Bull's stalled check. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.stalledTimer);
+    this.blocking.disconnect();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let firstId: string | null = null;
+    for (let failures = 0; !this.stopped; ) {
+      try {
+        const moved = await this.takeIn(firstId);
+        firstId = null;
+        failures = 0;
+        if (moved) continue;
+        firstId = await this.blocking.brpoplpush(this.fair.keys.bullWait, this.fair.keys.bullActive, BLOCK_S);
+      } catch (err) {
+        if (this.stopped) return;
+        if (this.throttle.allow()) this.logger.warn({ component: 'intake', err: errorSummary(err) }, 'jobs not taken in from Bull: Redis failed; trying again');
+        await sleep(backoffDelayMs(++failures, { baseMs: 200, maxMs: 5000 })).catch(() => undefined);
+      }
+    }
+  }
+
+  /** One script call; true when it may have left more jobs in Bull's wait list. */
+  private async takeIn(firstId: string | null): Promise<boolean> {
+    const { taken, joined, unapplied } = await this.fair.intake(firstId, BATCH);
+    for (const { id, option } of unapplied) {
+      this.logger.warn({ jobId: id, option }, `Bull option "${option}" is not applied by this worker: GENERATION_DEADLINE_MS and GROK_TIMEOUT_MS bound a job, and repeatable jobs are not supported`);
+    }
+    if (joined > 0) this.logger.info({ joined }, 'jobs joined an identical job waiting or running: one image, one delivery');
+    return taken + joined >= BATCH;
+  }
+}
+
+/** What the intake uses of Bull beyond its typings: the housekeeping `queue.process()` would start. */
+interface BullInternals {
+  _initProcess?: () => Promise<void>;
+  moveUnlockedJobsToWait?: () => Promise<void>;
+}
