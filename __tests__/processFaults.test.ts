@@ -2,7 +2,7 @@ import Bull from 'bull';
 import { freeFixedPort, startRedisServer, RedisServer } from '../src/demo/redisServer';
 import { successAnswer } from './support/fakeXai';
 import { USER_MESSAGES } from '../src/errors';
-import { isFinal, signToken, TestSystem, WorkerProcess, useTestSystem, waitUntil } from './support/harness';
+import { fidOf, isFinal, signToken, TestSystem, WorkerProcess, useTestSystem, waitUntil } from './support/harness';
 import { redisOptionsFromUrl } from '../src/redis';
 
 /**
@@ -44,7 +44,7 @@ describe('process faults', () => {
     expect(worker.logs.find((l) => l.msg === 'shutdown complete')).toMatchObject({ finishedInFlight: true });
     // The late job was finished before exit, or left for the next worker (in Bull, or in the fair queue), never dropped.
     const lateState = await (await sys.producer.getJob(late.id!))?.getState();
-    const heldByFairQueue = (await sys.redis.exists(`bull:${sys.queueName}:f:job:${late.id}`)) === 1;
+    const heldByFairQueue = (await sys.redis.exists(`bull:${sys.queueName}:fq:job:${fidOf(late)}`)) === 1;
     const deliveredBeforeExit = alice.finals().some((p) => p.Number === 2);
     expect(deliveredBeforeExit ? 'delivered' : heldByFairQueue ? 'fair queue' : lateState).toMatch(/^(delivered|waiting|fair queue)$/);
 
@@ -59,7 +59,7 @@ describe('process faults', () => {
     const alice = await sys.user('alice');
     const worker = sys.spawnWorker({ SHUTDOWN_TIMEOUT_MS: '300' });
     await worker.ready;
-    await sys.enqueue({ Id: 'alice', Prompt: 'very slow', Token: signToken('alice'), Number: 1 });
+    const job = await sys.enqueue({ Id: 'alice', Prompt: 'very slow', Token: signToken('alice'), Number: 1 });
     await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
 
     worker.child.kill('SIGTERM');
@@ -67,8 +67,9 @@ describe('process faults', () => {
     expect(jobEnds(worker)).toEqual([expect.objectContaining({ outcome: 'handed_back' })]);
     // The hand-back was awaited: recorded before the connections closed, first in its user's line, not running.
     expect(indexOfLog(worker, (l) => l.msg === 'job end')).toBeLessThan(indexOfLog(worker, (l) => l.msg === 'shutdown complete'));
-    const fair = `bull:${sys.queueName}:f:`;
-    expect(await sys.redis.lrange(`${fair}q:alice`, 0, -1)).toEqual([String(jobEnds(worker)[0].jobId)]);
+    const fair = `bull:${sys.queueName}:fq:`;
+    expect(jobEnds(worker)[0].jobId).toBe(String(job.id));
+    expect(await sys.redis.zrange(`${fair}q:alice`, 0, -1)).toEqual([fidOf(job)]);
     expect(await sys.redis.zcard(`${fair}active`)).toBe(0);
 
     sys.xai.setDefault(successAnswer());
@@ -188,7 +189,7 @@ describe('process faults', () => {
     const first = sys.spawnWorker({ ...FAST_RECOVERY, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
     await first.ready;
     const job = await sys.enqueue({ Id: 'alice', Prompt: 'keep me', Token: signToken('alice'), Number: 1 });
-    const checkpointKey = `bull:${sys.queueName}:checkpoint:${job.id}`;
+    const checkpointKey = `bull:${sys.queueName}:checkpoint:${fidOf(job)}`;
     await waitUntil(async () => (await sys.redis.exists(checkpointKey)) === 1, 10_000, 'checkpoint saved');
     first.child.kill('SIGKILL');
     await first.exited;
@@ -212,7 +213,7 @@ describe('process faults', () => {
     await worker.ready;
     const job = await sys.enqueue({ Id: 'alice', Prompt: 'patience', Token: signToken('alice'), Number: 1 });
     // The image is made and kept while delivery waits for the service.
-    await waitUntil(async () => (await sys.redis.exists(`bull:${sys.queueName}:checkpoint:${job.id}`)) === 1, 10_000, 'waiting delivery');
+    await waitUntil(async () => (await sys.redis.exists(`bull:${sys.queueName}:checkpoint:${fidOf(job)}`)) === 1, 10_000, 'waiting delivery');
 
     await sys.restartRelay(port);
     await worker.waitForLog((l) => l.msg === 'job end', 15_000);

@@ -34,8 +34,8 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
       response_format: 'b64_json',
       user: hashUserId('alice'),
     });
-    // What stays: Bull's id counter and stalled-check mark, and the job's short-lived end mark (with a TTL).
-    await waitUntil(async () => (await sys.keys()).every((k) => /:(id|stalled-check|f:done:\d+|f:pace)$/.test(k)));
+    // What stays: Bull's id counter and stalled-check mark, and the fair queue's pace and intake counter.
+    await waitUntil(async () => (await sys.keys()).every((k) => /:(id|stalled-check|stalled|fq:pace|fq:stats)$/.test(k)), 15000, `only counters left: ${(await sys.keys()).join(' ')}`);
     expect(bob.received).toEqual([]);
     const end = sys.logs.jobEnds()[0];
     expect(end).toMatchObject({ jobId: String(job.id), userId: 'alice', outcome: 'completed', code: null, attempt: 1, imageBytes: expect.any(Number) });

@@ -13,7 +13,7 @@ async function main(): Promise<void> {
   applyCheckpointVariant((process.env.BENCH_CHECKPOINT ?? 'shipped') as CheckpointVariant);
   const config = loadConfig(process.env);
   const worker = await startWorker(config, createLogger(config.logLevel));
-  serveParent(() => worker.close());
+  serveParent(async () => void (await worker.close()));
 }
 
 main().catch(failChild);

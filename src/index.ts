@@ -14,7 +14,8 @@ const SHUTDOWN_GRACE_MS = 4000;
 /**
  * The process: config, logger, worker, and the signals. The first SIGTERM/SIGINT drains and exits 0; a second
  * signal, a shutdown that overruns its limit and an uncaught exception all take the one forced path and exit 1
- * (the fair queue's lease recovery redoes whatever was still running).
+ * (the fair queue's lease recovery redoes whatever was still running), and so does a shutdown that could not
+ * hand its running jobs back.
  */
 export async function main(): Promise<void> {
   let config;
@@ -51,7 +52,7 @@ export async function main(): Promise<void> {
     worker
       .then((w) => w.close())
       .then(
-        () => process.exit(EXIT_CLEAN),
+        (clean) => process.exit(clean ? EXIT_CLEAN : EXIT_FORCED),
         (err: unknown) => {
           if (isAbortError(err)) {
             logger.info('stopped before ready');

@@ -44,8 +44,12 @@ export interface WorkerOverrides {
 
 export interface RunningWorker {
   queue: Queue;
-  /** Stop taking jobs, let running ones finish within SHUTDOWN_TIMEOUT_MS, hand the rest back, close. Safe to call twice. */
-  close(): Promise<void>;
+  /**
+   * Stop taking jobs, let running ones finish within SHUTDOWN_TIMEOUT_MS, hand the rest back, close. Resolves
+   * true when every job finished or was handed back, false when some could not be (Redis hung): their leases
+   * lapse and another worker runs them. Safe to call twice.
+   */
+  close(): Promise<boolean>;
 }
 
 export function createProvider(config: Config): ImageProvider {
@@ -164,25 +168,28 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   // Tests fail any test that leaves a worker running (__tests__/support/leakCheck.ts).
   const untrack = track('worker', config.queueName);
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
+  let closing: Promise<boolean> | undefined;
+  const close = (): Promise<boolean> =>
     (closing ??= (async () => {
       const started = Date.now();
       clearInterval(stats);
       logger.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: no new jobs, finishing running ones');
       // No new jobs from Bull, none claimed from the fair queue; running ones keep their leases renewed.
-      const intakeStopped = intake.stop();
+      const intakeStopped = intake.stop(HAND_BACK_LIMIT_MS);
       const finished = await dispatcher.drain(config.shutdownTimeoutMs);
+      let settled = true;
       if (!finished) {
         hardStop.abort();
-        await dispatcher.settled(HAND_BACK_LIMIT_MS);
+        settled = await dispatcher.settled(HAND_BACK_LIMIT_MS);
+        if (!settled) logger.error({ running: dispatcher.inFlight }, 'jobs not handed back (Redis does not answer): their leases lapse and another worker runs them');
       }
       leases.stop();
       reaper.stop();
       await Promise.race([intakeStopped, timeLimit(HAND_BACK_LIMIT_MS)]);
       await releasers.releaseAll();
-      logger.info({ durationMs: Date.now() - started, finishedInFlight: finished }, 'shutdown complete');
+      logger.info({ durationMs: Date.now() - started, finishedInFlight: finished, handedBack: settled }, 'shutdown complete');
       untrack();
+      return settled;
     })());
   return { queue, close };
 }

@@ -30,6 +30,11 @@ export function uniqueQueueName(label: string): string {
   return `test_${label}_${randomBytes(4).toString('hex')}`;
 }
 
+/** A job's identity in the fair queue: Bull's creation time and id. */
+export function fidOf(job: Bull.Job): string {
+  return `${job.timestamp}-${job.id}`;
+}
+
 export function signToken(userId: string, options: { expiresInS?: number; secret?: string } = {}): string {
   const now = Math.floor(Date.now() / 1000);
   return jwt.sign({ Id: userId, iat: now - 60, exp: now + (options.expiresInS ?? 3600) }, options.secret ?? JWT_SECRET);

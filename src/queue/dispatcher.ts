@@ -57,9 +57,9 @@ export class Dispatcher {
     return Promise.race([allEnded, timeLimit(timeoutMs).then(() => false)]);
   }
 
-  /** Resolves when every job still running has ended or been handed back, or after `limitMs`. */
-  async settled(limitMs: number): Promise<void> {
-    await Promise.race([Promise.all(this.running.values()), timeLimit(limitMs)]);
+  /** Resolves true when every job still running has ended or been handed back, or false after `limitMs`. */
+  async settled(limitMs: number): Promise<boolean> {
+    return Promise.race([Promise.all(this.running.values()).then(() => true), timeLimit(limitMs).then(() => false)]);
   }
 
   private async dispatch(): Promise<void> {

@@ -9,8 +9,11 @@ import type { FairQueue } from './fairQueue';
 
 /** Jobs moved from Bull into the fair queue per script call: a story's burst comes in at once. */
 const BATCH = 100;
-/** How long one blocking read waits for a job before it asks again (as Bull's own drainDelay). */
-const BLOCK_S = 5;
+/**
+ * How long one blocking read waits for a job before it asks again. Stopping waits for the read under way (a
+ * job it returns is taken in): short, so an idle worker stops at once.
+ */
+const BLOCK_S = 1;
 
 /**
  * Bull's settings for what is left of Bull's own processing. They are fixed, not the fair queue's lease
@@ -50,27 +53,33 @@ export class BullIntake {
     this.loop = this.run();
   }
 
-  /** Stops taking jobs in; a blocking read cut short leaves its job to Bull's stalled check. */
-  async stop(): Promise<void> {
+  /**
+   * Stops taking jobs in, once the blocking read under way has returned and what it moved is taken in (a read
+   * cut short would leave its job in Bull's active list for Bull's stalled check to bring back, a minute later).
+   */
+  async stop(limitMs: number): Promise<void> {
     this.stopped = true;
     clearInterval(this.stalledTimer);
+    await Promise.race([this.loop, sleep(limitMs)]);
     this.blocking.disconnect();
-    await this.loop;
   }
 
   private async run(): Promise<void> {
     let firstId: string | null = null;
-    for (let failures = 0; !this.stopped; ) {
+    for (let failures = 0; ; ) {
       try {
-        const moved = await this.takeIn(firstId);
+        const moved = firstId !== null || !this.stopped ? await this.takeIn(firstId) : false;
         firstId = null;
         failures = 0;
+        if (this.stopped) return;
         if (moved) continue;
         firstId = await this.blocking.brpoplpush(this.fair.keys.bullWait, this.fair.keys.bullActive, BLOCK_S);
       } catch (err) {
-        if (this.stopped) return;
+        failures += 1;
+        // Stopping: a job read but not taken in is left to Bull's stalled check after a few tries.
+        if (this.stopped && (firstId === null || failures > 3)) return;
         if (this.throttle.allow()) this.logger.warn({ component: 'intake', err: errorSummary(err) }, 'jobs not taken in from Bull: Redis failed; trying again');
-        await sleep(backoffDelayMs(++failures, { baseMs: 200, maxMs: 5000 })).catch(() => undefined);
+        await sleep(backoffDelayMs(failures, { baseMs: 200, maxMs: 5000 })).catch(() => undefined);
       }
     }
   }
