@@ -401,7 +401,7 @@ describe('queue:stats', () => {
       expect(rows).toMatch(new RegExp(`\\n${state} +${n}\\n`));
     }
     expect(rows).toMatch(/\noldest waiting +1m 30s \(90000 ms\)\n/);
-    expect(rows).toMatch(/\ncheckpoints +0\nfair queue +0 waiting \(0 users\), 0 running, 0 retrying later, 0 answers held back, 0 joined to an identical job\n$/);
+    expect(rows).toMatch(/\ncheckpoints +0\nfair queue +1 waiting \(0 users\), 0 running, 0 retrying later, 0 answers held back, 0 joined to an identical job\n$/);
   });
 
   it('prints one JSON line with exactly the documented fields', async () => {
