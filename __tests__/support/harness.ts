@@ -58,7 +58,8 @@ export class LogCapture extends Writable {
 
 /**
  * A user's browser: joined to its room, collecting what the notification service relays. Behind the default
- * (StoryBang) relay that is `{Message, Status, Number}` and nothing else.
+ * (StoryBang) relay that is `{Message, Status, Number}` and nothing else. Like StoryBang's wait page it joins its
+ * room once and never again: after a reconnection of its socket, what reaches the room is lost to it.
  */
 export class UserClient {
   readonly received: Array<Record<string, unknown>> = [];
@@ -74,8 +75,6 @@ export class UserClient {
     });
     const room = userId + ROOM_SUFFIX;
     client.socket.emit('joinRoom', room);
-    // A browser joins its room again after a reconnection (a room belongs to one connection).
-    client.socket.io.on('reconnect', () => client.socket.emit('joinRoom', room));
     // The relay does not acknowledge joins: wait until it has the room, so no notification races the join.
     while (!relay.io.sockets.adapter.rooms.get(room)?.has(client.socket.id!)) await new Promise((r) => setTimeout(r, 5));
     return client;
@@ -154,6 +153,8 @@ export function workerEnv(
     PORT_MESSAGES_USERS: h.relay.url,
     LOG_LEVEL: 'debug',
     STATS_INTERVAL_MS: '0',
+    // The shared pace spaces requests 210 ms apart: only the tests about it turn it on.
+    GROK_RATE_LIMIT: '0',
     SHUTDOWN_TIMEOUT_MS: '10000',
     ...overrides,
   };
@@ -211,6 +212,38 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
   ]);
   ready.catch(() => undefined);
   return { child, logs, stderr, ready, exited, waitForLog };
+}
+
+/**
+ * StoryBang's wait page for one page of a story: it asks (a fresh token each time, the front end's options) and
+ * asks again at once whenever the answer has `Status: false`, until `stop()`.
+ */
+export class WaitPage {
+  readonly answers: Array<Record<string, unknown>> = [];
+  asks = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly sys: TestSystem,
+    private readonly browser: UserClient,
+    private readonly userId: string,
+    readonly page: { Prompt: string; Number: number },
+  ) {
+    browser.socket.on('Profile_Response', (payload: Record<string, unknown>) => {
+      if (payload.Number !== page.Number) return;
+      this.answers.push(payload);
+      if (payload.Status === false && !this.stopped) void this.ask();
+    });
+  }
+
+  async ask(): Promise<void> {
+    this.asks += 1;
+    await this.sys.enqueue({ Id: this.userId, Token: signToken(this.userId), ...this.page });
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
 }
 
 /** Everything one integration test needs, each piece private to it, and a cleanup that stops them all. */

@@ -1,0 +1,83 @@
+import { USER_MESSAGES } from '../src/errors';
+import { successAnswer } from './support/fakeXai';
+import { isFinal, isImage, signToken, TestSystem, useTestSystem, waitUntil, WaitPage } from './support/harness';
+
+/**
+ * What StoryBang's wait page does to a worker: it asks for every page of a story at once, asks again at once
+ * whenever an answer says `Status: false`, and asks for every page again after a reload. The worker must not
+ * feed those loops, must not pay twice for a page still on its way, and must keep Bull's word to producers.
+ */
+describe('StoryBang at its real habits', () => {
+  let sys: TestSystem;
+  useTestSystem('storybang', (s) => (sys = s));
+
+  const ends = (): Array<Record<string, unknown>> => sys.logs.jobEnds();
+
+  it('a blank prompt asked again at once is answered at once the first time, then 2 s and 4 s later, and no answer is lost to a restart', async () => {
+    const browser = await sys.user('alice');
+    const first = await sys.startWorker({ STALLED_INTERVAL_MS: '200' });
+    const page = new WaitPage(sys, browser, 'alice', { Prompt: '   ', Number: 4 });
+    await page.ask();
+    await waitUntil(() => ends().some((e) => e.outcome === 'held_back'), 10_000, 'the repeat held back');
+    expect(page.answers).toHaveLength(1);
+    expect(ends().map((e) => [e.outcome, e.heldMs])).toEqual([
+      ['failed', undefined],
+      ['held_back', 2000],
+    ]);
+    // The worker that held the answer stops; the answer waits in Redis for the next one.
+    await first.close();
+    await sys.startWorker({ STALLED_INTERVAL_MS: '200' });
+    await waitUntil(() => page.answers.length === 3, 15_000, 'three answers');
+    page.stop();
+    expect(page.answers.every((a) => a.Status === false && a.Message === USER_MESSAGES.INVALID_JOB)).toBe(true);
+    // The third answer has already been asked again: 8 s for that one.
+    expect(ends().filter((e) => e.outcome === 'held_back').map((e) => e.heldMs).slice(0, 2)).toEqual([2000, 4000]);
+    expect(sys.xai.calls).toHaveLength(0);
+  });
+
+  it('an expired session asked again with a fresh token passes at once', async () => {
+    const browser = await sys.user('alice');
+    await sys.startWorker();
+    await sys.enqueue({ Id: 'alice', Prompt: 'a fox', Token: signToken('alice', { expiresInS: -10 }), Number: 1 });
+    await browser.waitFor((p) => p.Status === false);
+    await sys.enqueue({ Id: 'alice', Prompt: 'a fox', Token: signToken('alice'), Number: 1 });
+    expect(isImage(await browser.waitFor((p) => p.Status === true))).toBe(true);
+    expect(ends().map((e) => e.outcome)).toEqual(['failed', 'completed']);
+  });
+
+  it('a reload mid-story: pages still waiting or running join them, one API call and one delivery each', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 1500 });
+    const before = await sys.user('alice');
+    await sys.startWorker({ CONCURRENCY: '1' });
+    const pages = [1, 2, 3].map((n) => ({ Id: 'alice', Prompt: `page ${n}`, Number: n }));
+    const firstAsks = await Promise.all(pages.map((p) => sys.enqueue({ ...p, Token: signToken('alice') }, { removeOnComplete: false })));
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'first page being drawn');
+    // The reload: the old page is gone, the new one joins the room once and asks for every page again.
+    before.close();
+    const after = await sys.user('alice');
+    const secondAsks = await Promise.all(pages.map((p) => sys.enqueue({ ...p, Token: signToken('alice') }, { removeOnComplete: false })));
+    await waitUntil(() => after.finals().length === 3, 15_000, 'every page on the new page');
+    const finished = await Promise.all([...firstAsks, ...secondAsks].map((job) => job.finished()));
+    expect(finished.every((r) => (r as { delivered?: boolean }).delivered === true)).toBe(true);
+    expect(sys.xai.calls).toHaveLength(3);
+    expect(after.finals().map((p) => p.Number).sort()).toEqual([1, 2, 3]);
+    expect(after.finals().every(isImage)).toBe(true);
+    expect(await sys.producer.getJobCounts()).toMatchObject({ waiting: 0, active: 0, completed: 6 });
+  });
+
+  it("Bull tells the truth: finished() resolves after the picture is delivered, rejects with the code of a failure told, and the counts agree", async () => {
+    const browser = await sys.user('alice');
+    await sys.startWorker();
+    const kept = { removeOnComplete: false, removeOnFail: false };
+    const good = await sys.enqueue({ Id: 'alice', Prompt: 'a fox', Token: signToken('alice'), Number: 1 }, kept);
+    const expired = await sys.enqueue({ Id: 'alice', Prompt: 'a hen', Token: signToken('alice', { expiresInS: -10 }), Number: 2 }, kept);
+    const result = await good.finished();
+    // Resolved only once the notification service had the picture.
+    expect(sys.relay.received.some((p) => (p as Record<string, unknown>).Number === 1 && (p as Record<string, unknown>).Status === true)).toBe(true);
+    expect(result).toEqual({ delivered: true, fromCheckpoint: false, imageBytes: expect.any(Number) });
+    await expect(expired.finished()).rejects.toThrow('SESSION_EXPIRED');
+    await browser.waitFor((p) => p.Number === 2 && isFinal(p));
+    expect(await sys.producer.getJobCounts()).toMatchObject({ waiting: 0, active: 0, completed: 1, failed: 1 });
+    expect((await sys.producer.getJob(expired.id))?.failedReason).toBe('SESSION_EXPIRED');
+  });
+});
