@@ -1,5 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { ConfigError, DEFAULTS, describeConfig, GROK_ASPECT_RATIOS, loadConfig, readLegacyNames } from '../src/config';
+import { ConfigError, DEFAULTS, describeConfig, GROK_ASPECT_RATIOS, loadConfig } from '../src/config';
+import { int } from '../src/config/kinds';
+import { setting } from '../src/config/setting';
 
 const minimal = { GROK_API_KEY: 'xai-secret-key', JWT_SECRET: 'jwt-secret', PORT_MESSAGES_USERS: 'http://messages:4001' };
 
@@ -128,6 +130,10 @@ describe('loadConfig', () => {
     expect(config.notify.format).toBe(DEFAULTS.NOTIFY_FORMAT);
   });
 
+  it('refuses a declaration whose default its own kind refuses, when the module loads', () => {
+    expect(() => setting('SOME_COUNT', int({ min: 1 }), { default: '0' })).toThrow('SOME_COUNT: the default "0" is not a whole number from 1 up');
+  });
+
   it('describes the settings without any secret', () => {
     const env = {
       ...minimal,
@@ -229,11 +235,18 @@ describe('the original StoryBang worker\'s .env', () => {
     ]);
   });
 
-  it('readLegacyNames leaves the given environment untouched', () => {
+  it('leaves the given environment untouched', () => {
     const given = { ...storybang };
-    const reading = readLegacyNames(given);
+    expect(loadConfig(given).redisUrl).toBe('redis://redis.internal:6380');
     expect(given).toEqual(storybang);
-    expect(reading.env.REDIS_URL).toBe('redis://redis.internal:6380');
-    expect(reading.problems).toEqual([]);
+  });
+
+  it('reports malformed original names together with the other problems', () => {
+    expect(problems({ ...storybang, BULL_GENERATOR_HOST: 'a b', BULL_GENERATOR_PORT: '0', API_JWT: 'jwt', CONCURRENCY: '0' })).toEqual([
+      expect.stringMatching(/^BULL_GENERATOR_PORT must be a port number/),
+      expect.stringMatching(/^BULL_GENERATOR_HOST must be a host name/),
+      expect.stringMatching(/^CONCURRENCY must be a whole number/),
+      expect.stringMatching(/^API_JWT must be the JWT service's http or https base URL/),
+    ]);
   });
 });

@@ -28,7 +28,7 @@ export interface ImageJobData {
  */
 export const PRODUCER_DEFAULTS = { attempts: 1, removeOnComplete: true, removeOnFail: true } as const satisfies Bull.JobOptions;
 
-/** The queue's defaults: config.ts's REDIS_URL and QUEUE_NAME defaults, so both sides meet on the same queue. */
+/** The queue's defaults: the config's REDIS_URL and QUEUE_NAME defaults, so both sides meet on the same queue. */
 export const DEFAULT_REDIS_URL: string = DEFAULTS.REDIS_URL;
 export const DEFAULT_QUEUE_NAME: string = DEFAULTS.QUEUE_NAME;
 /** Bull's key prefix: the worker's QUEUE_PREFIX. */

@@ -35,7 +35,7 @@ export class UsageError extends Error {
 export type { QueueSettings };
 
 /**
- * REDIS_URL, QUEUE_NAME and REDIS_TLS_REJECT_UNAUTHORIZED read by config.ts, as the worker reads them: the same
+ * REDIS_URL, QUEUE_NAME and REDIS_TLS_REJECT_UNAUTHORIZED read by src/config, as the worker reads them: the same
  * defaults, and the original StoryBang worker's BULL_GENERATOR_HOST/PORT when REDIS_URL is absent.
  */
 export function readQueueSettings(env: Env): QueueSettings {

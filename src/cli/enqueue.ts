@@ -112,7 +112,7 @@ const HMAC_ALGORITHMS: jwt.Algorithm[] = ['HS256', 'HS384', 'HS512'];
  * The token for `id`: the one given; or one signed with JWT_SECRET the way the worker verifies it (its user claim,
  * issuer and audience; HS256 unless JWT_ALGORITHMS leaves it out); or, with the StoryBang JWT service (the original
  * API_JWT, or a JWT_VERIFY_URL ending in /Verify_Jwt), one minted by its Create_Jwt as StoryBang's server does.
- * The settings are read by config.ts, as the worker reads them.
+ * The settings are read by src/config, as the worker reads them.
  */
 export async function tokenFor(id: string, given: string | undefined, env: Env): Promise<string> {
   if (given !== undefined) return given;
