@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import Bull, { Job, Queue } from 'bull';
 import type { Redis } from 'ioredis';
 import { RedisCheckpointStore } from './checkpointStore';
-import { Config, describeConfig, QUEUE_PREFIX, redactUrl } from './config';
+import { Config, describeConfig, redactUrl } from './config';
 import { abortError, errorSummary, toError } from './errors';
 import { FairQueue } from './fairQueue';
 import { GrokImageProvider } from './grokProvider';
@@ -22,13 +22,14 @@ import { Throttle } from './throttle';
 import { JwtTokenVerifier, RemoteTokenVerifier } from './tokenVerifier';
 import type { ImageProvider, Notifier, TokenVerifier } from './types';
 
-export { QUEUE_PREFIX } from './config';
 const NOTIFIER_START_WAIT_MS = 3000;
 /**
  * Jobs Bull hands over at once. Each is only moved into the fair queue (one script), but a story's burst sits
  * in Bull's FIFO list first: a user's single job behind it is fair only once it has been moved in.
  */
 const INTAKE_CONCURRENCY = 8;
+/** Jobs in flight when CONCURRENCY is unset, until the worker sizes itself to the pace and latency. */
+const UNSET_CONCURRENCY = 5;
 /** After shutdown runs out of time, how long aborted jobs get to hand themselves back. */
 const HAND_BACK_LIMIT_MS = 2000;
 /** How long start waits for Redis before saying so (and again every 30 s). */
@@ -92,7 +93,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const redis = bullClientFactory(redisOptionsFromUrl(config.redisUrl, config.redisTlsRejectUnauthorized), logger);
   releasers.add('redis', () => redis.closeAll());
   const queue = new Bull(config.queueName, {
-    prefix: QUEUE_PREFIX,
+    prefix: config.queuePrefix,
     createClient: (type) => redis.create(type),
     settings: { lockDuration: config.lockDurationMs, stalledInterval: config.stalledIntervalMs, maxStalledCount: config.maxStalledCount },
   });
@@ -106,7 +107,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   await notifier.waitForConnection?.(NOTIFIER_START_WAIT_MS);
   if (signal?.aborted) throw abortError();
 
-  const base = `${QUEUE_PREFIX}:${config.queueName}:`;
+  const base = `${config.queuePrefix}:${config.queueName}:`;
   const pacer = config.rateLimit ? new RedisPacer(queue.client, base, paceIntervalMs(config.rateLimit)) : null;
   const fair = new FairQueue(queue.client, base, {
     leaseMs: config.lockDurationMs,
@@ -136,7 +137,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   // Every running job's waits listen to it: as many as CONCURRENCY, which may be above Node's warning level.
   setMaxListeners(0, hardStop.signal);
   const runner = new JobRunner(fair, deps, { pacer, logger }, {
-    concurrency: config.concurrency,
+    concurrency: config.concurrency ?? UNSET_CONCURRENCY,
     leaseMs: config.lockDurationMs,
     stalledIntervalMs: config.stalledIntervalMs,
     maxStalledCount: config.maxStalledCount,

@@ -23,6 +23,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
   return {
     ...rest,
     redisUrl: redactUrl(config.redisUrl),
+    redisClusterNodes: config.redisClusterNodes.map(redactUrl),
     notify: { ...config.notify, url: redactUrl(config.notify.url) },
     jwt: {
       mode: jwt.mode,

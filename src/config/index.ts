@@ -1,7 +1,7 @@
 import dotenv from 'dotenv';
 import { ConfigError } from './configError';
-import { checkImageProvider, finishJwt } from './rules';
-import { Config, JwtConfig, QUEUE_SETTINGS, QueueSettings, SCHEMA } from './schema';
+import { checkImageProvider, checkQueue, finishJwt } from './rules';
+import { Config, DEFAULTS, JwtConfig, QUEUE_SETTINGS, QueueSettings, SCHEMA } from './schema';
 import { Env, Reading, readSettings } from './setting';
 
 /**
@@ -15,8 +15,8 @@ export { DEFAULTS, GROK_ASPECT_RATIOS, GROK_RESOLUTIONS, SCHEMA } from './schema
 export type { Config, GrokResolution, JwtConfig, NotifyFormat, QueueSettings } from './schema';
 export type { Env } from './setting';
 
-/** Bull's key prefix: the worker's queue and every producer's must use the same. */
-export const QUEUE_PREFIX = 'bull';
+/** Bull's own key prefix: QUEUE_PREFIX's default, and what producers that do not set one use. */
+export const DEFAULT_QUEUE_PREFIX = DEFAULTS.QUEUE_PREFIX;
 
 /** Reads `.env` (without overriding the real environment) and then validates it. */
 export function loadConfigFromEnvironment(): Config {
@@ -28,6 +28,7 @@ export function loadConfigFromEnvironment(): Config {
 export function loadConfig(env: Env): Config {
   const reading = new Reading();
   const { jwt, rateLimit, ...settings } = readSettings(SCHEMA, env, reading);
+  checkQueue(settings, reading);
   checkImageProvider(settings, reading);
   const config: Config = {
     ...settings,
@@ -39,12 +40,14 @@ export function loadConfig(env: Env): Config {
 }
 
 /**
- * Where the queue is (REDIS_URL or the original BULL_GENERATOR_HOST/PORT, REDIS_TLS_REJECT_UNAUTHORIZED,
- * QUEUE_NAME), read exactly as the worker reads it, for producers and the command-line tools. Throws ConfigError.
+ * Where the queue is (REDIS_URL or the original BULL_GENERATOR_HOST/PORT, REDIS_CLUSTER_NODES,
+ * REDIS_TLS_REJECT_UNAUTHORIZED, QUEUE_NAME, QUEUE_PREFIX), read exactly as the worker reads it, for producers
+ * and the command-line tools. Throws ConfigError.
  */
 export function loadQueueSettings(env: Env): QueueSettings {
   const reading = new Reading();
   const queue = readSettings(QUEUE_SETTINGS, env, reading);
+  checkQueue(queue, reading);
   return valid({ ...queue, legacyNames: reading.legacyNames }, reading);
 }
 

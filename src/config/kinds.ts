@@ -6,6 +6,9 @@ import { Kind, REJECT } from './setting';
 /** Any text (a setting that is set is never blank unless it is read verbatim). */
 export const text: Kind<string> = { expects: 'text', parse: (t) => t };
 
+/** A name used inside Redis keys: no spaces. */
+export const word: Kind<string> = { expects: 'a name without spaces', parse: (t) => (/\s/.test(t) ? REJECT : t) };
+
 /** A PEM block, which is often pasted into a single-line variable with literal "\n". */
 export const pem: Kind<string> = { expects: 'a PEM block', parse: (t) => t.replace(/\\n/g, '\n') };
 

@@ -1,12 +1,27 @@
 import type { Algorithm } from 'jsonwebtoken';
 import { defaultAlgorithms, validateAlgorithms, validatePublicKey } from '../tokenVerifier';
-import type { Config, JwtConfig } from './schema';
+import type { Config, JwtConfig, QueueSettings } from './schema';
 import type { Reading } from './setting';
 
 /**
  * Rules over several settings, run once each setting has been read on its own. A rule stays quiet about a
  * variable that was already reported, so every message names a problem of its own.
  */
+
+/** On a cluster, Bull's scripts touch several of the queue's keys at once: they must all hash to one slot. */
+export function checkQueue(queue: Omit<QueueSettings, 'legacyNames'>, reading: Reading): void {
+  if (!reading.ok('QUEUE_PREFIX', 'REDIS_CLUSTER_NODES') || queue.redisClusterNodes.length === 0) return;
+  if (!hasHashTag(queue.queuePrefix)) {
+    const why = 'when REDIS_CLUSTER_NODES is set, so that every key of the queue is on one node';
+    reading.problem('QUEUE_PREFIX', `QUEUE_PREFIX must hold a hash tag ${why}: use {bull} on a cluster (got ${JSON.stringify(queue.queuePrefix)})`);
+  }
+}
+
+/** Redis hashes only what is between the first `{` and the next `}`, and only when that is not empty. */
+export function hasHashTag(key: string): boolean {
+  const open = key.indexOf('{');
+  return open >= 0 && key.indexOf('}', open + 1) > open + 1;
+}
 
 export function checkImageProvider(config: Pick<Config, 'imageProvider'>, reading: Reading): void {
   if (config.imageProvider === 'grok' && !reading.given.has('GROK_API_KEY')) {

@@ -1,5 +1,5 @@
 import type { Algorithm } from 'jsonwebtoken';
-import { bool, int, list, oneOf, pem, text, url, urlOrPort } from './kinds';
+import { bool, int, list, oneOf, pem, text, url, urlOrPort, word } from './kinds';
 import { apiGrok, apiJwt, bullGeneratorPair } from './legacy';
 import { defaultsOf, setting, Values } from './setting';
 
@@ -25,10 +25,16 @@ const REDIS = url('redis', 'rediss');
 export const QUEUE_SETTINGS = {
   /** The queue's Redis; `rediss://` turns TLS on. */
   redisUrl: setting('REDIS_URL', REDIS, { default: 'redis://127.0.0.1:6379', legacy: bullGeneratorPair }),
+  /** A Redis Cluster's nodes instead of REDIS_URL (comma-separated); empty: no cluster. */
+  redisClusterNodes: setting('REDIS_CLUSTER_NODES', list(REDIS, 'comma-separated redis or rediss URLs, e.g. redis://node-1:6379,redis://node-2:6379'), {
+    default: '',
+  }),
   /** false accepts self-signed certificates on `rediss://` (Heroku Redis). */
   redisTlsRejectUnauthorized: setting('REDIS_TLS_REJECT_UNAUTHORIZED', bool, { default: 'true' }),
   /** The Bull queue the producers add jobs to. */
   queueName: setting('QUEUE_NAME', text, { default: 'Grok_Image_Generator' }),
+  /** Bull's key prefix, the same as the producers'; on a cluster it must hold a hash tag (`{bull}`). */
+  queuePrefix: setting('QUEUE_PREFIX', word, { default: 'bull' }),
 };
 
 const JWT_SETTINGS = {
@@ -54,8 +60,8 @@ const JWT_SETTINGS = {
 
 export const SCHEMA = {
   ...QUEUE_SETTINGS,
-  /** Jobs processed at once by this process. */
-  concurrency: setting('CONCURRENCY', int({ min: 1, max: 1000 }), { default: '5' }),
+  /** Caps jobs in flight per process; unset: the worker sizes itself to the pace and the image API's latency. */
+  concurrency: setting('CONCURRENCY', int({ min: 1 })),
   /** Longer prompts are cut at a word boundary (the cut is logged). */
   promptMaxLength: setting('PROMPT_MAX_LENGTH', int({ min: 1, max: 100_000 }), { default: '1000' }),
   /** Put before every prompt (a house style); read as written, spaces included. */
@@ -114,11 +120,11 @@ export const SCHEMA = {
   },
   /** How long a generated, undelivered image is kept in Redis for a later attempt. */
   checkpointTtlS: setting('CHECKPOINT_TTL_S', int({ min: 1 }), { default: '3600' }),
-  /** Bull job lock; a crashed worker's jobs are taken over after it lapses. */
+  /** The fair queue's lease on a running job, renewed while it runs: a crashed worker's jobs are taken over once it lapses. */
   lockDurationMs: setting('LOCK_DURATION_MS', int({ min: 1000 }), { default: '60000' }),
-  /** How often stalled jobs are looked for. */
+  /** How often the fair queue looks for lapsed leases; 0: never. */
   stalledIntervalMs: setting('STALLED_INTERVAL_MS', int({ min: 0 }), { default: '30000' }),
-  /** Stalls allowed before a job fails. */
+  /** How many times a job's lease may lapse: the next lapse ends the job (GENERATION_FAILED) instead of running it again. */
   maxStalledCount: setting('MAX_STALLED_COUNT', int({ min: 0 }), { default: '1' }),
   /** Time in-flight jobs get to finish after SIGTERM (stay under the platform's grace period). */
   shutdownTimeoutMs: setting('SHUTDOWN_TIMEOUT_MS', int({ min: 0 }), { default: '25000' }),
