@@ -1,8 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { ConfigError, DEFAULTS, describeConfig, GROK_ASPECT_RATIOS, loadConfig, loadQueueSettings } from '../src/config';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, DEFAULTS, describeConfig, GROK_ASPECT_RATIOS, loadConfig, loadQueueSettings, SCHEMA } from '../src/config';
 import { int } from '../src/config/kinds';
 import { hasHashTag } from '../src/config/rules';
-import { setting } from '../src/config/setting';
+import { setting, settingsOf } from '../src/config/setting';
 
 const minimal = { GROK_API_KEY: 'xai-secret-key', JWT_SECRET: 'jwt-secret', PORT_MESSAGES_USERS: 'http://messages:4001' };
 
@@ -215,6 +217,13 @@ describe('loadConfig', () => {
     const described = describeConfig(loadConfig(env));
     expect(described).toMatchObject({ queuePrefix: '{bull}', redisClusterNodes: ['rediss://:***@node-1:6380'] });
     expect(JSON.stringify(described)).not.toContain('cluster-password');
+  });
+
+  it('documents every declared variable in .env.example, and nothing else', () => {
+    const example = readFileSync(join(__dirname, '..', '.env.example'), 'utf8');
+    const listed = [...example.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);
+    const original = ['BULL_GENERATOR_HOST', 'BULL_GENERATOR_PORT', 'API_GROK', 'API_JWT'];
+    expect(listed.sort()).toEqual([...settingsOf(SCHEMA).map((s) => s.env), ...original].sort());
   });
 });
 
