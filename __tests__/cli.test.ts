@@ -342,6 +342,20 @@ describe('enqueue', () => {
 
 describe('queue:stats', () => {
   const NOW = 1_750_000_000_000;
+
+  it('reads the queue under QUEUE_PREFIX, where enqueue put the job', async () => {
+    const prefixed = { ...env, QUEUE_PREFIX: 'cli-prefix', JWT_SECRET: SECRET };
+    try {
+      expect(await enqueue(['--id', 'alice', '--prompt', 'A fox'], prefixed, capture().io)).toBe(0);
+      expect(await redis.llen(`cli-prefix:${queueName}:wait`)).toBe(1);
+      expect(await queueKeys()).toEqual([]);
+      const out = capture();
+      expect(await queueStats(['--json'], prefixed, out.io)).toBe(0);
+      expect(out.lines()[0]).toMatchObject({ queue: queueName, counts: { waiting: 1 } });
+    } finally {
+      await removeKeys(`cli-prefix:${escapeGlob(queueName)}:*`);
+    }
+  });
   /** Bull 4 honours a job's `timestamp` option; its type definitions miss it. */
   const createdAt = (timestamp: number): Bull.JobOptions => ({ timestamp }) as Bull.JobOptions;
 

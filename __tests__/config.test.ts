@@ -1,5 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { ConfigError, DEFAULTS, describeConfig, GROK_ASPECT_RATIOS, loadConfig, readLegacyNames } from '../src/config';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, DEFAULTS, describeConfig, GROK_ASPECT_RATIOS, loadConfig, loadQueueSettings, SCHEMA } from '../src/config';
+import { int } from '../src/config/kinds';
+import { hasHashTag } from '../src/config/rules';
+import { setting, settingsOf } from '../src/config/setting';
 
 const minimal = { GROK_API_KEY: 'xai-secret-key', JWT_SECRET: 'jwt-secret', PORT_MESSAGES_USERS: 'http://messages:4001' };
 
@@ -19,7 +24,8 @@ describe('loadConfig', () => {
     expect(config).toMatchObject({
       redisUrl: 'redis://127.0.0.1:6379',
       queueName: 'Grok_Image_Generator',
-      concurrency: 5,
+      queuePrefix: 'bull',
+      redisClusterNodes: [],
       promptMaxLength: 1000,
       imageProvider: 'grok',
       grok: { apiUrl: 'https://api.x.ai/v1/images/generations', model: 'grok-imagine-image', timeoutMs: 60000, maxRetries: 3 },
@@ -38,6 +44,8 @@ describe('loadConfig', () => {
       refusalMemoryS: 600,
       legacyNames: [],
     });
+    // Unset: the worker sizes itself to the pace and the latency.
+    expect(config.concurrency).toBeUndefined();
     // Unset means not sent: xAI picks.
     expect(config.grok).not.toHaveProperty('aspectRatio', expect.anything());
     expect(config.grok.aspectRatio).toBeUndefined();
@@ -48,7 +56,7 @@ describe('loadConfig', () => {
     const found = problems({ ...minimal, CONCURRENCY: 'lots', NOTIFY_FORMAT: 'xml', REDIS_URL: 'http://x', NOTIFY_PROGRESS: 'maybe' });
     expect(found).toEqual(
       expect.arrayContaining([
-        expect.stringMatching(/^CONCURRENCY must be a whole number from 1 to 1000 \(got "lots"\)/),
+        expect.stringMatching(/^CONCURRENCY must be a whole number from 1 up \(got "lots"\)/),
         expect.stringMatching(/^NOTIFY_FORMAT must be one of schema, legacy/),
         expect.stringMatching(/^REDIS_URL must be a redis or rediss URL/),
         expect.stringMatching(/^NOTIFY_PROGRESS must be true or false/),
@@ -126,6 +134,12 @@ describe('loadConfig', () => {
     expect(config.rateLimit).toEqual({ max: Number(DEFAULTS.GROK_RATE_LIMIT), windowMs: Number(DEFAULTS.GROK_RATE_WINDOW_MS) });
     expect(config.generationDeadlineMs).toBe(Number(DEFAULTS.GENERATION_DEADLINE_MS));
     expect(config.notify.format).toBe(DEFAULTS.NOTIFY_FORMAT);
+    expect(DEFAULTS.QUEUE_PREFIX).toBe('bull');
+    expect(DEFAULTS).not.toHaveProperty('CONCURRENCY');
+  });
+
+  it('refuses a declaration whose default its own kind refuses, when the module loads', () => {
+    expect(() => setting('SOME_COUNT', int({ min: 1 }), { default: '0' })).toThrow('SOME_COUNT: the default "0" is not a whole number from 1 up');
   });
 
   it('describes the settings without any secret', () => {
@@ -142,10 +156,74 @@ describe('loadConfig', () => {
   });
 
   it('treats an empty variable as not set, so a copied .env.example keeps the defaults', () => {
-    const config = loadConfig({ ...minimal, NOTIFY_ROOM_SUFFIX: '', CONCURRENCY: '', QUEUE_NAME: ' ' });
+    const config = loadConfig({ ...minimal, NOTIFY_ROOM_SUFFIX: '', CONCURRENCY: '', QUEUE_NAME: ' ', QUEUE_PREFIX: '', REDIS_CLUSTER_NODES: ' ' });
     expect(config.notify.roomSuffix).toBe('_Grok_Image_Generator');
-    expect(config.concurrency).toBe(5);
+    expect(config.concurrency).toBeUndefined();
     expect(config.queueName).toBe('Grok_Image_Generator');
+    expect(config.queuePrefix).toBe('bull');
+    expect(config.redisClusterNodes).toEqual([]);
+  });
+
+  it('takes CONCURRENCY as a cap of at least 1 when set', () => {
+    expect(loadConfig({ ...minimal, CONCURRENCY: '12' }).concurrency).toBe(12);
+    expect(loadConfig({ ...minimal, CONCURRENCY: '1' }).concurrency).toBe(1);
+    expect(loadConfig({ ...minimal, CONCURRENCY: '5000' }).concurrency).toBe(5000);
+    for (const bad of ['0', '-3', '2.5', 'lots']) {
+      expect(problems({ ...minimal, CONCURRENCY: bad })).toEqual([`CONCURRENCY must be a whole number from 1 up (got ${JSON.stringify(bad)})`]);
+    }
+  });
+
+  it('reads a Redis Cluster as comma-separated redis or rediss URLs', () => {
+    const config = loadConfig({ ...minimal, QUEUE_PREFIX: '{bull}', REDIS_CLUSTER_NODES: 'redis://node-1:6379, rediss://:pw@node-2:6380,' });
+    expect(config.redisClusterNodes).toEqual(['redis://node-1:6379', 'rediss://:pw@node-2:6380']);
+    expect(config.queuePrefix).toBe('{bull}');
+    const found = problems({ ...minimal, QUEUE_PREFIX: '{bull}', REDIS_CLUSTER_NODES: 'redis://node-1:6379,http://:secret@node-2:80,node-3:6379' });
+    expect(found).toEqual([expect.stringMatching(/^REDIS_CLUSTER_NODES must be comma-separated redis or rediss URLs, e\.g\. redis:\/\/node-1:6379,/)]);
+    expect(found[0]).not.toContain('secret');
+  });
+
+  it('requires a hash tag in QUEUE_PREFIX on a cluster, so that the queue\'s keys share one slot', () => {
+    const nodes = { REDIS_CLUSTER_NODES: 'redis://node-1:6379' };
+    expect(problems({ ...minimal, ...nodes })).toEqual([expect.stringMatching(/^QUEUE_PREFIX must hold a hash tag .*use \{bull\} on a cluster \(got "bull"\)/)]);
+    for (const prefix of ['{}', '}bull{', '{}{bull}', 'bull{']) {
+      expect(problems({ ...minimal, ...nodes, QUEUE_PREFIX: prefix })).toEqual([expect.stringMatching(/^QUEUE_PREFIX must hold a hash tag/)]);
+    }
+    for (const prefix of ['{bull}', 'app{q}', '{a}b']) expect(loadConfig({ ...minimal, ...nodes, QUEUE_PREFIX: prefix }).queuePrefix).toBe(prefix);
+    // Without a cluster any prefix without spaces does.
+    expect(loadConfig({ ...minimal, QUEUE_PREFIX: 'app' }).queuePrefix).toBe('app');
+    expect(problems({ ...minimal, QUEUE_PREFIX: 'my bull' })).toEqual([expect.stringMatching(/^QUEUE_PREFIX must be a name without spaces \(got "my bull"\)/)]);
+    // A bad node list is reported once, not again as a missing hash tag.
+    expect(problems({ ...minimal, REDIS_CLUSTER_NODES: 'node-1' })).toEqual([expect.stringMatching(/^REDIS_CLUSTER_NODES must be/)]);
+  });
+
+  it('finds a hash tag where Redis does: between the first { and the next }', () => {
+    expect([hasHashTag('{bull}'), hasHashTag('a{b}c'), hasHashTag('{}'), hasHashTag('{}{bull}'), hasHashTag('bull')]).toEqual([true, true, false, false, false]);
+  });
+
+  it('reads the queue settings for producers and commands as the worker does', () => {
+    expect(loadQueueSettings({ BULL_GENERATOR_HOST: 'redis.internal', QUEUE_PREFIX: 'app' })).toEqual({
+      redisUrl: 'redis://redis.internal:6379',
+      redisClusterNodes: [],
+      redisTlsRejectUnauthorized: true,
+      queueName: 'Grok_Image_Generator',
+      queuePrefix: 'app',
+      legacyNames: ['BULL_GENERATOR_HOST'],
+    });
+    expect(() => loadQueueSettings({ REDIS_CLUSTER_NODES: 'redis://node-1:6379' })).toThrow(/QUEUE_PREFIX must hold a hash tag/);
+  });
+
+  it('describes the Redis Cluster nodes without their passwords', () => {
+    const env = { ...minimal, QUEUE_PREFIX: '{bull}', REDIS_CLUSTER_NODES: 'rediss://:cluster-password@node-1:6380' };
+    const described = describeConfig(loadConfig(env));
+    expect(described).toMatchObject({ queuePrefix: '{bull}', redisClusterNodes: ['rediss://:***@node-1:6380'] });
+    expect(JSON.stringify(described)).not.toContain('cluster-password');
+  });
+
+  it('documents every declared variable in .env.example, and nothing else', () => {
+    const example = readFileSync(join(__dirname, '..', '.env.example'), 'utf8');
+    const listed = [...example.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);
+    const original = ['BULL_GENERATOR_HOST', 'BULL_GENERATOR_PORT', 'API_GROK', 'API_JWT'];
+    expect(listed.sort()).toEqual([...settingsOf(SCHEMA).map((s) => s.env), ...original].sort());
   });
 });
 
@@ -229,11 +307,18 @@ describe('the original StoryBang worker\'s .env', () => {
     ]);
   });
 
-  it('readLegacyNames leaves the given environment untouched', () => {
+  it('leaves the given environment untouched', () => {
     const given = { ...storybang };
-    const reading = readLegacyNames(given);
+    expect(loadConfig(given).redisUrl).toBe('redis://redis.internal:6380');
     expect(given).toEqual(storybang);
-    expect(reading.env.REDIS_URL).toBe('redis://redis.internal:6380');
-    expect(reading.problems).toEqual([]);
+  });
+
+  it('reports malformed original names together with the other problems', () => {
+    expect(problems({ ...storybang, BULL_GENERATOR_HOST: 'a b', BULL_GENERATOR_PORT: '0', API_JWT: 'jwt', CONCURRENCY: '0' })).toEqual([
+      expect.stringMatching(/^BULL_GENERATOR_PORT must be a port number/),
+      expect.stringMatching(/^BULL_GENERATOR_HOST must be a host name/),
+      expect.stringMatching(/^CONCURRENCY must be a whole number/),
+      expect.stringMatching(/^API_JWT must be the JWT service's http or https base URL/),
+    ]);
   });
 });

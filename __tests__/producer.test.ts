@@ -1,7 +1,7 @@
 import Bull from 'bull';
 import Redis, { RedisOptions } from 'ioredis';
 import { InvalidJobError } from '../src/jobData';
-import { loadConfig } from '../src/config';
+import { DEFAULT_QUEUE_PREFIX, loadConfig } from '../src/config';
 import {
   createImageQueue,
   DEFAULT_QUEUE_NAME,
@@ -13,7 +13,6 @@ import {
   PRODUCER_PREFIX,
 } from '../src/producer';
 import { redisOptionsFromUrl } from '../src/redis';
-import { QUEUE_PREFIX } from '../src/config';
 import { redisUrl, signToken, uniqueQueueName } from './support/harness';
 
 describe('enqueueImageJob against real Redis', () => {
@@ -42,7 +41,7 @@ describe('enqueueImageJob against real Redis', () => {
 
     expect(job.opts).toMatchObject({ attempts: 1, removeOnComplete: true, removeOnFail: true });
     // Read back through a queue built the way the worker builds its own.
-    const workerSide = new Bull(queueName, { prefix: QUEUE_PREFIX, redis: redisOptionsFromUrl(redisUrl()) });
+    const workerSide = new Bull(queueName, { prefix: DEFAULT_QUEUE_PREFIX, redis: redisOptionsFromUrl(redisUrl()) });
     try {
       const stored = await workerSide.getJob(job.id);
       expect(stored?.data).toEqual(valid());
@@ -51,7 +50,7 @@ describe('enqueueImageJob against real Redis', () => {
     } finally {
       await workerSide.close();
     }
-    expect(PRODUCER_PREFIX).toBe(QUEUE_PREFIX);
+    expect(PRODUCER_PREFIX).toBe(DEFAULT_QUEUE_PREFIX);
   });
 
   it('lays the caller options over the defaults', async () => {

@@ -4,7 +4,7 @@ import jwt from 'jsonwebtoken';
 import fetch from 'node-fetch';
 import { io } from 'socket.io-client';
 import { redisOptionsFromUrl } from '../src/redis';
-import { QUEUE_PREFIX } from '../src/config';
+import { DEFAULT_QUEUE_PREFIX } from '../src/config';
 import { failChild, serveParent } from './childProtocol';
 
 /**
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
 
   const socket = io(env('PORT_MESSAGES_USERS'));
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-  const queue = new Bull(env('QUEUE_NAME'), { prefix: QUEUE_PREFIX, redis: redisOptionsFromUrl(env('REDIS_URL')) });
+  const queue = new Bull(env('QUEUE_NAME'), { prefix: DEFAULT_QUEUE_PREFIX, redis: redisOptionsFromUrl(env('REDIS_URL')) });
 
   const handle = async (job: Job<JobData>): Promise<void> => {
     const { Id, Token, Prompt } = job.data;

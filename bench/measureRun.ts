@@ -4,7 +4,7 @@ import path from 'node:path';
 import Bull from 'bull';
 import jwt from 'jsonwebtoken';
 import { redisOptionsFromUrl } from '../src/redis';
-import { QUEUE_PREFIX } from '../src/config';
+import { DEFAULT_QUEUE_PREFIX } from '../src/config';
 import { BenchChild, ConsumerKind } from './benchChild';
 import type { MemorySnapshot } from './childProtocol';
 import { Meter, Usage } from './meter';
@@ -102,7 +102,7 @@ export async function measureRun(system: BenchSystem, spec: RunSpec, log: (line:
 
   const { admin, xai, deliveries, redisServer } = system;
   xai.configure({ imageBytes: spec.imageBytes, delayMs: spec.delayMs });
-  const producer = new Bull(queueName, { prefix: QUEUE_PREFIX, redis: redisOptionsFromUrl(redisServer.url) });
+  const producer = new Bull(queueName, { prefix: DEFAULT_QUEUE_PREFIX, redis: redisOptionsFromUrl(redisServer.url) });
   await producer.isReady();
   await producer.pause();
   const usedBefore = await usedMemory(admin);
@@ -207,7 +207,7 @@ export async function measureRun(system: BenchSystem, spec: RunSpec, log: (line:
     await Promise.all(consumers.map((c) => c.stop()));
   }
 
-  const keys = await queueFootprint(admin, QUEUE_PREFIX, queueName);
+  const keys = await queueFootprint(admin, DEFAULT_QUEUE_PREFIX, queueName);
   const perJob = keys.filter((k) => k.perJob);
   const jobs = Math.max(result.jobs, 1);
   result.redis = {

@@ -1,6 +1,6 @@
 import Bull from 'bull';
 import type { RedisOptions } from 'ioredis';
-import { DEFAULTS, QUEUE_PREFIX } from './config';
+import { DEFAULT_QUEUE_PREFIX, DEFAULTS } from './config';
 import { validateJobData } from './jobData';
 import { redisOptionsFromUrl } from './redis';
 
@@ -28,15 +28,17 @@ export interface ImageJobData {
  */
 export const PRODUCER_DEFAULTS = { attempts: 1, removeOnComplete: true, removeOnFail: true } as const satisfies Bull.JobOptions;
 
-/** The queue's defaults: config.ts's REDIS_URL and QUEUE_NAME defaults, so both sides meet on the same queue. */
+/** The queue's defaults: the config's REDIS_URL and QUEUE_NAME defaults, so both sides meet on the same queue. */
 export const DEFAULT_REDIS_URL: string = DEFAULTS.REDIS_URL;
 export const DEFAULT_QUEUE_NAME: string = DEFAULTS.QUEUE_NAME;
-/** Bull's key prefix: the worker's QUEUE_PREFIX. */
-export const PRODUCER_PREFIX = QUEUE_PREFIX;
+/** Bull's key prefix: the worker's QUEUE_PREFIX default. */
+export const PRODUCER_PREFIX: string = DEFAULT_QUEUE_PREFIX;
 
 export interface ImageQueueOptions {
   /** false accepts self-signed certificates on `rediss://` (Heroku Redis). Default true. */
   tlsRejectUnauthorized?: boolean;
+  /** Bull's key prefix: the worker's QUEUE_PREFIX. Default `bull`. */
+  prefix?: string;
   /** Extra ioredis options laid over the ones taken from the URL (e.g. `connectTimeout` for a short-lived CLI). */
   redis?: RedisOptions;
 }
@@ -54,7 +56,7 @@ export function createImageQueue(
 ): Bull.Queue {
   // Bull's own URL parsing ignores rediss://, so the connection options are built here.
   const redis = { ...redisOptionsFromUrl(redisUrl || DEFAULT_REDIS_URL, opts.tlsRejectUnauthorized ?? true), ...opts.redis };
-  return new Bull(queueName || DEFAULT_QUEUE_NAME, { prefix: PRODUCER_PREFIX, redis });
+  return new Bull(queueName || DEFAULT_QUEUE_NAME, { prefix: opts.prefix || PRODUCER_PREFIX, redis });
 }
 
 /**

@@ -35,8 +35,8 @@ export class UsageError extends Error {
 export type { QueueSettings };
 
 /**
- * REDIS_URL, QUEUE_NAME and REDIS_TLS_REJECT_UNAUTHORIZED read by config.ts, as the worker reads them: the same
- * defaults, and the original StoryBang worker's BULL_GENERATOR_HOST/PORT when REDIS_URL is absent.
+ * REDIS_URL, QUEUE_NAME, QUEUE_PREFIX and REDIS_TLS_REJECT_UNAUTHORIZED read by src/config, as the worker reads
+ * them: the same defaults, and the original StoryBang worker's BULL_GENERATOR_HOST/PORT when REDIS_URL is absent.
  */
 export function readQueueSettings(env: Env): QueueSettings {
   try {
@@ -66,6 +66,7 @@ export interface CliQueue {
 export function openQueue(settings: QueueSettings): CliQueue {
   const queue = createImageQueue(settings.redisUrl, settings.queueName, {
     tlsRejectUnauthorized: settings.redisTlsRejectUnauthorized,
+    prefix: settings.queuePrefix,
     redis: CLI_REDIS_OPTIONS,
   });
   let lastError: Error | undefined;

@@ -34,9 +34,10 @@ Adds image jobs to the worker's queue, as the front end does.
 
 Environment (and .env), read as the worker reads it: REDIS_URL (default ${DEFAULTS.REDIS_URL}; or the original
 worker's BULL_GENERATOR_HOST and BULL_GENERATOR_PORT), QUEUE_NAME (default ${DEFAULTS.QUEUE_NAME}),
-REDIS_TLS_REJECT_UNAUTHORIZED. Without --token: JWT_SECRET signs one (JWT_USER_CLAIM, default ${DEFAULTS.JWT_USER_CLAIM},
-JWT_ISSUER, JWT_AUDIENCE, JWT_ALGORITHMS; valid for 1 hour), or the StoryBang JWT service (API_JWT, or a
-JWT_VERIFY_URL ending in /Verify_Jwt) makes one with its Create_Jwt, as StoryBang's server does.
+QUEUE_PREFIX (default ${DEFAULTS.QUEUE_PREFIX}), REDIS_TLS_REJECT_UNAUTHORIZED. Without --token: JWT_SECRET signs one
+(JWT_USER_CLAIM, default ${DEFAULTS.JWT_USER_CLAIM}, JWT_ISSUER, JWT_AUDIENCE, JWT_ALGORITHMS; valid for 1 hour), or the
+StoryBang JWT service (API_JWT, or a JWT_VERIFY_URL ending in /Verify_Jwt) makes one with its Create_Jwt, as
+StoryBang's server does.
 
 Prints one JSON line per job: {"jobId","queue","Id","Number"}. The token is never printed.
 Exit codes: 0 enqueued, 1 Redis or the JWT service failed, 2 bad arguments or settings.
@@ -112,7 +113,7 @@ const HMAC_ALGORITHMS: jwt.Algorithm[] = ['HS256', 'HS384', 'HS512'];
  * The token for `id`: the one given; or one signed with JWT_SECRET the way the worker verifies it (its user claim,
  * issuer and audience; HS256 unless JWT_ALGORITHMS leaves it out); or, with the StoryBang JWT service (the original
  * API_JWT, or a JWT_VERIFY_URL ending in /Verify_Jwt), one minted by its Create_Jwt as StoryBang's server does.
- * The settings are read by config.ts, as the worker reads them.
+ * The settings are read by src/config, as the worker reads them.
  */
 export async function tokenFor(id: string, given: string | undefined, env: Env): Promise<string> {
   if (given !== undefined) return given;

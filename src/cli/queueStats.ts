@@ -28,7 +28,7 @@ and the users they belong to, running, and waiting for a producer's retry.
 
 Environment (and .env), read as the worker reads it: REDIS_URL (default ${DEFAULTS.REDIS_URL}; or the original
 worker's BULL_GENERATOR_HOST and BULL_GENERATOR_PORT), QUEUE_NAME (default ${DEFAULTS.QUEUE_NAME}),
-REDIS_TLS_REJECT_UNAUTHORIZED.
+QUEUE_PREFIX (default ${DEFAULTS.QUEUE_PREFIX}), REDIS_TLS_REJECT_UNAUTHORIZED.
 Exit codes: 0 shown, 1 Redis failed, 2 bad arguments or settings.
 `;
 
