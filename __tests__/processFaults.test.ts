@@ -158,6 +158,34 @@ describe('process faults', () => {
     expect(await sys.redis.zcard(`bull:${sys.queueName}:f:active`)).toBe(0);
   });
 
+  it('a worker frozen past its lease mid-request (SIGSTOP) and resumed: one picture, paid at most twice, caps exact', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 2000 });
+    const alice = await sys.user('alice');
+    const settings = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '300', USER_CONCURRENCY: '1' };
+    const frozen = sys.spawnWorker(settings);
+    await frozen.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'frozen', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    frozen.child.kill('SIGSTOP');
+
+    // Another worker reaps the lapsed lease and runs the job itself.
+    const other = sys.spawnWorker(settings);
+    await other.ready;
+    await waitUntil(() => sys.xai.calls.length === 2, 10_000, 'the job taken over');
+    frozen.child.kill('SIGCONT');
+    await frozen.waitForLog((l) => l.msg === 'job end', 10_000);
+    expect(jobEnds(frozen)).toEqual([expect.objectContaining({ outcome: 'lease_lost' })]);
+    await other.waitForLog((l) => l.msg === 'job end', 10_000);
+    expect(jobEnds(other)).toEqual([expect.objectContaining({ outcome: 'completed' })]);
+
+    // The user's next page runs normally: the cap was released exactly once.
+    await sys.enqueue({ Id: 'alice', Prompt: 'next', Token: signToken('alice'), Number: 2 });
+    await alice.waitFor((p) => p.Number === 2 && isFinal(p), 10_000);
+    expect(alice.finals().filter((p) => p.Number === 1)).toHaveLength(1);
+    expect(sys.xai.calls.length).toBeLessThanOrEqual(3);
+    await waitUntil(async () => (await sys.redis.hlen(`bull:${sys.queueName}:fq:inflight`)) === 0, 5000, 'no running count left');
+  });
+
   it('a job that stalls more than MAX_STALLED_COUNT times fails, and its user is still told', async () => {
     sys.xai.setDefault({ ...successAnswer(), delayMs: 5000 });
     const alice = await sys.user('alice');
