@@ -2,7 +2,7 @@ import Bull from 'bull';
 import type { RedisOptions } from 'ioredis';
 import { DEFAULT_QUEUE_PREFIX, DEFAULTS } from './config';
 import { validateJobData } from './jobData';
-import { redisOptionsFromUrl } from './redis';
+import { connectRedis, redisOptionsFromUrl } from './redis';
 
 /**
  * For Node services that enqueue image jobs: the job's shape, the options the existing front end uses, and a
@@ -37,8 +37,10 @@ export const PRODUCER_PREFIX: string = DEFAULT_QUEUE_PREFIX;
 export interface ImageQueueOptions {
   /** false accepts self-signed certificates on `rediss://` (Heroku Redis). Default true. */
   tlsRejectUnauthorized?: boolean;
-  /** Bull's key prefix: the worker's QUEUE_PREFIX. Default `bull`. */
+  /** Bull's key prefix: the worker's QUEUE_PREFIX. Default `bull`; on a cluster a hash-tagged one, e.g. `{bull}`. */
   prefix?: string;
+  /** A Redis Cluster's nodes (`redis://` or `rediss://` URLs, the worker's REDIS_CLUSTER_NODES): the URL is then unused. */
+  clusterNodes?: string[];
   /** Extra ioredis options laid over the ones taken from the URL (e.g. `connectTimeout` for a short-lived CLI). */
   redis?: RedisOptions;
 }
@@ -54,9 +56,14 @@ export function createImageQueue(
   queueName: string = DEFAULT_QUEUE_NAME,
   opts: ImageQueueOptions = {},
 ): Bull.Queue {
+  const prefix = opts.prefix || PRODUCER_PREFIX;
+  if (opts.clusterNodes?.length) {
+    const target = { url: '', clusterNodes: opts.clusterNodes, tlsRejectUnauthorized: opts.tlsRejectUnauthorized ?? true };
+    return new Bull(queueName || DEFAULT_QUEUE_NAME, { prefix, createClient: (type) => connectRedis(target, `producer:${type}`, type !== 'client') as never });
+  }
   // Bull's own URL parsing ignores rediss://, so the connection options are built here.
   const redis = { ...redisOptionsFromUrl(redisUrl || DEFAULT_REDIS_URL, opts.tlsRejectUnauthorized ?? true), ...opts.redis };
-  return new Bull(queueName || DEFAULT_QUEUE_NAME, { prefix: opts.prefix || PRODUCER_PREFIX, redis });
+  return new Bull(queueName || DEFAULT_QUEUE_NAME, { prefix, redis });
 }
 
 /**

@@ -47,7 +47,7 @@ export function redisClientFactory(target: RedisTarget, logger: Logger): { creat
   let client: RedisClient | undefined;
   let subscriber: RedisClient | undefined;
   const make = (type: ClientType, blocking: boolean): RedisClient => {
-    const redis = connect(target, type, blocking);
+    const redis = connectRedis(target, type, blocking);
     watchErrors(redis, type, logger);
     clients.push({ type, redis });
     return redis;
@@ -77,7 +77,8 @@ export function redisClientFactory(target: RedisTarget, logger: Logger): { creat
   return { create, closeAll };
 }
 
-function connect(target: RedisTarget, type: ClientType, blocking: boolean): RedisClient {
+/** One connection to `target`, named in CLIENT LIST; `blocking` for one that blocks or subscribes. */
+export function connectRedis(target: RedisTarget, type: string, blocking: boolean): RedisClient {
   const extra: RedisOptions = { connectionName: `grok-image-worker:${type}`, ...(blocking ? { maxRetriesPerRequest: null, enableReadyCheck: false } : {}) };
   if (target.clusterNodes.length === 0) return new Redis({ ...redisOptionsFromUrl(target.url, target.tlsRejectUnauthorized), ...extra });
   const nodes = target.clusterNodes.map((url) => redisOptionsFromUrl(url, target.tlsRejectUnauthorized));

@@ -51,11 +51,12 @@ export function pingPort(port: number, timeoutMs = 500): Promise<boolean> {
   });
 }
 
-export async function startRedisServer(port?: number): Promise<RedisServer> {
+/** `extraArgs`: more redis-server options, e.g. `--cluster-enabled yes` for a node of a test cluster. */
+export async function startRedisServer(port?: number, extraArgs: string[] = []): Promise<RedisServer> {
   const p = port ?? (await freePort());
   const child = spawn(
     'redis-server',
-    ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+    ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extraArgs],
     { stdio: 'ignore' },
   );
   const spawnError = new Promise<never>((_, reject) => child.once('error', reject));

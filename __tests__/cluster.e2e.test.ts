@@ -1,0 +1,112 @@
+import type Bull from 'bull';
+import { startRelay, Relay } from '../src/demo/notificationService';
+import { createImageQueue, PRODUCER_DEFAULTS } from '../src/producer';
+import { FakeXai, startFakeXai, successAnswer } from './support/fakeXai';
+import { isFinal, isImage, JWT_SECRET, signToken, spawnWorker, uniqueQueueName, UserClient, waitUntil, WorkerProcess } from './support/harness';
+import { RedisCluster, startRedisCluster } from './support/redisCluster';
+
+/**
+ * The worker on a local three-node Redis Cluster, as cluster-only hosting gives it: REDIS_CLUSTER_NODES and a
+ * hash-tagged QUEUE_PREFIX, producers using the same prefix. Every script routes by its declared keys and
+ * touches only keys in their slot; a script that did not would fail here with "non local key".
+ */
+jest.setTimeout(45_000);
+
+let cluster: RedisCluster;
+let xai: FakeXai;
+let relay: Relay;
+let queueName: string;
+let producer: Bull.Queue;
+const workers: WorkerProcess[] = [];
+const users: UserClient[] = [];
+
+beforeAll(async () => {
+  cluster = await startRedisCluster();
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+beforeEach(async () => {
+  xai = await startFakeXai();
+  relay = await startRelay();
+  queueName = uniqueQueueName('cluster');
+  producer = createImageQueue(undefined, queueName, { clusterNodes: cluster.urls, prefix: '{bull}' });
+});
+
+afterEach(async () => {
+  for (const u of users.splice(0)) u.close();
+  for (const w of workers.splice(0)) {
+    if (w.child.exitCode === null && w.child.signalCode === null) {
+      w.child.kill('SIGKILL');
+      await w.exited;
+    }
+  }
+  await producer.close();
+  await relay.close();
+  await xai.close();
+});
+
+function worker(env: Record<string, string> = {}): WorkerProcess {
+  const w = spawnWorker({
+    REDIS_CLUSTER_NODES: cluster.urls.join(','),
+    QUEUE_PREFIX: '{bull}',
+    QUEUE_NAME: queueName,
+    GROK_API: xai.url,
+    GROK_API_KEY: 'xai-test-key',
+    JWT_SECRET,
+    PORT_MESSAGES_USERS: relay.url,
+    GROK_RATE_LIMIT: '0',
+    STATS_INTERVAL_MS: '0',
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  workers.push(w);
+  return w;
+}
+
+async function user(id: string): Promise<UserClient> {
+  const u = await UserClient.connect(relay, id);
+  users.push(u);
+  return u;
+}
+
+const ask = (id: string, n: number): Promise<Bull.Job> => producer.add({ Id: id, Prompt: `page ${n}`, Token: signToken(id), Number: n }, PRODUCER_DEFAULTS);
+
+describe('on a Redis Cluster', () => {
+  it('delivers a picture, keeps Bull truthful and serves a light user before a heavy burst', async () => {
+    xai.setDefault({ ...successAnswer(), delayMs: 50 });
+    const heavy = await user('heavy');
+    const light = await user('light');
+    const w = worker({ CONCURRENCY: '1' });
+    await w.ready;
+    const kept = await producer.add({ Id: 'light', Prompt: 'first', Token: signToken('light'), Number: 0 }, { removeOnComplete: false });
+    expect(await kept.finished()).toMatchObject({ delivered: true });
+    expect(isImage(await light.waitFor((p) => p.Number === 0))).toBe(true);
+
+    for (let n = 1; n <= 20; n++) await ask('heavy', n);
+    await ask('light', 1);
+    await light.waitFor((p) => p.Number === 1 && isFinal(p), 20_000);
+    expect(heavy.finals().length).toBeLessThan(20);
+    await waitUntil(() => heavy.finals().length === 20, 20_000, 'the burst delivered');
+    expect(await producer.getJobCounts()).toMatchObject({ waiting: 0, active: 0, completed: 1 });
+  });
+
+  it('kill -9 during a slow generation: a second worker delivers the job', async () => {
+    xai.setDefault({ ...successAnswer(), delayMs: 3000 });
+    const alice = await user('alice');
+    const recovery = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '300' };
+    const first = worker(recovery);
+    await first.ready;
+    await ask('alice', 1);
+    await waitUntil(() => xai.calls.length === 1, 10_000, 'generation started');
+    first.child.kill('SIGKILL');
+    await first.exited;
+    xai.setDefault(successAnswer());
+    const second = worker(recovery);
+    await second.ready;
+    expect(isImage(await alice.waitFor((p) => p.Number === 1 && isFinal(p), 15_000))).toBe(true);
+    expect(alice.finals()).toHaveLength(1);
+  });
+});
