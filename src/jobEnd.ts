@@ -15,7 +15,7 @@ export interface JobEnd {
   attempt: number;
   /** When this run started (epoch ms). */
   startedAt: number;
-  /** How long the job waited in the fair queue before this run (from its creation or its last retry). */
+  /** How long the job waited before this run, from its creation. */
   waitedMs?: number;
   outcome: JobEndOutcome;
   result: Omit<JobResult, 'outcome'>;
@@ -50,6 +50,7 @@ export function logJobEnd(logger: Logger, end: JobEnd): void {
     refusalRemembered: result.refusalRemembered,
     costUsd: result.costUsd,
     heldMs: result.heldMs,
+    joinedTo: result.joinedTo,
     alert,
     hint: alert ? HINTS[alert] : undefined,
     error: error ? errorSummary(error) : undefined,

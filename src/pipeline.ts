@@ -77,6 +77,8 @@ export interface JobResult {
   refusalRemembered?: boolean;
   costUsd?: number;
   heldMs?: number;
+  /** This job joined an identical one (the same user, page and prompt) and ended with it: the leader's job id. */
+  joinedTo?: string;
 }
 
 /** How far a run got; a failure in `deliver` means the notification service is away. */

@@ -108,9 +108,13 @@ describe('who goes next', () => {
   it('hands over the data, creation time and Bull options, and refuses none of them in silence', async () => {
     const fair = fairQueue();
     const job = await add('alice', { attempts: 3, backoff: { type: 'fixed', delay: 50 }, timeout: 1000 });
+    const custom = await add('bob', { backoff: { type: 'jitter' } });
     const reply = await fair.intake(null, 100);
-    expect(reply.unapplied).toEqual([{ id: String(job.id), option: 'timeout' }]);
-    const [claimed] = await claimAll(fair);
+    expect(reply.unapplied).toEqual([
+      { id: String(job.id), option: 'timeout' },
+      { id: String(custom.id), option: 'backoff' },
+    ]);
+    const [claimed] = (await claimAll(fair)).filter((j) => j.userId === 'alice');
     expect(claimed).toMatchObject({
       fid: `${job.timestamp}-${job.id}`,
       id: String(job.id),
@@ -149,6 +153,21 @@ describe('who goes next', () => {
   });
 });
 
+describe('the pace', () => {
+  it('a job that never asks the image API gives its slot back at once', async () => {
+    const fair = fairQueue({ paced: true });
+    await add('alice');
+    await add('bob');
+    await takeIn(fair);
+    const first = (await fair.claim()).job!;
+    // Claimed for the next free slot: others wait for it to take the slot...
+    expect((await fair.claim()).retryInMs).toBeGreaterThan(0);
+    // ...unless it ends without asking (a bad token, bad data): then the slot is free again.
+    await fair.end(first, { how: 'failed', code: 'SESSION_EXPIRED' }, false);
+    expect((await fair.claim()).job?.userId).toBe('bob');
+  });
+});
+
 describe('leases and fencing', () => {
   it('a lapsed lease is reaped: the job goes back first in line and the stale holder can no longer touch it', async () => {
     const fair = fairQueue({ userConcurrency: 1 });
@@ -165,13 +184,13 @@ describe('leases and fencing', () => {
     // Nothing the stale holder does changes what the new holder owns.
     expect(await fair.renew([stale])).toEqual([stale.fid]);
     expect(await fair.hold(stale, 'GENERATION_FAILED')).toBe(-1);
-    expect(await fair.end(stale, { how: 'back' })).toBe(false);
-    expect(await fair.end(stale, { how: 'retry', delayMs: 0 })).toBe(false);
-    expect(await fair.end(stale, { how: 'completed', returnValue: null })).toBe(false);
+    expect((await fair.end(stale, { how: 'back' })).held).toBe(false);
+    expect((await fair.end(stale, { how: 'retry', delayMs: 0 })).held).toBe(false);
+    expect((await fair.end(stale, { how: 'completed', returnValue: null })).held).toBe(false);
     expect(await redis.zrange(`${prefix}fq:active`, 0, -1)).toEqual([`${fresh.token}|${fresh.fid}`]);
     // The cap stays exact: alice's second job waits until the new holder ends.
     expect((await fair.claim()).job).toBeUndefined();
-    expect(await fair.end(fresh, { how: 'completed', returnValue: null })).toBe(true);
+    expect((await fair.end(fresh, { how: 'completed', returnValue: null })).held).toBe(true);
     expect((await fair.claim()).job?.userId).toBe('alice');
   });
 
@@ -204,7 +223,7 @@ describe('leases and fencing', () => {
     await takeIn(fair);
     const job = (await fair.claim()).job!;
     expect(job.id).toBe(String(first.id));
-    expect(await fair.end(job, { how: 'back' })).toBe(true);
+    expect((await fair.end(job, { how: 'back' })).held).toBe(true);
     expect((await fair.claim()).job?.id).toBe(String(first.id));
   });
 
@@ -296,7 +315,7 @@ describe('one request, one picture; a loop is answered slower', () => {
     const claimed = await claimAll(fair);
     expect(claimed.map((j) => j.id)).toEqual([String(first.id), String(other.id)]);
     const joinedDone = again.finished();
-    await fair.end(claimed[0], { how: 'completed', returnValue: { delivered: true } });
+    expect(await fair.end(claimed[0], { how: 'completed', returnValue: { delivered: true } })).toEqual({ held: true, joined: [String(again.id)] });
     await expect(joinedDone).resolves.toEqual({ delivered: true });
     expect((await fair.counts()).joined).toBe(0);
     // Once the first has ended, the same ask is a new job.
@@ -327,9 +346,11 @@ describe('one request, one picture; a loop is answered slower', () => {
     await bull.add({ Id: 'alice', Prompt: ' ', Token: 't', Number: 3 });
     await takeIn(fair);
     expect(await fair.hold((await fair.claim()).job!, 'INVALID_JOB')).toBe(4000);
-    // Another page of the same user is answered at once.
+    // Another page of the same user, or the same page of another story (another prompt), is answered at once.
     await bull.add({ Id: 'alice', Prompt: ' ', Token: 't', Number: 4 });
+    await bull.add({ Id: 'alice', Prompt: 'another story', Token: 't', Number: 3 });
     await takeIn(fair);
+    expect(await fair.hold((await fair.claim()).job!, 'INVALID_JOB')).toBe(0);
     expect(await fair.hold((await fair.claim()).job!, 'INVALID_JOB')).toBe(0);
   });
 

@@ -19,9 +19,10 @@ import {
 
 export const USAGE = `Usage: npm run -s queue:stats [-- --json]
 
-Shows the worker's queue: Bull's jobs per state (jobs not yet moved into the fair queue), how long the oldest
-of them has waited, how many generated images wait for delivery (checkpoints), and the fair queue: jobs ready
-and the users they belong to, running, and waiting for a producer's retry.
+Shows the worker's queue: Bull's jobs per state (waiting: not yet taken in; active: held by the fair queue
+until they end), how long the oldest waiting one has waited, how many generated images wait for delivery
+(checkpoints), and the fair queue: jobs waiting and their users, running, retrying later, answers held back,
+and asks joined to an identical one.
 
   --json       one JSON line instead of the table
   -h, --help   this text
@@ -43,8 +44,8 @@ export interface QueueStats {
   /** Generated images kept until their notification is delivered (`<prefix>:<queue>:checkpoint:<jobId>`). */
   checkpoints: number;
   /**
-   * The fair queue, where the worker keeps jobs once Bull has handed them over: users with jobs waiting, jobs
-   * ready, running and waiting for a producer's retry. Bull's own counts show only what is not moved in yet.
+   * The fair queue, which holds every job Bull counts as active: users with jobs waiting, jobs waiting, running,
+   * retrying later, failure answers held back, and asks joined to an identical job.
    */
   fair: FairCounts;
 }

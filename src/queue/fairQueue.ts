@@ -111,15 +111,17 @@ export class FairQueue {
   }
 
   /**
-   * Ends this run of the job, if its lease is still this claim's: false when it was lost (another worker may
-   * hold the job now, and nothing was changed). `askedApi`: whether the run reserved a slot of the image API.
+   * Ends this run of the job, if its lease is still this claim's: `held` false when it was lost (another worker
+   * may hold the job now, and nothing was changed). `joined`: the Bull ids of jobs that had joined this one and
+   * ended with it. `askedApi`: whether the run reserved a slot of the image API.
    */
-  async end(job: FairJob, end: RunEnd, askedApi = true): Promise<boolean> {
+  async end(job: FairJob, end: RunEnd, askedApi = true): Promise<{ held: boolean; joined: string[] }> {
     const value = end.how === 'completed' ? (JSON.stringify(end.returnValue) ?? 'null') : end.how === 'failed' ? end.code : '';
     const delayMs = end.how === 'retry' ? Math.max(0, Math.round(end.delayMs)) : 0;
     const keys = [...this.keys.fixed, this.keys.job(job.fid), this.keys.checkpoint(job.fid), this.keys.joined(job.fid)];
     const args = [this.prefix, job.fid, job.token, end.how, value, delayMs, Date.now(), this.agingMs, TOLD_WINDOW_MS, askedApi ? 0 : 1];
-    return (await this.commands.end(...keys, ...args)) === 1;
+    const [held, ...joined] = (await this.commands.end(...keys, ...args)) as [number, ...string[]];
+    return { held: held === 1, joined };
   }
 
   /**

@@ -43,8 +43,9 @@ export async function runClaimedJob(job: FairJob, ctx: RunContext, onSlot: () =>
       onSlot();
       const error = answerError(job, ctx.maxStalledCount);
       await tellAnswer(job, error.code, ctx, signal);
-      await record(job, { how: 'failed', code: error.code }, ctx, false);
+      const joined = await record(job, { how: 'failed', code: error.code }, ctx, false);
       end('failed', { userId: job.userId || undefined, steps: {}, error });
+      logJoined(joined, job, 'failed', error, ctx);
       return;
     }
     let askedApi = false;
@@ -82,36 +83,46 @@ export async function runClaimedJob(job: FairJob, ctx: RunContext, onSlot: () =>
       const error = new WorkerError('GENERATION_FAILED', 'Job run failed unexpectedly', { cause: err });
       result = { outcome: 'failed', userId: job.userId || undefined, steps: {}, error };
     }
-    await finish(job, result, ctx, askedApi);
+    const joined = await finish(job, result, ctx, askedApi);
     end(result.outcome === 'held' ? 'held_back' : result.outcome, result);
+    if (result.outcome === 'completed' || result.outcome === 'failed') logJoined(joined, job, result.outcome, result.error, ctx);
   } finally {
     ctx.leases.release(job);
     onSlot();
   }
 }
 
-/** Records how the run ended; a retry and a held answer come back into line when due. */
-async function finish(job: FairJob, result: JobResult, ctx: RunContext, askedApi: boolean): Promise<void> {
+/**
+ * Records how the run ended; a retry and a held answer come back into line when due. Returns the Bull ids of
+ * jobs that had joined this one and ended with it.
+ */
+async function finish(job: FairJob, result: JobResult, ctx: RunContext, askedApi: boolean): Promise<string[]> {
   switch (result.outcome) {
     case 'completed': {
       const returnValue = { delivered: true, fromCheckpoint: result.fromCheckpoint ?? false, imageBytes: result.imageBytes };
-      await record(job, { how: 'completed', returnValue }, ctx, askedApi);
-      return;
+      return record(job, { how: 'completed', returnValue }, ctx, askedApi);
     }
     case 'failed':
-      await record(job, { how: 'failed', code: result.error?.code ?? 'GENERATION_FAILED' }, ctx, askedApi);
-      return;
+      return record(job, { how: 'failed', code: result.error?.code ?? 'GENERATION_FAILED' }, ctx, askedApi);
     case 'retry': {
       // A transient failure with the producer's Bull attempts left: the next attempt after Bull's own backoff.
       const delayMs = producerBackoffMs(job.backoff, job.attemptsMade + 1);
       await record(job, { how: 'retry', delayMs }, ctx, askedApi);
       ctx.reaper.promoteAfter(delayMs);
-      return;
+      return [];
     }
     case 'held':
       // The hold itself set the job aside (hold-14.lua); it is told when due.
       ctx.reaper.promoteAfter(result.heldMs ?? 0);
-      return;
+      return [];
+  }
+}
+
+/** Jobs that joined an identical one end with it: each still gets its own `job end` line. */
+function logJoined(joined: string[], leader: FairJob, outcome: 'completed' | 'failed', error: WorkerError | undefined, ctx: RunContext): void {
+  const startedAt = Date.now();
+  for (const jobId of joined) {
+    logJobEnd(ctx.deps.logger, { jobId, attempt: 1, startedAt, outcome, result: { userId: leader.userId || undefined, steps: {}, error, joinedTo: leader.id } });
   }
 }
 
@@ -133,17 +144,18 @@ async function tellAnswer(job: FairJob, code: ErrorCode, ctx: RunContext, signal
  * Writes how the run ended, trying again while Redis is away. Past the lease the job is no longer ours to
  * record: the reaper gives it to another worker, which delivers a checkpointed image without paying again.
  */
-async function record(job: FairJob, how: RunEnd, ctx: RunContext, askedApi: boolean): Promise<void> {
+async function record(job: FairJob, how: RunEnd, ctx: RunContext, askedApi: boolean): Promise<string[]> {
   const { logger } = ctx.deps;
   const giveUpAt = Date.now() + (ctx.hardStop.aborted ? 2000 : ctx.leaseMs);
   for (let attempt = 1; ; attempt++) {
     try {
-      if (!(await ctx.fair.end(job, how, askedApi))) logger.warn({ jobId: job.id, what: how.how }, 'job lease had lapsed: its end was not recorded (another worker holds it)');
-      return;
+      const { held, joined } = await ctx.fair.end(job, how, askedApi);
+      if (!held) logger.warn({ jobId: job.id, what: how.how }, 'job lease had lapsed: its end was not recorded (another worker holds it)');
+      return joined;
     } catch (err) {
       if (Date.now() >= giveUpAt) {
         logger.error({ jobId: job.id, what: how.how, err: errorSummary(err) }, 'job end not recorded in Redis: it will run again');
-        return;
+        return [];
       }
       await timeLimit(backoffDelayMs(attempt, { baseMs: 100, maxMs: 2000 }));
     }

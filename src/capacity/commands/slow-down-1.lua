@@ -1,6 +1,6 @@
 --[[
   The image API answered "rate limited": no slot before Retry-After (or two intervals), and the pace slows by
-  half, at most once per second however many requests hear the 429 together; ACQUIRE eases it back as slots go
+  1.5 (up to 16x), at most once per second however many requests hear the 429 together; ACQUIRE eases it back as slots go
   by without one.
   KEYS: 1 fq:pace
   ARGV: intervalMs, retryAfterMs (-1: not given), idleTtlMs

@@ -13,13 +13,14 @@
     how = back:  back into its user's line, where it was (shutdown handed it back).
     clearHold: the run never asked the image API: the pace slot it held for a moment is free again.
     nowMs (the worker's clock) stamps Bull's finishedOn, as Bull's own scripts do.
-  Returns 1 when the lease was this caller's, else 0.
+  Returns {1, bull ids of the jobs that joined it and were finished with it} when the lease was this caller's,
+  else {0}.
 ]]
 local fid, token, how, value = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local delayMs, nowMs, agingMs, toldWindowMs = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local job, checkpoint, followers = KEYS[14], KEYS[15], KEYS[16]
 
-if rcall('ZREM', K.active, token .. '|' .. fid) == 0 then return 0 end
+if rcall('ZREM', K.active, token .. '|' .. fid) == 0 then return {0} end
 local f = rcall('HMGET', job, 'uid', 'bid', 'order', 'same', 'page', 'kc', 'ka', 'fc', 'fa', 'made')
 local uid = f[1]
 release(job, uid)
@@ -29,12 +30,12 @@ if how == 'retry' then
   rcall('HINCRBY', job, 'made', 1)
   rcall('HINCRBY', P .. f[2], 'attemptsMade', 1)
   rcall('ZADD', K.delayed, now() + delayMs, fid)
-  return 1
+  return {1}
 end
 if how == 'back' then
   enqueue(uid, fid, tonumber(f[3]), agingMs, now())
   rcall('PUBLISH', F .. 'wake', '1')
-  return 1
+  return {1}
 end
 
 -- Bull's moveToFinished for one job of ours: what producers, Bull's events and bull-board read.
@@ -71,12 +72,14 @@ end
 
 finishInBull(f[2], tonumber(f[10]) or 0)
 local joinedIds = rcall('LRANGE', followers, 0, -1)
+local reply = {1}
 for _, other in ipairs(joinedIds) do
   local g = rcall('HMGET', jobKey(other), 'bid', 'kc', 'ka', 'fc', 'fa')
   if g[1] then
     if how == 'failed' then keepCount, keepAge = tonumber(g[4]), tonumber(g[5]) else keepCount, keepAge = tonumber(g[2]), tonumber(g[3]) end
     finishInBull(g[1], 0)
     rcall('DEL', jobKey(other))
+    table.insert(reply, g[1])
   end
 end
 if #joinedIds > 0 then rcall('HINCRBY', K.stats, 'joined', -#joinedIds) end
@@ -86,4 +89,4 @@ if how == 'failed' and f[5] ~= '' then
   rcall('INCR', told)
   rcall('PEXPIRE', told, toldWindowMs)
 end
-return 1
+return reply

@@ -1,7 +1,7 @@
 --- @include "_lib"
 --[[
-  A failure is about to be told. If the same failure was told for the same page of the same user a moment ago
-  (fq:told:<page>, see END), the StoryBang wait page is asking again in a loop: the answer is held back instead,
+  A failure is about to be told. If a failure was told for the same page and prompt of the same user a moment
+  ago (fq:told:<page>, see END and intake), the StoryBang wait page is asking again in a loop: the answer is held back instead,
   2 s after the first repeat, doubling up to 60 s, in fq:held where PROMOTE (or the reaper) brings it back to
   be told by whichever worker claims it. Nothing is held by a worker meanwhile, and nothing is lost if it dies.
 

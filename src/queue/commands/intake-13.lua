@@ -13,20 +13,19 @@ local t = now()
 local taken, joined, notes = 0, 0, {}
 local seq = nil
 
--- Whose line a job waits in, and what makes two asks the same: the user's page (Number, or the prompt when
--- there is none) and the prompt. Data without a usable Id waits in the '' line and fails INVALID_JOB there.
+-- Whose line a job waits in, and what makes two asks the same: the user, their page (Number, or none) and the
+-- prompt. `page` keys the memory of failures told (a repeat is answered later); `same` lets an identical ask
+-- join one waiting or running (only for a string prompt). Data without a usable Id waits in the '' line and
+-- fails INVALID_JOB there.
 local function identify(data)
   local ok, d = pcall(cjson.decode, data)
   if not ok or type(d) ~= 'table' then return '', '', '' end
   local id, prompt, number = d['Id'], d['Prompt'], d['Number']
   if type(id) ~= 'string' or #id == 0 or #id > 512 then return '', '', '' end
-  local page
-  if number ~= nil and number ~= cjson.null then page = 'n' .. cjson.encode(number)
-  elseif type(prompt) == 'string' then page = 'p' .. prompt
-  else page = 'p' end
-  local same = ''
-  if type(prompt) == 'string' then same = redis.sha1hex(id .. '\0' .. page .. '\0' .. prompt) end
-  return id, redis.sha1hex(id .. '\0' .. page), same
+  local n = (number ~= nil and number ~= cjson.null) and cjson.encode(number) or ''
+  local p = type(prompt) == 'string' and ('s' .. prompt) or ('x' .. type(prompt))
+  local page = redis.sha1hex(id .. '\0' .. n .. '\0' .. p)
+  return id, page, type(prompt) == 'string' and page or ''
 end
 
 -- Bull's removeOnComplete / removeOnFail as moveToFinished reads them: count (-1 keep all, 0 remove) and age.
@@ -44,7 +43,8 @@ local function takeIn(bid)
     rcall('LREM', K.bactive, -1, bid)
     return
   end
-  rcall('SET', bkey .. ':lock', LOCK)
+  -- Taken in once: a job already locked (by the fair queue, or by a plain Bull worker) is not ours to take.
+  if not rcall('SET', bkey .. ':lock', LOCK, 'NX') then return end
   local ok, opts = pcall(cjson.decode, f[2] or '{}')
   if not ok or type(opts) ~= 'table' then opts = {} end
   local prio = tonumber(opts['priority']) or 0
@@ -54,6 +54,11 @@ local function takeIn(bid)
       table.insert(notes, bid)
       table.insert(notes, name)
     end
+  end
+  local backoff = opts['backoff']
+  if type(backoff) == 'table' and backoff['type'] ~= 'fixed' and backoff['type'] ~= 'exponential' then
+    table.insert(notes, bid)
+    table.insert(notes, 'backoff')
   end
 
   local fid = f[3] .. '-' .. bid
@@ -67,7 +72,6 @@ local function takeIn(bid)
   local order = class * 17592186044416 + ((opts['lifo'] == true) and (8796093022208 - s) or (8796093022208 + s))
   local kc, ka = keepRule(opts['removeOnComplete'])
   local fc, fa = keepRule(opts['removeOnFail'])
-  local backoff = opts['backoff']
   rcall('HSET', jobKey(fid), 'bid', bid, 'uid', uid, 'data', f[1], 'ts', f[3], 'order', order, 'page', page,
     'same', same, 'attempts', tonumber(opts['attempts']) or 1,
     'backoff', (backoff == nil or backoff == cjson.null) and 'null' or cjson.encode(backoff),
@@ -88,7 +92,7 @@ local function takeIn(bid)
 end
 
 -- A blocking BRPOPLPUSH moved firstId; a resent script finds it taken in already (its lock is the queue's).
-if firstId ~= '' and rcall('GET', P .. firstId .. ':lock') ~= LOCK then takeIn(firstId) end
+if firstId ~= '' then takeIn(firstId) end
 for _ = 1, batch do
   local bid = rcall('RPOPLPUSH', K.wait, K.bactive)
   if not bid then break end
