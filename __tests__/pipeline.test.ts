@@ -559,15 +559,16 @@ describe('runJob: the image request', () => {
   it('passes deadlineAt = start of the generate step + generationDeadlineMs, the same on every retry', async () => {
     const t = setup({ generationDeadlineMs: 45_000, maxRetries: 2 });
     t.provider.script = [transientError('503'), IMAGE];
-    const before = Date.now();
-    const result = await runJob(jobRun(), t.deps, signal());
-    const after = Date.now();
-    expect(result.outcome).toBe('completed');
-    const deadlines = t.provider.requests.map((r) => r.deadlineAt!);
-    expect(deadlines).toHaveLength(2);
-    expect(deadlines[1]).toBe(deadlines[0]);
-    expect(deadlines[0] - 45_000).toBeGreaterThanOrEqual(before);
-    expect(deadlines[0] - 45_000).toBeLessThanOrEqual(after);
+    // The clock stands still, so the deadline is known exactly: no bracket between two readings of a moving clock.
+    const NOW = 1_750_000_000_000;
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(NOW);
+    try {
+      const result = await runJob(jobRun(), t.deps, signal());
+      expect(result.outcome).toBe('completed');
+    } finally {
+      clock.mockRestore();
+    }
+    expect(t.provider.requests.map((r) => r.deadlineAt)).toEqual([NOW + 45_000, NOW + 45_000]);
   });
 
   it('does not start a retry wait that would end past the deadline: GENERATION_FAILED, permanent, no wait, no further call', async () => {
