@@ -1,5 +1,5 @@
 import { LogCapture } from './support/harness';
-import { abortError, permanentError, transientError, USER_MESSAGES, WorkerError } from '../src/errors';
+import { abortError, permanentError, rateLimitedError, transientError, USER_MESSAGES, WorkerError } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { failureEvent, failureOutcome, JobRun, PipelineDeps, PipelineSettings, runJob } from '../src/pipeline';
 import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
@@ -593,7 +593,7 @@ describe('runJob: the image request', () => {
     const waits: number[] = [];
     delete t.deps.retryDelay;
     t.deps.sleep = async (ms) => void waits.push(ms);
-    t.provider.script = [transientError('Image API 429: slow down', { status: 429, rateLimited: true, retryAfterMs: 60_000 })];
+    t.provider.script = [rateLimitedError('Image API 429: slow down', { status: 429, retryAfterMs: 60_000 })];
     const result = await runJob(jobRun(), t.deps, signal());
     expect(result.error).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
     expect(waits).toEqual([]);
