@@ -1,9 +1,12 @@
 /** @type {import('jest').Config} */
 module.exports = {
+  // ts-jest compiles each file on its own (tsconfig.json sets isolatedModules), without type checking: types are
+  // checked once, by `npm run typecheck`, not again in every jest worker.
   preset: 'ts-jest',
   testEnvironment: 'node',
   roots: ['<rootDir>/__tests__'],
   testMatch: ['**/*.test.ts'],
+  // A private Redis; dist built only when a selected test runs it and the sources changed (support/compiledOutput.ts).
   globalSetup: '<rootDir>/__tests__/support/globalSetup.ts',
   globalTeardown: '<rootDir>/__tests__/support/globalTeardown.ts',
   // Fails any test that leaves a worker, notifier or test system open.
