@@ -38,7 +38,7 @@ export function userMessage(code: string | undefined): string {
 export type ErrorKind = 'permanent' | 'transient' | 'rateLimited' | 'billing' | 'misconfiguration';
 
 /** The kinds worth trying again: they alone may carry the server's Retry-After. */
-export type RetryableKind = 'transient' | 'rateLimited';
+type RetryableKind = 'transient' | 'rateLimited';
 
 /** What an operator must act on; the job-end line carries it as `alert`. */
 export type OperatorAlert = 'billing' | 'misconfiguration';

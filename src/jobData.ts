@@ -10,7 +10,7 @@ export interface ImageJob {
   number: string | number | boolean | null;
 }
 
-export const MAX_ID_LENGTH = 128;
+const MAX_ID_LENGTH = 128;
 
 /** An INVALID_JOB error that remembers the user when the `Id` was usable, so they can be told. */
 export class InvalidJobError extends WorkerError {
@@ -50,7 +50,7 @@ function describe(value: unknown): string {
   return `a ${typeof value}`;
 }
 
-export function usableUserId(value: unknown): value is string {
+function usableUserId(value: unknown): value is string {
   return typeof value === 'string' && value.trim() !== '' && value.length <= MAX_ID_LENGTH;
 }
 

@@ -2,7 +2,7 @@ import { isTransient, WorkerError } from './errors';
 import { sleep as cancellableSleep } from './sleep';
 
 /** Answers worth asking again; any other 5xx is treated the same way (see `isTransientStatus`). */
-export const TRANSIENT_STATUSES: ReadonlySet<number> = new Set([408, 429, 500, 502, 503, 504]);
+const TRANSIENT_STATUSES: ReadonlySet<number> = new Set([408, 429, 500, 502, 503, 504]);
 
 /** Longest wait a server may impose with Retry-After: a job holds a worker slot while it waits. */
 export const MAX_RETRY_AFTER_MS = 60_000;
@@ -79,7 +79,7 @@ export function producerBackoffMs(backoff: unknown, attemptsMade: number): numbe
   return 0;
 }
 
-export interface RetryInfo {
+interface RetryInfo {
   /** The attempt that just failed (1-based); the next call is attempt + 1. */
   attempt: number;
   delayMs: number;

@@ -32,9 +32,13 @@ function filesUnder(entry: string): string[] {
 }
 
 function inputsDigest(): string {
-  const hash = createHash('sha256').update(`typescript ${(require('typescript/package.json') as { version: string }).version}\n`);
+  const typescript = JSON.parse(fs.readFileSync(require.resolve('typescript/package.json'), 'utf8')) as { version: string };
+  const hash = createHash('sha256').update(`typescript ${typescript.version}\n`);
   for (const file of INPUTS.flatMap((entry) => filesUnder(path.join(ROOT, entry)))) {
-    hash.update(`${path.relative(ROOT, file)}\n`).update(fs.readFileSync(file)).update('\n');
+    hash
+      .update(`${path.relative(ROOT, file)}\n`)
+      .update(fs.readFileSync(file))
+      .update('\n');
   }
   return hash.digest('hex');
 }
