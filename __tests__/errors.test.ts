@@ -44,11 +44,7 @@ describe('WorkerError kinds', () => {
       permanentError('CONTENT_REJECTED', 'refused'),
       { kind: 'permanent', transient: false, rateLimited: false, misconfiguration: false, alert: undefined, retried: false },
     ],
-    [
-      'transient',
-      transientError('503'),
-      { kind: 'transient', transient: true, rateLimited: false, misconfiguration: false, alert: undefined, retried: true },
-    ],
+    ['transient', transientError('503'), { kind: 'transient', transient: true, rateLimited: false, misconfiguration: false, alert: undefined, retried: true }],
     [
       'rateLimited',
       rateLimitedError('429'),
