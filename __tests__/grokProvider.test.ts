@@ -232,25 +232,25 @@ describe('error answers', () => {
 
   it.each([401, 403, 404])('%i is permanent, keeps its status and marks a misconfiguration', async (status) => {
     fake.script([{ status, json: { error: 'nope' } }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status, misconfiguration: true, alert: 'misconfiguration' });
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', kind: 'misconfiguration', transient: false, status, alert: 'misconfiguration' });
   });
 
   it('other 4xx are permanent but not a misconfiguration', async () => {
     fake.script([{ status: 400, json: { error: 'Argument not supported: size' } }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status: 400, misconfiguration: false });
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', kind: 'permanent', status: 400, alert: undefined });
   });
 
   it('429 with Retry-After is the rate limit: transient, rateLimited, and says how long to wait', async () => {
     fake.script([{ status: 429, json: { error: 'Too many requests' }, headers: { 'Retry-After': '3' } }]);
     const err = await failure();
-    expect(err).toMatchObject({ code: 'GENERATION_FAILED', transient: true, rateLimited: true, status: 429, retryAfterMs: 3000 });
+    expect(err).toMatchObject({ code: 'GENERATION_FAILED', kind: 'rateLimited', transient: true, status: 429, retryAfterMs: 3000 });
     expect(err.alert).toBeUndefined();
   });
 
   it('429 without Retry-After is the rate limit with no wait of its own', async () => {
     fake.script([{ status: 429, json: { error: { message: 'slow down', type: 'rate_limit_exceeded', code: 'rate_limit' } } }]);
     const err = await failure();
-    expect(err).toMatchObject({ transient: true, rateLimited: true });
+    expect(err).toMatchObject({ kind: 'rateLimited', transient: true });
     expect(err.retryAfterMs).toBeUndefined();
   });
 
@@ -262,19 +262,15 @@ describe('error answers', () => {
     [403, { error: { message: 'Access denied', type: 'billing_error', code: 'x' } }],
   ])('%i %j is used-up money: permanent, alert billing, not a rate limit or misconfiguration', async (status, json) => {
     fake.script([{ status, json, headers: { 'Retry-After': '3' } }]);
-    expect(await failure()).toMatchObject({
-      code: 'GENERATION_FAILED',
-      transient: false,
-      status,
-      alert: 'billing',
-      rateLimited: false,
-      misconfiguration: false,
-    });
+    const err = await failure();
+    expect(err).toMatchObject({ code: 'GENERATION_FAILED', kind: 'billing', transient: false, status, alert: 'billing' });
+    // Money is not load: the Retry-After the answer carried does not make it a wait.
+    expect(err.retryAfterMs).toBeUndefined();
   });
 
   it.each([408, 500, 503])('%i is transient, not a rate limit', async (status) => {
     fake.script([{ status, body: 'try later' }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', transient: true, rateLimited: false, status });
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', kind: 'transient', transient: true, status });
   });
 });
 

@@ -1,5 +1,5 @@
 import { LogCapture } from './support/harness';
-import { abortError, permanentError, transientError, USER_MESSAGES, WorkerError } from '../src/errors';
+import { abortError, permanentError, rateLimitedError, transientError, USER_MESSAGES, WorkerError } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { failureEvent, failureOutcome, JobRun, PipelineDeps, PipelineSettings, runJob } from '../src/pipeline';
 import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
@@ -559,15 +559,16 @@ describe('runJob: the image request', () => {
   it('passes deadlineAt = start of the generate step + generationDeadlineMs, the same on every retry', async () => {
     const t = setup({ generationDeadlineMs: 45_000, maxRetries: 2 });
     t.provider.script = [transientError('503'), IMAGE];
-    const before = Date.now();
-    const result = await runJob(jobRun(), t.deps, signal());
-    const after = Date.now();
-    expect(result.outcome).toBe('completed');
-    const deadlines = t.provider.requests.map((r) => r.deadlineAt!);
-    expect(deadlines).toHaveLength(2);
-    expect(deadlines[1]).toBe(deadlines[0]);
-    expect(deadlines[0] - 45_000).toBeGreaterThanOrEqual(before);
-    expect(deadlines[0] - 45_000).toBeLessThanOrEqual(after);
+    // The clock stands still, so the deadline is known exactly: no bracket between two readings of a moving clock.
+    const NOW = 1_750_000_000_000;
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(NOW);
+    try {
+      const result = await runJob(jobRun(), t.deps, signal());
+      expect(result.outcome).toBe('completed');
+    } finally {
+      clock.mockRestore();
+    }
+    expect(t.provider.requests.map((r) => r.deadlineAt)).toEqual([NOW + 45_000, NOW + 45_000]);
   });
 
   it('does not start a retry wait that would end past the deadline: GENERATION_FAILED, permanent, no wait, no further call', async () => {
@@ -592,7 +593,7 @@ describe('runJob: the image request', () => {
     const waits: number[] = [];
     delete t.deps.retryDelay;
     t.deps.sleep = async (ms) => void waits.push(ms);
-    t.provider.script = [transientError('Image API 429: slow down', { status: 429, rateLimited: true, retryAfterMs: 60_000 })];
+    t.provider.script = [rateLimitedError('Image API 429: slow down', { status: 429, retryAfterMs: 60_000 })];
     const result = await runJob(jobRun(), t.deps, signal());
     expect(result.error).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
     expect(waits).toEqual([]);

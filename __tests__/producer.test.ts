@@ -34,7 +34,10 @@ describe('enqueueImageJob against real Redis', () => {
     redis.disconnect();
   });
 
-  const valid = (): ImageJobData => ({ Id: 'alice', Prompt: 'A lighthouse at dawn', Token: signToken('alice'), Number: 2 });
+  // One token for the whole file: a token signed again in another second has another `iat`, so data built twice
+  // would not compare equal.
+  const TOKEN = signToken('alice');
+  const valid = (): ImageJobData => ({ Id: 'alice', Prompt: 'A lighthouse at dawn', Token: TOKEN, Number: 2 });
 
   it('adds the job with the front end options, where the worker looks for it', async () => {
     const job = await enqueueImageJob(queue, valid());

@@ -1,4 +1,5 @@
 import Redis from 'ioredis';
+import RedisMock from 'ioredis-mock';
 import { createLogger } from '../src/logger';
 import { GrokImageProvider } from '../src/grokProvider';
 import { runJob } from '../src/pipeline';
@@ -26,9 +27,17 @@ afterEach(async () => {
   redis.disconnect();
 });
 
-describe('RedisRefusalMemory (real Redis)', () => {
+describe('RedisRefusalMemory (plain Redis commands: ioredis-mock)', () => {
+  let mock: Redis;
+  beforeEach(async () => {
+    mock = new RedisMock() as unknown as Redis;
+    // ioredis-mock instances share one in-memory keyspace: start each test from an empty one.
+    await mock.flushall();
+  });
+  afterEach(() => mock.disconnect());
+
   it('knows a remembered refusal for that user and prompt only', async () => {
-    const memory = new RedisRefusalMemory(redis, keyBase, TTL_S);
+    const memory = new RedisRefusalMemory(mock, keyBase, TTL_S);
     expect(await memory.has(USER, PROMPT)).toBe(false);
     await memory.remember(USER, PROMPT);
     expect(await memory.has(USER, PROMPT)).toBe(true);
@@ -37,27 +46,27 @@ describe('RedisRefusalMemory (real Redis)', () => {
   });
 
   it('does not confuse where the user ends and the prompt begins', async () => {
-    const memory = new RedisRefusalMemory(redis, keyBase, TTL_S);
+    const memory = new RedisRefusalMemory(mock, keyBase, TTL_S);
     await memory.remember('ab', 'c');
     expect(await memory.has('a', 'bc')).toBe(false);
   });
 
   it('stores one key under the queue prefix, with the TTL, holding neither the Id nor the prompt', async () => {
-    const memory = new RedisRefusalMemory(redis, keyBase, TTL_S);
+    const memory = new RedisRefusalMemory(mock, keyBase, TTL_S);
     await memory.remember(USER, PROMPT);
-    const keys = await redis.keys(`${keyBase}*`);
+    const keys = await mock.keys(`${keyBase}*`);
     expect(keys).toEqual([expect.stringMatching(new RegExp(`^${keyBase}refused:[0-9a-f]{64}$`))]);
-    const ttl = await redis.ttl(keys[0]);
+    const ttl = await mock.ttl(keys[0]);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(TTL_S);
-    const stored = `${keys[0]} ${await redis.get(keys[0])}`;
+    const stored = `${keys[0]} ${await mock.get(keys[0])}`;
     expect(stored).not.toContain('alice');
     expect(stored).not.toContain('forbidden');
   });
 
   it('keeps queues apart', async () => {
-    await new RedisRefusalMemory(redis, keyBase, TTL_S).remember(USER, PROMPT);
-    expect(await new RedisRefusalMemory(redis, `${keyBase}other:`, TTL_S).has(USER, PROMPT)).toBe(false);
+    await new RedisRefusalMemory(mock, keyBase, TTL_S).remember(USER, PROMPT);
+    expect(await new RedisRefusalMemory(mock, `${keyBase}other:`, TTL_S).has(USER, PROMPT)).toBe(false);
   });
 
   it('rejects when Redis is away (the pipeline carries on without it)', async () => {

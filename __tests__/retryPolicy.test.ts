@@ -1,4 +1,4 @@
-import { permanentError, transientError } from '../src/errors';
+import { permanentError, rateLimitedError, transientError } from '../src/errors';
 import {
   MAX_RETRY_AFTER_MS,
   backoffDelayMs,
@@ -97,6 +97,16 @@ describe('retryDelayMs', () => {
 
   it('caps Retry-After at 60 s', () => {
     expect(retryDelayMs(1, transientError('x', { retryAfterMs: 600_000 }))).toBe(60_000);
+  });
+
+  it("honours a rate limit's Retry-After the same way", () => {
+    expect(retryDelayMs(4, rateLimitedError('429', { retryAfterMs: 3000 }), { random: () => 0 })).toBe(3000);
+    expect(retryDelayMs(2, rateLimitedError('429'), { random: () => 0 })).toBe(1000);
+  });
+
+  it('reads Retry-After from a WorkerError only: anything else that looks like one gets the backoff', () => {
+    expect(retryDelayMs(1, { retryAfterMs: 5 }, { random: () => 0 })).toBe(500);
+    expect(retryDelayMs(1, Object.assign(new Error('x'), { retryAfterMs: 5 }), { random: () => 0 })).toBe(500);
   });
 });
 

@@ -96,9 +96,19 @@ describe('JwtTokenVerifier with a secret', () => {
   });
 
   it('lets a token expired within the clock tolerance through', async () => {
-    const token = jwt.sign({ Id: 'alice', exp: now() - 2 }, SECRET);
-    await expect(hsVerifier({ clockToleranceS: 5 }).verify(token, 'alice', live())).resolves.toBeUndefined();
-    await expectRefused(hsVerifier({ clockToleranceS: 0 }).verify(token, 'alice', live()), 'SESSION_EXPIRED');
+    // The clock stands still between signing and verifying: a slow machine cannot push the token past the tolerance.
+    const NOW_S = 1_750_000_000;
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(NOW_S * 1000);
+    try {
+      const token = jwt.sign({ Id: 'alice', exp: NOW_S - 2 }, SECRET);
+      await expect(hsVerifier({ clockToleranceS: 5 }).verify(token, 'alice', live())).resolves.toBeUndefined();
+      await expect(hsVerifier({ clockToleranceS: 3 }).verify(token, 'alice', live())).resolves.toBeUndefined();
+      // jsonwebtoken counts the token expired from exp + tolerance on, that second included.
+      await expectRefused(hsVerifier({ clockToleranceS: 2 }).verify(token, 'alice', live()), 'SESSION_EXPIRED');
+      await expectRefused(hsVerifier({ clockToleranceS: 0 }).verify(token, 'alice', live()), 'SESSION_EXPIRED');
+    } finally {
+      clock.mockRestore();
+    }
   });
 
   it('refuses a token that is not valid yet', async () => {

@@ -138,7 +138,7 @@ async function classic(results: BenchResults, run: Run, system: BenchSystem, say
 /** bufferutil as the consumers resolve it from this repository (ws uses it for masking when it loads). */
 function bufferutilVersion(): string | null {
   try {
-    return (require('bufferutil/package.json') as { version: string }).version;
+    return (JSON.parse(fs.readFileSync(require.resolve('bufferutil/package.json'), 'utf8')) as { version: string }).version;
   } catch {
     return null;
   }

@@ -26,59 +26,141 @@ export function userMessage(code: string | undefined): string {
   return Object.prototype.hasOwnProperty.call(USER_MESSAGES, code ?? '') ? USER_MESSAGES[code as ErrorCode] : USER_MESSAGES.GENERATION_FAILED;
 }
 
-export interface WorkerErrorOptions {
+/**
+ * What kind of failure an error is, which alone decides what the worker does about it:
+ * - `permanent`: trying again will not help; the user is told and the job ends.
+ * - `transient`: the same work may succeed if tried again later (network, timeout, 408, 5xx).
+ * - `rateLimited`: the team's rate limit (a 429 that is not about credits): a wait, never a failure. The
+ *   capacity layer slows the fleet and asks again without using up the job's retries; elsewhere it is transient.
+ * - `billing`: used-up credits or a reached spending limit: permanent, and an operator must top up.
+ * - `misconfiguration`: the image API refused the key, model or URL: permanent, and an operator must fix it.
+ */
+export type ErrorKind = 'permanent' | 'transient' | 'rateLimited' | 'billing' | 'misconfiguration';
+
+/** The kinds worth trying again: they alone may carry the server's Retry-After. */
+type RetryableKind = 'transient' | 'rateLimited';
+
+/** What an operator must act on; the job-end line carries it as `alert`. */
+export type OperatorAlert = 'billing' | 'misconfiguration';
+
+/** Each kind's consequences, in one table: no combination of them can contradict another. */
+const KINDS: Readonly<Record<ErrorKind, { transient: boolean; alert?: OperatorAlert }>> = Object.freeze({
+  permanent: { transient: false },
+  transient: { transient: true },
+  rateLimited: { transient: true },
+  billing: { transient: false, alert: 'billing' },
+  misconfiguration: { transient: false, alert: 'misconfiguration' },
+});
+
+interface CommonOptions {
   cause?: unknown;
-  /** May the same work succeed if tried again later (network, timeout, 408, 429, 5xx)? */
-  transient?: boolean;
-  /** The remote side asked us to wait this long before trying again (Retry-After). */
-  retryAfterMs?: number;
   /** HTTP status of the answer that caused this error, if any. */
   status?: number;
-  /** The image API refused the key, model or URL: logged at error level for an operator to act on. */
-  misconfiguration?: boolean;
-  /**
-   * A 429 that is the team's rate limit (not used-up credits): a wait, never a failure. The capacity layer
-   * slows the fleet and asks again; it never uses up a job's retries.
-   */
-  rateLimited?: boolean;
-  /** An operator must act: the job-end line carries `alert` (used-up credits: `billing`). */
-  alert?: 'billing' | 'misconfiguration';
 }
 
+/** A failure that is not tried again. Any code may be told to the user. */
+export interface PermanentOptions extends CommonOptions {
+  /** Default `permanent`. */
+  kind?: 'permanent';
+  retryAfterMs?: never;
+}
+
+/** A failure an operator must act on; the user is told GENERATION_FAILED. */
+export interface AlertOptions extends CommonOptions {
+  kind: OperatorAlert;
+  retryAfterMs?: never;
+}
+
+/** A failure worth trying again; the user is told GENERATION_FAILED only once the tries are used up. */
+export interface RetryableOptions extends CommonOptions {
+  kind: RetryableKind;
+  /** The remote side asked us to wait this long before trying again (Retry-After). */
+  retryAfterMs?: number;
+}
+
+export type WorkerErrorOptions = PermanentOptions | AlertOptions | RetryableOptions;
+
 /**
- * The one error type the pipeline acts on: `code` is what the user is told, `transient` decides
- * whether the work is retried. Anything else thrown is a bug: the job fails, it is not retried.
+ * The one error type the pipeline acts on: `code` is what the user is told, `kind` decides whether the work is
+ * tried again and whether an operator is alerted. Anything else thrown is a bug: the job fails, it is not retried.
+ *
+ * The constructor's types admit only coherent errors: a kind other than `permanent` means GENERATION_FAILED, and
+ * only a retryable kind carries `retryAfterMs`. The same rules are checked at run time for callers that go around
+ * the types.
  */
 export class WorkerError extends Error {
   readonly code: ErrorCode;
-  readonly transient: boolean;
+  readonly kind: ErrorKind;
+  /** Retry-After of a transient or rate-limited failure; undefined for every other kind. */
   readonly retryAfterMs?: number;
   readonly status?: number;
-  readonly misconfiguration: boolean;
-  readonly rateLimited: boolean;
-  readonly alert?: 'billing' | 'misconfiguration';
 
+  constructor(code: ErrorCode, message: string, options?: PermanentOptions);
+  constructor(code: 'GENERATION_FAILED', message: string, options: WorkerErrorOptions);
   constructor(code: ErrorCode, message: string, options: WorkerErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    const kind = options.kind ?? 'permanent';
+    if (!Object.prototype.hasOwnProperty.call(KINDS, kind)) throw new TypeError(`WorkerError: unknown kind ${JSON.stringify(kind)}`);
+    if (kind !== 'permanent' && code !== 'GENERATION_FAILED') throw new TypeError(`WorkerError: a ${kind} error is GENERATION_FAILED, not ${code}`);
+    const retryAfterMs = (options as { retryAfterMs?: unknown }).retryAfterMs;
+    if (retryAfterMs !== undefined && !KINDS[kind].transient) throw new TypeError(`WorkerError: a ${kind} error is not retried, so it has no retryAfterMs`);
     this.name = 'WorkerError';
     this.code = code;
-    this.transient = options.transient ?? false;
-    this.retryAfterMs = options.retryAfterMs;
+    this.kind = kind;
+    this.retryAfterMs = retryAfterMs as number | undefined;
     this.status = options.status;
-    this.misconfiguration = options.misconfiguration ?? false;
-    this.rateLimited = options.rateLimited ?? false;
-    this.alert = options.alert ?? (this.misconfiguration ? 'misconfiguration' : undefined);
+  }
+
+  /** May the same work succeed if tried again later? (`transient` or `rateLimited`) */
+  get transient(): boolean {
+    return KINDS[this.kind].transient;
+  }
+
+  /** The team's rate limit: the capacity layer waits and asks again, never using up a job's retries. */
+  get rateLimited(): boolean {
+    return this.kind === 'rateLimited';
+  }
+
+  /** The image API refused the key, model or URL. */
+  get misconfiguration(): boolean {
+    return this.kind === 'misconfiguration';
+  }
+
+  /** What an operator must act on, if anything: the job-end line logs it at error level. */
+  get alert(): OperatorAlert | undefined {
+    return KINDS[this.kind].alert;
   }
 }
 
-/** A failure that will not go away by retrying: the user is told and the job ends. */
-export function permanentError(code: ErrorCode, message: string, options: Omit<WorkerErrorOptions, 'transient'> = {}): WorkerError {
-  return new WorkerError(code, message, { ...options, transient: false });
+/** A failure that will not go away by retrying: the user is told `code` and the job ends. */
+export function permanentError(code: ErrorCode, message: string, options: Omit<PermanentOptions, 'kind'> = {}): WorkerError {
+  return new WorkerError(code, message, { ...options, kind: 'permanent' });
+}
+
+export interface TransientErrorOptions extends Omit<RetryableOptions, 'kind'> {
+  /** @deprecated Use rateLimitedError(); kept so that callers written before `kind` still compile. */
+  rateLimited?: boolean;
 }
 
 /** A failure worth trying again (the image API or a service was briefly unavailable). */
-export function transientError(message: string, options: Omit<WorkerErrorOptions, 'transient'> = {}): WorkerError {
-  return new WorkerError('GENERATION_FAILED', message, { ...options, transient: true });
+export function transientError(message: string, options: TransientErrorOptions = {}): WorkerError {
+  const { rateLimited, ...rest } = options;
+  return new WorkerError('GENERATION_FAILED', message, { ...rest, kind: rateLimited ? 'rateLimited' : 'transient' });
+}
+
+/** The team's rate limit was reached: wait (`retryAfterMs` when the API said how long) and ask again. */
+export function rateLimitedError(message: string, options: Omit<RetryableOptions, 'kind'> = {}): WorkerError {
+  return new WorkerError('GENERATION_FAILED', message, { ...options, kind: 'rateLimited' });
+}
+
+/** Used-up credits or a reached spending limit: not retried, and an operator is alerted (`billing`). */
+export function billingError(message: string, options: Omit<AlertOptions, 'kind'> = {}): WorkerError {
+  return new WorkerError('GENERATION_FAILED', message, { ...options, kind: 'billing' });
+}
+
+/** The API refused the key, model or URL: not retried, and an operator is alerted (`misconfiguration`). */
+export function misconfigurationError(message: string, options: Omit<AlertOptions, 'kind'> = {}): WorkerError {
+  return new WorkerError('GENERATION_FAILED', message, { ...options, kind: 'misconfiguration' });
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import nodeFetch from 'node-fetch';
 import { withDeadline } from './abort';
-import { abortError, WorkerError, isAbortError, permanentError, transientError } from './errors';
+import { abortError, billingError, isAbortError, misconfigurationError, permanentError, rateLimitedError, transientError, WorkerError } from './errors';
 import { isTransientStatus, parseRetryAfter, retryDelayMs, withRetries } from './retryPolicy';
 import type { GeneratedImage, ImageProvider, ImageRequest } from './types';
 
@@ -160,12 +160,13 @@ export class GrokImageProvider implements ImageProvider {
       return permanentError('CONTENT_REJECTED', text, { status });
     }
     // Money, not load: no retry or wait will help until an operator tops up or raises the limit.
-    if (BILLING_STATUSES.has(status) && OUT_OF_CREDITS.test(hint)) return permanentError('GENERATION_FAILED', text, { status, alert: 'billing' });
+    if (BILLING_STATUSES.has(status) && OUT_OF_CREDITS.test(hint)) return billingError(text, { status });
     const retryAfterMs = parseRetryAfter(retryAfter);
     // The team's rate limit: the capacity layer waits and asks again, without using up the job's retries.
-    if (status === 429) return transientError(text, { status, retryAfterMs, rateLimited: true });
+    if (status === 429) return rateLimitedError(text, { status, retryAfterMs });
     if (isTransientStatus(status)) return transientError(text, { status, retryAfterMs });
-    return permanentError('GENERATION_FAILED', text, { status, misconfiguration: MISCONFIGURATION_STATUSES.has(status) });
+    if (MISCONFIGURATION_STATUSES.has(status)) return misconfigurationError(text, { status });
+    return permanentError('GENERATION_FAILED', text, { status });
   }
 
   /**

@@ -10,7 +10,7 @@ export interface ImageJob {
   number: string | number | boolean | null;
 }
 
-export const MAX_ID_LENGTH = 128;
+const MAX_ID_LENGTH = 128;
 
 /** An INVALID_JOB error that remembers the user when the `Id` was usable, so they can be told. */
 export class InvalidJobError extends WorkerError {
@@ -36,13 +36,6 @@ export function echoableNumber(data: unknown): ImageJob['number'] {
   return isScalar(number) ? number : null;
 }
 
-/** The data's `Id` if it names a user (a usable Id of its own), else undefined: whose line a job waits in. */
-export function usableIdOf(data: unknown): string | undefined {
-  if (typeof data !== 'object' || data === null) return undefined;
-  const id = own(data, 'Id');
-  return usableUserId(id) ? id : undefined;
-}
-
 function describe(value: unknown): string {
   if (value === undefined) return 'missing';
   if (value === null) return 'null';
@@ -50,7 +43,7 @@ function describe(value: unknown): string {
   return `a ${typeof value}`;
 }
 
-export function usableUserId(value: unknown): value is string {
+function usableUserId(value: unknown): value is string {
   return typeof value === 'string' && value.trim() !== '' && value.length <= MAX_ID_LENGTH;
 }
 

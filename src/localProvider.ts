@@ -38,7 +38,7 @@ export class LocalImageProvider implements ImageProvider {
   }
 }
 
-export function renderPng(prompt: string, size: number): Buffer {
+function renderPng(prompt: string, size: number): Buffer {
   const h = createHash('sha256').update(prompt, 'utf8').digest();
   const top = [h[0], h[1], h[2]];
   const bottom = [h[3], h[4], h[5]];

@@ -6,7 +6,7 @@ export type { Logger } from 'pino';
  * Paths that could ever carry a secret or an image. The code never logs them on purpose; redaction is
  * the second line of defence for objects logged whole (job data, HTTP errors, payloads).
  */
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'Token', 'token', '*.Token', 'data.Token', 'job.data.Token',
   'apiKey', '*.apiKey', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization',
   'secret', '*.secret', 'publicKey', '*.publicKey',

@@ -27,7 +27,7 @@ export interface LegacyPayload {
   Number?: string | number | boolean;
 }
 
-export function roomFor(userId: string, suffix: string): string {
+function roomFor(userId: string, suffix: string): string {
   return userId + suffix;
 }
 

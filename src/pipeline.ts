@@ -23,7 +23,7 @@ export interface PipelineDeps {
 }
 
 /** What the pipeline asks of the queue that leased it the job. */
-export interface JobLease {
+interface JobLease {
   /** Whether this run still holds its job. Asked before delivering: a run that lost it must not deliver. */
   stillHeld(): Promise<boolean>;
   /**
@@ -58,7 +58,7 @@ export interface JobRun {
   createdAt: number;
 }
 
-export type Outcome = 'completed' | 'failed' | 'retry' | 'held';
+type Outcome = 'completed' | 'failed' | 'retry' | 'held';
 
 export interface JobResult {
   outcome: Outcome;
@@ -338,7 +338,7 @@ function asWorkerError(err: unknown, logger: Logger, jobId: string): WorkerError
   return new WorkerError('GENERATION_FAILED', 'Image generation failed unexpectedly', { cause: error });
 }
 
-export function base64Bytes(base64: string): number {
+function base64Bytes(base64: string): number {
   const padding = base64.endsWith('==') ? 2 : base64.endsWith('=') ? 1 : 0;
   return Math.floor((base64.length * 3) / 4) - padding;
 }

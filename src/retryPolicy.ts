@@ -1,8 +1,8 @@
-import { isTransient } from './errors';
+import { isTransient, WorkerError } from './errors';
 import { sleep as cancellableSleep } from './sleep';
 
 /** Answers worth asking again; any other 5xx is treated the same way (see `isTransientStatus`). */
-export const TRANSIENT_STATUSES: ReadonlySet<number> = new Set([408, 429, 500, 502, 503, 504]);
+const TRANSIENT_STATUSES: ReadonlySet<number> = new Set([408, 429, 500, 502, 503, 504]);
 
 /** Longest wait a server may impose with Retry-After: a job holds a worker slot while it waits. */
 export const MAX_RETRY_AFTER_MS = 60_000;
@@ -55,12 +55,12 @@ export function backoffDelayMs(attempt: number, opts: BackoffOptions = {}): numb
 }
 
 /**
- * Wait before retrying after `err`: the server's Retry-After when the error carries one
- * (`retryAfterMs`, capped at MAX_RETRY_AFTER_MS), otherwise the jittered backoff.
+ * Wait before retrying after `err`: the server's Retry-After when the error carries one (a transient or
+ * rate-limited WorkerError's `retryAfterMs`, capped at MAX_RETRY_AFTER_MS), otherwise the jittered backoff.
  */
 export function retryDelayMs(attempt: number, err: unknown, opts: BackoffOptions = {}): number {
-  const retryAfterMs = (err as { retryAfterMs?: unknown } | null)?.retryAfterMs;
-  if (typeof retryAfterMs === 'number' && Number.isFinite(retryAfterMs) && retryAfterMs >= 0) {
+  const retryAfterMs = err instanceof WorkerError ? err.retryAfterMs : undefined;
+  if (retryAfterMs !== undefined && Number.isFinite(retryAfterMs) && retryAfterMs >= 0) {
     return Math.min(MAX_RETRY_AFTER_MS, retryAfterMs);
   }
   return backoffDelayMs(attempt, opts);
@@ -79,7 +79,7 @@ export function producerBackoffMs(backoff: unknown, attemptsMade: number): numbe
   return 0;
 }
 
-export interface RetryInfo {
+interface RetryInfo {
   /** The attempt that just failed (1-based); the next call is attempt + 1. */
   attempt: number;
   delayMs: number;

@@ -38,7 +38,7 @@ const BACKLOG_POLL_MS = 20;
 const CLOSE_FLUSH_LIMIT_MS = 1000;
 
 /** socket.io servers refuse larger messages by default (maxHttpBufferSize). */
-export const SOCKET_IO_DEFAULT_MAX_BYTES = 1_000_000;
+const SOCKET_IO_DEFAULT_MAX_BYTES = 1_000_000;
 
 /** Wait before connecting again after the service disconnected us on purpose. */
 const SERVER_DISCONNECT_REJOIN_MS = 1000;

@@ -52,13 +52,13 @@ export interface RunningWorker {
   close(): Promise<boolean>;
 }
 
-export function createProvider(config: Config): ImageProvider {
+function createProvider(config: Config): ImageProvider {
   if (config.imageProvider === 'local') return new LocalImageProvider({ delayMs: config.localImageDelayMs });
   const { apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution } = config.grok;
   return new GrokImageProvider({ apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution });
 }
 
-export function createVerifier(config: Config): TokenVerifier {
+function createVerifier(config: Config): TokenVerifier {
   const { jwt } = config;
   if (jwt.mode === 'remote') {
     return new RemoteTokenVerifier({ url: jwt.verifyUrl!, timeoutMs: jwt.verifyTimeoutMs, userClaim: jwt.userClaim });

@@ -14,7 +14,7 @@ export type FakeResponse =
    */
   | { truncate: true; contentLength?: boolean; status?: number; json?: unknown; body?: string | Buffer };
 
-export interface RecordedCall {
+interface RecordedCall {
   headers: http.IncomingHttpHeaders;
   /** Parsed JSON when the body is JSON, else the raw text. */
   body: unknown;
@@ -48,7 +48,7 @@ export interface FakeXai {
   close(): Promise<void>;
 }
 
-export const GENERATIONS_PATH = '/v1/images/generations';
+const GENERATIONS_PATH = '/v1/images/generations';
 
 /** A real 2x2 PNG, small enough to send in every default answer. */
 export const TINY_PNG: Buffer = (() => {

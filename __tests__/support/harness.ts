@@ -17,8 +17,8 @@ import { RunningWorker, startWorker, WorkerOverrides } from '../../src/worker';
 import { FakeXai, startFakeXai } from './fakeXai';
 
 export const JWT_SECRET = 'test-secret-0123456789abcdef';
-export const ROOM_SUFFIX = '_Grok_Image_Generator';
-export const WORKER_ENTRY = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
+const ROOM_SUFFIX = '_Grok_Image_Generator';
+const WORKER_ENTRY = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
 
 export function redisUrl(): string {
   const url = process.env.TEST_REDIS_URL;
@@ -139,7 +139,7 @@ function relayOptionsFor(options: SystemOptions): RelayOptions {
 }
 
 /** The environment a worker under test runs with; `overrides` win. */
-export function workerEnv(
+function workerEnv(
   h: { queueName: string; xai: FakeXai; relay: Relay; options?: SystemOptions },
   overrides: Record<string, string> = {},
 ): Record<string, string> {

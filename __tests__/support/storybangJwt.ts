@@ -39,7 +39,7 @@ export interface StorybangJwt {
   close(): Promise<void>;
 }
 
-export const CREATED = 'Security created successfully';
+const CREATED = 'Security created successfully';
 export const VALID = 'Valid token';
 export const INVALID_OR_EXPIRED = 'Invalid token or session expired. Please log in again.';
 export const NO_TOKEN = 'Session expired. Please log in again.';

@@ -22,7 +22,7 @@ export interface Pacer {
  * Requests are spaced a little wider than the limit allows: arrival times at the API wobble by a few ms, and
  * an API that counts requests in a rolling window answers 429 to one that arrives early.
  */
-export const PACE_MARGIN = 1.05;
+const PACE_MARGIN = 1.05;
 
 /** An idle fleet's pace is forgotten after this long. */
 const IDLE_TTL_MS = 3_600_000;

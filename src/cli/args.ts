@@ -51,7 +51,7 @@ export function readQueueSettings(env: Env): QueueSettings {
  * A command runs once and must not wait forever for a Redis that is not there: one connection attempt
  * with a timeout, no reconnecting, and queued commands fail as soon as the connection is gone.
  */
-export const CLI_REDIS_OPTIONS: RedisOptions = {
+const CLI_REDIS_OPTIONS: RedisOptions = {
   connectTimeout: 5000,
   maxRetriesPerRequest: 0,
   retryStrategy: () => null,

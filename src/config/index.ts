@@ -11,8 +11,8 @@ import { Env, Reading, readSettings } from './setting';
 
 export { ConfigError } from './configError';
 export { describeConfig, redactUrl } from './describe';
-export { DEFAULTS, GROK_ASPECT_RATIOS, GROK_RESOLUTIONS, SCHEMA } from './schema';
-export type { Config, GrokResolution, JwtConfig, NotifyFormat, QueueSettings } from './schema';
+export { DEFAULTS, GROK_ASPECT_RATIOS, SCHEMA } from './schema';
+export type { Config, JwtConfig, NotifyFormat, QueueSettings } from './schema';
 export type { Env } from './setting';
 
 /** Bull's own key prefix: QUEUE_PREFIX's default, and what producers that do not set one use. */

@@ -12,10 +12,9 @@ import { defaultsOf, setting, Values } from './setting';
 /** xAI's published `aspect_ratio` values; anything else is answered 400. */
 export const GROK_ASPECT_RATIOS = ['1:1', '3:4', '4:3', '9:16', '16:9', '2:3', '3:2', '9:19.5', '19.5:9', '9:20', '20:9', '1:2', '2:1', 'auto'] as const;
 /** xAI's published `resolution` values. */
-export const GROK_RESOLUTIONS = ['1k', '2k'] as const;
-export type GrokResolution = (typeof GROK_RESOLUTIONS)[number];
+const GROK_RESOLUTIONS = ['1k', '2k'] as const;
 
-export const NOTIFY_FORMATS = ['schema', 'legacy'] as const;
+const NOTIFY_FORMATS = ['schema', 'legacy'] as const;
 export type NotifyFormat = (typeof NOTIFY_FORMATS)[number];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

@@ -18,7 +18,7 @@ export interface Kind<T> {
 }
 
 /** What an original StoryBang variable (or pair) says for a setting whose own variable is absent. */
-export interface LegacyValue {
+interface LegacyValue {
   /** The original names read. */
   names: string[];
   /** The setting's text, when the original value was usable. */

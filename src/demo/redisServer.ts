@@ -37,7 +37,7 @@ export async function freeFixedPort(): Promise<number> {
   }
 }
 
-export function pingPort(port: number, timeoutMs = 500): Promise<boolean> {
+function pingPort(port: number, timeoutMs = 500): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ port, host: '127.0.0.1' });
     const done = (ok: boolean): void => {

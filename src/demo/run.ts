@@ -82,6 +82,7 @@ async function chooseRedis(): Promise<{ url: string; own?: RedisServer }> {
       throw new Error(
         `Redis does not answer at ${wanted} and redis-server is not on PATH.\n` +
           'Install Redis (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set REDIS_URL.',
+        { cause: err },
       );
     }
     throw err;

@@ -57,7 +57,7 @@ export interface FairQueueOptions {
  * So the fewest waiting go first (stories complete one after another), and a user with n jobs waiting is passed
  * by newcomers only during their first (n - 1) x AGING_MS of waiting.
  */
-export const AGING_MS = 1000;
+const AGING_MS = 1000;
 /** With the pace on, how long a claimed job has to reserve its slot before other workers may claim again. */
 const CLAIM_HOLD_MS = 50;
 /** How long a failure told for a page is remembered: a repeat within it is held back (see hold-14.lua). */
