@@ -170,6 +170,11 @@ export interface WorkerProcess {
   waitForLog(predicate: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
+/** The `job end` lines a worker process logged. */
+export function jobEnds(proc: WorkerProcess): Array<Record<string, unknown>> {
+  return proc.logs.filter((l) => l.msg === 'job end');
+}
+
 export function spawnWorker(env: Record<string, string>): WorkerProcess {
   const child = spawn(process.execPath, [WORKER_ENTRY], {
     env: { PATH: process.env.PATH ?? '', ...env },

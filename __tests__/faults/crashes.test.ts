@@ -1,0 +1,131 @@
+import { successAnswer } from '../support/fakeXai';
+import { USER_MESSAGES } from '../../src/errors';
+import { isFinal, jobEnds, signToken, TestSystem, useTestSystem, waitUntil } from '../support/harness';
+
+/**
+ * Faults that need the worker as a real process. Workers that die, freeze or crowd one queue: the fair queue's leases and fencing.
+ * Short leases make the fair queue's stalled-job recovery quick enough to watch.
+ */
+const FAST_RECOVERY = { LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' };
+
+jest.setTimeout(45_000);
+
+describe('process faults: crashes', () => {
+  let sys: TestSystem;
+  useTestSystem('procfaults', (s) => (sys = s));
+
+  it('kill -9 during a slow generation: a second worker delivers the job', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 1000 });
+    const alice = await sys.user('alice');
+    const first = sys.spawnWorker(FAST_RECOVERY);
+    await first.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'doomed', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = sys.spawnWorker(FAST_RECOVERY);
+    await second.ready;
+    expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: true, Number: 1 });
+    expect(alice.finals()).toHaveLength(1);
+  });
+
+  it('kill -9 of one of two workers in the middle of a burst: every page delivered, only cut-off requests asked again', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 300 });
+    const settings = { ...FAST_RECOVERY, CONCURRENCY: '3', GROK_RATE_LIMIT: '10', GROK_RATE_WINDOW_MS: '1000' };
+    const doomed = sys.spawnWorker(settings);
+    const survivor = sys.spawnWorker(settings);
+    await Promise.all([doomed.ready, survivor.ready]);
+    const total = 12;
+    for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `page ${n}`, Token: signToken(`user${n % 3}`), Number: n });
+    await waitUntil(() => jobEnds(doomed).length >= 1 && jobEnds(survivor).length >= 1, 15_000, 'both working');
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
+
+    await waitUntil(() => jobEnds(doomed).length + jobEnds(survivor).length >= total, 30_000, 'all ended');
+    const ends = [...jobEnds(doomed), ...jobEnds(survivor)];
+    expect(ends.every((l) => l.outcome === 'completed')).toBe(true);
+    expect(new Set(ends.map((l) => l.jobId)).size).toBe(total);
+    const finals = sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
+    expect([...new Set(finals.map((p) => p.Number))].sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(finals.every((p) => p.Status === true)).toBe(true);
+    // Run again: only what the killed worker had in flight (at most its CONCURRENCY). A page it had just handed to
+    // the relay before dying can arrive twice (the front end keeps the first); a checkpointed one is never paid again.
+    expect(finals.length).toBeLessThanOrEqual(total + 3);
+    expect(sys.xai.calls.length).toBeGreaterThanOrEqual(total);
+    expect(sys.xai.calls.length).toBeLessThanOrEqual(total + 3);
+    expect(await sys.redis.zcard(`bull:${sys.queueName}:f:active`)).toBe(0);
+  });
+
+  it('a worker frozen past its lease mid-request (SIGSTOP) and resumed: one picture, paid at most twice, caps exact', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 2000 });
+    const alice = await sys.user('alice');
+    const settings = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '300', USER_CONCURRENCY: '1' };
+    const frozen = sys.spawnWorker(settings);
+    await frozen.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'frozen', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    frozen.child.kill('SIGSTOP');
+
+    // Another worker reaps the lapsed lease and runs the job itself.
+    const other = sys.spawnWorker(settings);
+    await other.ready;
+    await waitUntil(() => sys.xai.calls.length === 2, 10_000, 'the job taken over');
+    frozen.child.kill('SIGCONT');
+    await frozen.waitForLog((l) => l.msg === 'job end', 10_000);
+    expect(jobEnds(frozen)).toEqual([expect.objectContaining({ outcome: 'lease_lost' })]);
+    await other.waitForLog((l) => l.msg === 'job end', 10_000);
+    expect(jobEnds(other)).toEqual([expect.objectContaining({ outcome: 'completed' })]);
+
+    // The user's next page runs normally: the cap was released exactly once.
+    await sys.enqueue({ Id: 'alice', Prompt: 'next', Token: signToken('alice'), Number: 2 });
+    await alice.waitFor((p) => p.Number === 2 && isFinal(p), 10_000);
+    expect(alice.finals().filter((p) => p.Number === 1)).toHaveLength(1);
+    expect(sys.xai.calls.length).toBeLessThanOrEqual(3);
+    await waitUntil(async () => (await sys.redis.hlen(`bull:${sys.queueName}:fq:inflight`)) === 0, 5000, 'no running count left');
+  });
+
+  it('a job that stalls more than MAX_STALLED_COUNT times fails, and its user is still told', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 5000 });
+    const alice = await sys.user('alice');
+    const settings = { ...FAST_RECOVERY, MAX_STALLED_COUNT: '0' };
+    const first = sys.spawnWorker(settings);
+    await first.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'kills its worker', Token: signToken('alice'), Number: 9 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = sys.spawnWorker(settings);
+    await second.ready;
+    expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED, Number: 9 });
+    expect(await second.waitForLog((l) => l.msg === 'job end')).toMatchObject({
+      userId: 'alice',
+      outcome: 'failed',
+      code: 'GENERATION_FAILED',
+    });
+    expect(sys.xai.calls).toHaveLength(1);
+    // One owner ended it: told once, and nothing of the job is left but the short-lived end mark.
+    expect(alice.finals()).toHaveLength(1);
+    expect(await sys.keys()).not.toContainEqual(expect.stringMatching(/:f:job:|:checkpoint:/));
+  });
+
+  it('three worker processes on one queue: every job generated and notified exactly once', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 50 });
+    const workers = [sys.spawnWorker(), sys.spawnWorker(), sys.spawnWorker()];
+    await Promise.all(workers.map((w) => w.ready));
+    const total = 30;
+    for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `picture ${n}`, Token: signToken(`user${n % 3}`), Number: n });
+
+    await waitUntil(() => workers.flatMap(jobEnds).length >= total, 20_000, 'all ended');
+    const finals = sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
+    expect(finals.map((p) => p.Number).sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(finals.every((p) => p.Status === true)).toBe(true);
+    expect(sys.xai.calls).toHaveLength(total);
+    const ends = workers.flatMap(jobEnds);
+    expect(new Set(ends.map((l) => l.jobId)).size).toBe(total);
+    expect(ends).toHaveLength(total);
+    // The work was shared, not done by one worker while the others idled.
+    expect(workers.filter((w) => jobEnds(w).length > 0).length).toBeGreaterThanOrEqual(2);
+  });
+});

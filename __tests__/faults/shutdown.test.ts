@@ -1,0 +1,107 @@
+import { successAnswer } from '../support/fakeXai';
+import { fidOf, isFinal, jobEnds, signToken, TestSystem, useTestSystem, waitUntil, WorkerProcess } from '../support/harness';
+
+/**
+ * Faults that need the worker as a real process. Shutdown as a platform does it: SIGTERM, a limit that runs out, a second signal.
+ * Short leases make the fair queue's stalled-job recovery quick enough to watch.
+ */
+
+jest.setTimeout(45_000);
+
+function indexOfLog(proc: WorkerProcess, predicate: (l: Record<string, unknown>) => boolean): number {
+  return proc.logs.findIndex(predicate);
+}
+
+describe('process faults: shutdown', () => {
+  let sys: TestSystem;
+  useTestSystem('procfaults', (s) => (sys = s));
+
+  it('SIGTERM during a slow generation: the job is delivered, exit 0, and a job added after the signal is not lost', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 1500 });
+    const alice = await sys.user('alice');
+    const worker = sys.spawnWorker();
+    await worker.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'slow one', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+
+    worker.child.kill('SIGTERM');
+    await worker.waitForLog((l) => l.msg === 'signal received');
+    const late = await sys.enqueue({ Id: 'alice', Prompt: 'after the signal', Token: signToken('alice'), Number: 2 });
+
+    expect(await worker.exited).toEqual({ code: 0, signal: null });
+    // Emitted before the exit; the relay's hop to the browser may still be on its way.
+    expect(await alice.waitFor((p) => p.Number === 1 && isFinal(p))).toMatchObject({ Status: true });
+    expect(worker.logs.find((l) => l.msg === 'shutdown complete')).toMatchObject({ finishedInFlight: true });
+    // The late job was finished before exit, or left for the next worker (in Bull, or in the fair queue), never dropped.
+    const lateState = await (await sys.producer.getJob(late.id!))?.getState();
+    const heldByFairQueue = (await sys.redis.exists(`bull:${sys.queueName}:fq:job:${fidOf(late)}`)) === 1;
+    const deliveredBeforeExit = alice.finals().some((p) => p.Number === 2);
+    expect(deliveredBeforeExit ? 'delivered' : heldByFairQueue ? 'fair queue' : lateState).toMatch(/^(delivered|waiting|fair queue)$/);
+
+    const next = sys.spawnWorker();
+    await next.ready;
+    expect(await alice.waitFor((p) => p.Number === 2 && isFinal(p))).toMatchObject({ Status: true });
+    expect(alice.finals().filter((p) => p.Number === 2)).toHaveLength(1);
+  });
+
+  it('shutdown out of time: the unfinished job is handed back at once and another worker delivers it', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 4000 });
+    const alice = await sys.user('alice');
+    const worker = sys.spawnWorker({ SHUTDOWN_TIMEOUT_MS: '300' });
+    await worker.ready;
+    const job = await sys.enqueue({ Id: 'alice', Prompt: 'very slow', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).toEqual({ code: 0, signal: null });
+    expect(jobEnds(worker)).toEqual([expect.objectContaining({ outcome: 'handed_back' })]);
+    // The hand-back was awaited: recorded before the connections closed, first in its user's line, not running.
+    expect(indexOfLog(worker, (l) => l.msg === 'job end')).toBeLessThan(indexOfLog(worker, (l) => l.msg === 'shutdown complete'));
+    const fair = `bull:${sys.queueName}:fq:`;
+    expect(jobEnds(worker)[0].jobId).toBe(String(job.id));
+    expect(await sys.redis.zrange(`${fair}q:alice`, 0, -1)).toEqual([fidOf(job)]);
+    expect(await sys.redis.zcard(`${fair}active`)).toBe(0);
+
+    sys.xai.setDefault(successAnswer());
+    // Default lock settings: only the hand-back, not stalled recovery, can make this quick.
+    const next = sys.spawnWorker();
+    await next.ready;
+    expect(await alice.waitFor(isFinal, 8000)).toMatchObject({ Status: true, Number: 1 });
+  });
+
+  it('while shutdown waits for a running job its lease is still renewed: no other worker takes it over', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 3000 });
+    const alice = await sys.user('alice');
+    const shortLeases = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '200' };
+    const stopping = sys.spawnWorker(shortLeases);
+    await stopping.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'long one', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    const other = sys.spawnWorker(shortLeases);
+    await other.ready;
+
+    stopping.child.kill('SIGTERM');
+    expect(await stopping.exited).toEqual({ code: 0, signal: null });
+    expect(jobEnds(stopping)).toEqual([expect.objectContaining({ outcome: 'completed' })]);
+    // The other worker reaps every 200 ms: a lease left to lapse (1 s) would have been taken and paid again.
+    expect(sys.xai.calls).toHaveLength(1);
+    expect(jobEnds(other)).toEqual([]);
+    expect(alice.finals()).toEqual([expect.objectContaining({ Status: true, Number: 1 })]);
+  });
+
+  it('a second signal exits at once, non-zero, without waiting for the running job', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 5000 });
+    const worker = sys.spawnWorker();
+    await worker.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'slow', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    worker.child.kill('SIGTERM');
+    await worker.waitForLog((l) => l.msg === 'signal received');
+    worker.child.kill('SIGINT');
+    expect(await worker.exited).toEqual({ code: 1, signal: null });
+    expect(worker.logs.find((l) => l.level === 'fatal')).toMatchObject({ msg: 'second signal: exiting now', signal: 'SIGINT' });
+    // Exited while the 5 s generation was still running: it never ended here.
+    expect(jobEnds(worker)).toEqual([]);
+    expect(worker.logs.some((l) => l.msg === 'shutdown complete')).toBe(false);
+  });
+});
