@@ -15,8 +15,9 @@ type Run = (s: RunSpec) => Promise<RunResult>;
 
 /**
  * `npm run bench`: every scenario in one run, on a private Redis, a local xAI-contract server and socket.io relays;
- * prints the goals table and writes bench/figures.md (a quick run writes bench/.tmp/figures-quick.md, so it never
- * replaces the full figures). BENCH_ONLY=capacity runs issue 9's scenarios alone, BENCH_ONLY=classic the rest.
+ * prints the goals table and writes the figures under bench/.tmp/ (generated, never committed): figures.md for a
+ * full run, figures-quick.md for BENCH_QUICK=1, with `-<BENCH_ONLY>` added when only some scenarios ran.
+ * BENCH_ONLY=capacity runs issue 9's scenarios alone, BENCH_ONLY=classic the rest.
  */
 async function main(): Promise<void> {
   const plan: Plan = process.env.BENCH_QUICK === '1' ? QUICK : FULL;
@@ -53,7 +54,7 @@ async function main(): Promise<void> {
   results.durationS = (Date.now() - startedAt) / 1000;
 
   const name = `figures${plan.quick ? '-quick' : ''}${only ? `-${only}` : ''}`;
-  const out = plan.quick || only ? path.join(TMP_DIR, `${name}.md`) : path.resolve(TMP_DIR, '..', 'figures.md');
+  const out = path.join(TMP_DIR, `${name}.md`);
   // The figures first: a report that fails to render can be rendered again from them (report.ts is also a tool).
   fs.writeFileSync(path.join(TMP_DIR, `${name}.json`), JSON.stringify(results, null, 2));
   fs.writeFileSync(out, renderReport(results));
