@@ -1,4 +1,4 @@
-import type { ApiFigures, StoriesRun, StorybangResults } from './storybang';
+import type { ApiFigures, LoopsRun, StoriesRun, StorybangResults } from './storybang';
 import { describeDelay, meanDelayMs } from './xaiServer';
 
 /** The tables of the StoryBang scenarios, and the rows they add to the goals table. */
@@ -17,6 +17,13 @@ const ends = (r: { outcomes: Record<string, number>; codes: Record<string, numbe
   [...Object.entries(r.outcomes), ...Object.entries(r.codes)].map(([k, v]) => `${k} ${v}`).join(', ');
 
 export const share429 = (api: ApiFigures): number => (api.requests > 0 ? api.limited / api.requests : 0);
+
+/** Redis's default `maxclients`: once StoryBang's leaked connections reach it, nobody gets anything. */
+const MAXCLIENTS = 10_000;
+const asksPerMin = (r: LoopsRun): number => {
+  const last = r.samples.at(-1);
+  return last ? ((last.asks.refused + last.asks.blank) * 60) / last.intervalS : NaN;
+};
 
 export const STORYBANG_GOALS = { max429: 0.05, boughtTwice: 0, lightWaitX: 3 };
 
@@ -79,7 +86,7 @@ export function storybangSection(res: StorybangResults, table: Table): string[] 
   lines.push('### 3. Refusal loop and blank-prompt loop', '');
   lines.push(
     table(
-      ['build', 'seconds', 'refused: answers', 'refused: asks', 'API calls for the refused prompt (admitted)', 'blank: answers', 'blank: asks', 'API calls for the blank prompt', 'Redis connections StoryBang would have leaked (= asks)', 'token checks at the JWT service', 'worker Redis commands/min: idle, first -> last interval', 'last / first', 'producer commands per ask', 'job ends'],
+      ['build', 'seconds', 'refused: answers', 'refused: asks', 'API calls for the refused prompt (admitted)', 'blank: answers', 'blank: asks', 'API calls for the blank prompt', 'Redis connections StoryBang would have leaked (= asks)', 'asks/min in the last interval', 'minutes to Redis maxclients (10000) at that pace', 'token checks at the JWT service', 'worker Redis commands/min: idle, first -> last interval', 'last / first', 'producer commands per ask', 'job ends'],
       res.loops.map((r) => [
         who(r),
         String(r.seconds),
@@ -90,6 +97,8 @@ export function storybangSection(res: StorybangResults, table: Table): string[] 
         String(r.blank.asks),
         String(r.blank.apiRequests),
         String(r.asks),
+        n1(asksPerMin(r)),
+        n1(MAXCLIENTS / asksPerMin(r)),
         String(r.jwtVerifies),
         `${n1(r.idlePerMin)}; ${n1(r.samples[0]?.workerPerMin)} -> ${n1(r.samples.at(-1)?.workerPerMin)}`,
         n2((r.samples.at(-1)?.workerPerMin ?? NaN) / (r.samples[0]?.workerPerMin ?? NaN)),
