@@ -1,4 +1,5 @@
 import type { RunSpec } from './measureRun';
+import type { Delay } from './xaiServer';
 
 /** How big each scenario is: the full run takes about 20 minutes on 2 busy cores, BENCH_QUICK=1 about 4. */
 export interface Plan {
@@ -15,6 +16,7 @@ export interface Plan {
   profileJobs: number;
   concurrency: number;
   capacity: CapacityPlan;
+  storybang: StorybangPlan;
 }
 
 /** Issue 9's scenarios; every run stops by itself at `capMs` at the latest. */
@@ -24,6 +26,30 @@ export interface CapacityPlan {
   story: { workers: number; users: number; pages: number; latencyMs: number; capMs: number };
   cost: { jobs: number; users: number; capMs: number };
 }
+
+/**
+ * "StoryBang at xAI's real speed": the worker started from StoryBang's original .env, a 6-12 s API admitting 5
+ * requests/s, StoryBang's wait pages. Every run stops by itself at its `capMs` at the latest.
+ */
+export interface StorybangPlan {
+  /** 1. Users x pages at once, 1 worker, once per latency; 2. the same with `threeWorkers.workers` processes. */
+  stories: { users: number; pages: number; latencies: Delay[]; capMs: number };
+  threeWorkers: { workers: number; users: number; pages: number; latency: Delay; capMs: number };
+  /** 3. A refused and a blank prompt, re-asked at once for `seconds`; Redis commands sampled every `sampleS`, after `idleS` of an idle worker. */
+  loops: { seconds: number; sampleS: number; idleS: number; latency: Delay };
+  /** 4. A story reloaded after its 2nd picture. */
+  reload: { pages: number; latency: Delay; capMs: number };
+  /** 5. A heavy user's `heavyJobs`, then a light user's one. */
+  burst: { heavyJobs: number; latency: Delay; capMs: number };
+}
+
+/** xAI's image API as measured in 2026: p50 7.7 s, p95 11.9 s. */
+export const REAL_SPEED: Delay = [6000, 12000];
+/** BENCH_LOOP_S: how long the refusal and blank-prompt loops run. */
+const loopSeconds = (fallback: number): number => {
+  const s = Number(process.env.BENCH_LOOP_S);
+  return Number.isFinite(s) && s > 0 ? s : fallback;
+};
 
 const CONCURRENCY = 20;
 const SMALL_IMAGE = 2_000;
@@ -49,6 +75,13 @@ export const FULL: Plan = {
     story: { workers: 3, users: 10, pages: 6, latencyMs: 1500, capMs: 90_000 },
     cost: { jobs: 300, users: 10, capMs: 60_000 },
   },
+  storybang: {
+    stories: { users: 10, pages: 6, latencies: [REAL_SPEED, 1500], capMs: 300_000 },
+    threeWorkers: { workers: 3, users: 10, pages: 6, latency: REAL_SPEED, capMs: 300_000 },
+    loops: { seconds: loopSeconds(600), sampleS: 60, idleS: 30, latency: REAL_SPEED },
+    reload: { pages: 6, latency: REAL_SPEED, capMs: 180_000 },
+    burst: { heavyJobs: 200, latency: REAL_SPEED, capMs: 600_000 },
+  },
 };
 
 export const QUICK: Plan = {
@@ -69,6 +102,13 @@ export const QUICK: Plan = {
     fairness: { workers: [1], heavyJobs: 40, loneJobs: 40, latencyMs: 300, capMs: 20_000 },
     story: { workers: 3, users: 3, pages: 6, latencyMs: 1500, capMs: 30_000 },
     cost: { jobs: 60, users: 5, capMs: 30_000 },
+  },
+  storybang: {
+    stories: { users: 4, pages: 6, latencies: [REAL_SPEED, 1500], capMs: 120_000 },
+    threeWorkers: { workers: 3, users: 4, pages: 6, latency: REAL_SPEED, capMs: 120_000 },
+    loops: { seconds: loopSeconds(60), sampleS: 10, idleS: 10, latency: REAL_SPEED },
+    reload: { pages: 6, latency: REAL_SPEED, capMs: 120_000 },
+    burst: { heavyJobs: 40, latency: REAL_SPEED, capMs: 180_000 },
   },
 };
 

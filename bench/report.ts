@@ -5,6 +5,8 @@ import { cpuPerJob, RunResult } from './measureRun';
 import { Plan, WHAT_IF, WhatIf } from './plan';
 import type { MachineInfo } from './procStats';
 import { formatSummary, ProfileSummary, SelfTime } from './profileSummary';
+import type { StorybangResults } from './storybang';
+import { storybangGoals, storybangSection } from './storybangReport';
 
 /** Everything one `npm run bench` measured; `report.js <results.json>` renders it again. */
 export interface BenchResults {
@@ -33,6 +35,7 @@ export interface BenchResults {
   scaleOut?: RunResult[];
   profile?: Record<'worker' | 'bare', { run: RunResult; summary?: ProfileSummary }>;
   capacity?: CapacityResults;
+  storybang?: StorybangResults;
 }
 
 const GOALS = {
@@ -134,6 +137,7 @@ function goals(res: BenchResults): Goal[] {
     out.push(['Redis: bytes and keys left per completed job (worst run)', `${n1(bytes)} B, ${n2(keys)} keys`, '0', bytes === 0 && keys === 0]);
   }
   if (res.capacity) out.push(...capacityGoals(res.capacity));
+  if (res.storybang) out.push(...storybangGoals(res.storybang));
   return out;
 }
 
@@ -369,6 +373,7 @@ export function renderReport(res: BenchResults): string {
     ...(collectRuns(res).length > 0 ? redisAndLogSection(res) : []),
     ...(res.profile ? profileSection(res.profile) : []),
     ...(res.capacity ? capacitySection(res.capacity) : []),
+    ...(res.storybang ? storybangSection(res.storybang, table) : []),
   ];
   return out.join('\n');
 }

@@ -8,20 +8,27 @@ import { FULL, Plan, QUICK, spec, WHAT_IF, WhatIf } from './plan';
 import { machineInfo } from './procStats';
 import { summariseProfile } from './profileSummary';
 import { BenchResults, renderReport, renderSummaryTable } from './report';
+import { runStorybang } from './storybang';
 import { BenchSystem, startSystem } from './system';
 
 type Say = (line: string) => void;
+
+const PARTS = ['classic', 'capacity', 'storybang'] as const;
 type Run = (s: RunSpec) => Promise<RunResult>;
 
 /**
  * `npm run bench`: every scenario in one run, on a private Redis, a local xAI-contract server and socket.io relays;
- * prints the goals table and writes bench/figures.md (a quick run writes bench/.tmp/figures-quick.md, so it never
- * replaces the full figures). BENCH_ONLY=capacity runs issue 9's scenarios alone, BENCH_ONLY=classic the rest.
+ * prints the goals table and writes the figures under bench/.tmp/ (generated, never committed): figures.md for a
+ * full run, figures-quick.md for BENCH_QUICK=1, with `-<BENCH_ONLY>` added when only some scenarios ran.
+ * BENCH_ONLY picks parts, comma-separated: classic, capacity (issue 9), storybang ("StoryBang at xAI's real speed").
+ * Without it, classic and capacity run; storybang runs only when asked for (it takes about 25 minutes by itself).
  */
 async function main(): Promise<void> {
   const plan: Plan = process.env.BENCH_QUICK === '1' ? QUICK : FULL;
   const only = process.env.BENCH_ONLY || undefined;
-  if (only && only !== 'capacity' && only !== 'classic') throw new Error(`BENCH_ONLY must be capacity or classic, not ${only}`);
+  const parts = only ? only.split(',').map((p) => p.trim()) : ['classic', 'capacity'];
+  const unknown = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
+  if (unknown.length > 0) throw new Error(`BENCH_ONLY takes ${PARTS.join(', ')} (comma-separated), not ${unknown.join(', ')}`);
   const say: Say = (line) => void process.stdout.write(`${line}\n`);
   const startedAt = Date.now();
   const machine = machineInfo();
@@ -34,26 +41,40 @@ async function main(): Promise<void> {
     return result;
   };
   const results: BenchResults = { plan, machine, bufferutil: bufferutilVersion(), date: new Date().toISOString(), durationS: 0, only };
+  let current: Build | undefined;
+  const currentBuild = (): Build => {
+    if (!current) say('building the current tree (npm run build)');
+    return (current ??= buildCurrent());
+  };
   try {
-    if (only !== 'capacity') await classic(results, run, system, say);
-    if (only !== 'classic') {
+    if (parts.includes('classic')) await classic(results, run, system, say);
+    if (parts.includes('capacity')) {
       const builds: Build[] = [];
       const rev = baselineRev();
       if (rev) {
         say(`building the baseline ${rev} into bench/.tmp/baseline`);
         builds.push(buildBaseline(TMP_DIR, rev));
       }
-      say('building the current tree (npm run build)');
-      builds.push(buildCurrent());
+      builds.push(currentBuild());
       results.capacity = await runCapacity(system, builds, plan.capacity, TMP_DIR, say);
+    }
+    if (parts.includes('storybang')) {
+      const builds: Build[] = [];
+      const before = process.env.BENCH_STORYBANG_BEFORE;
+      if (before) {
+        say(`building ${before} into bench/.tmp/baseline, to run the StoryBang scenarios before and after`);
+        builds.push({ ...buildBaseline(TMP_DIR, before), label: 'before' });
+      }
+      builds.push(currentBuild());
+      results.storybang = await runStorybang(system, builds, plan.storybang, TMP_DIR, say);
     }
   } finally {
     await system.close();
   }
   results.durationS = (Date.now() - startedAt) / 1000;
 
-  const name = `figures${plan.quick ? '-quick' : ''}${only ? `-${only}` : ''}`;
-  const out = plan.quick || only ? path.join(TMP_DIR, `${name}.md`) : path.resolve(TMP_DIR, '..', 'figures.md');
+  const name = `figures${plan.quick ? '-quick' : ''}${only ? `-${parts.join('-')}` : ''}`;
+  const out = path.join(TMP_DIR, `${name}.md`);
   // The figures first: a report that fails to render can be rendered again from them (report.ts is also a tool).
   fs.writeFileSync(path.join(TMP_DIR, `${name}.json`), JSON.stringify(results, null, 2));
   fs.writeFileSync(out, renderReport(results));

@@ -16,8 +16,9 @@ export class WorkerProcess {
   readonly exited: Promise<number | null>;
   private readonly lines: string[] = [];
 
-  constructor(entry: string, env: Record<string, string>, readonly logFile: string) {
-    this.child = spawn(process.execPath, [entry], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `cwd`: where it runs (the worker reads a `.env` there); by default the benchmark's own directory. */
+  constructor(entry: string, env: Record<string, string>, readonly logFile: string, cwd?: string) {
+    this.child = spawn(process.execPath, [entry], { cwd, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = fs.createWriteStream(logFile);
     let markReady: () => void = () => undefined;
     let partial = '';

@@ -2,14 +2,28 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
+/**
+ * How long an answer takes: a fixed time, or `[min, max]` drawn uniformly per admitted request (xAI's image API
+ * takes 6 to 12 s). The draws come from a generator seeded at every `configure`, so runs see the same delays.
+ */
+export type Delay = number | [number, number];
+
 /** What the server answers from now on: an image of `imageBytes` (before base64), after `delayMs`. */
 export interface XaiBehaviour {
   imageBytes: number;
-  delayMs: number;
+  delayMs: Delay;
   /** xAI's team limit: at most `max` requests admitted per rolling `windowMs`; beyond it 429 with Retry-After: 1. */
   limit?: { max: number; windowMs: number };
   /** Prompts containing any of these are refused by content moderation (400). */
   moderated?: string[];
+  /** Count requests per prompt (`XaiCounters.byPrompt`); reads every request's body. */
+  countPrompts?: boolean;
+}
+
+/** Requests for one prompt: all of them, and those the team limit admitted (the ones xAI would work on and bill). */
+export interface PromptCount {
+  requests: number;
+  admitted: number;
 }
 
 /** What the server saw since the last `configure`. */
@@ -24,6 +38,10 @@ export interface XaiCounters {
   peakInFlight: number;
   /** Most requests admitted within any 200 ms: 1 when a 5/s limit is smoothed, up to 5 when it comes in bursts. */
   peakPer200ms: number;
+  /** Admitted requests not yet answered, now. */
+  inFlight: number;
+  /** By prompt as received, when `countPrompts` (or `moderated`) is set. */
+  byPrompt: Record<string, PromptCount>;
 }
 
 export interface XaiServer {
@@ -42,15 +60,17 @@ const MODERATED = Buffer.from(
 /**
  * A stand-in for xAI's images endpoint (POST, JSON body) that costs as little as possible: the JSON answer for
  * each size is encoded once and sent as one buffer, so the benchmark measures the worker, not this server.
- * Optionally it enforces the team rate limit and refuses chosen prompts as xAI's moderation does.
+ * Optionally it enforces the team rate limit, refuses chosen prompts as xAI's moderation does, takes a latency
+ * drawn from a range, and counts requests per prompt.
  */
 export async function startXaiServer(): Promise<XaiServer> {
   const answers = new Map<number, Buffer>();
   let behaviour: XaiBehaviour = { imageBytes: 1024, delayMs: 0 };
   let answer = answerFor(behaviour.imageBytes, answers);
-  const zero = (): XaiCounters => ({ requests: 0, connections: 0, limited: 0, moderated: 0, peakInFlight: 0, peakPer200ms: 0 });
+  const zero = (): XaiCounters => ({ requests: 0, connections: 0, limited: 0, moderated: 0, peakInFlight: 0, peakPer200ms: 0, inFlight: 0, byPrompt: {} });
   let counts = zero();
   let inFlight = 0;
+  let nextDelay = delays(behaviour.delayMs);
   /** When each admitted request arrived, for the rolling window. */
   let admitted: number[] = [];
   /** Admissions within the last 200 ms, for the burst figure. */
@@ -65,10 +85,13 @@ export async function startXaiServer(): Promise<XaiServer> {
 
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
-    const wantsBody = (behaviour.moderated?.length ?? 0) > 0;
+    const wantsBody = (behaviour.moderated?.length ?? 0) > 0 || behaviour.countPrompts === true;
     req.on('data', (chunk: Buffer) => void (wantsBody && chunks.push(chunk)));
     req.on('end', () => {
       counts.requests++;
+      const prompt = wantsBody ? promptOf(Buffer.concat(chunks)) : '';
+      const perPrompt = wantsBody ? (counts.byPrompt[prompt] ??= { requests: 0, admitted: 0 }) : undefined;
+      if (perPrompt) perPrompt.requests++;
       const { limit } = behaviour;
       if (limit && limit.max > 0) {
         const now = performance.now();
@@ -79,11 +102,11 @@ export async function startXaiServer(): Promise<XaiServer> {
         }
         admitted.push(now);
       }
+      if (perPrompt) perPrompt.admitted++;
       let status = 200;
       let body = answer;
       if (wantsBody) {
-        const prompt = promptOf(Buffer.concat(chunks));
-        if (behaviour.moderated!.some((m) => prompt.includes(m))) {
+        if ((behaviour.moderated ?? []).some((m) => prompt.includes(m))) {
           counts.moderated++;
           status = 400;
           body = MODERATED;
@@ -99,11 +122,12 @@ export async function startXaiServer(): Promise<XaiServer> {
         inFlight--;
         reply(res, status, body);
       };
-      if (behaviour.delayMs <= 0) return send();
+      const delayMs = nextDelay();
+      if (delayMs <= 0) return send();
       const timer = setTimeout(() => {
         timers.delete(timer);
         send();
-      }, behaviour.delayMs);
+      }, delayMs);
       timers.add(timer);
     });
   });
@@ -125,17 +149,41 @@ export async function startXaiServer(): Promise<XaiServer> {
     configure(next) {
       behaviour = next;
       answer = answerFor(next.imageBytes, answers);
+      nextDelay = delays(next.delayMs);
       counts = zero();
       admitted = [];
       recent = [];
     },
-    counters: () => ({ ...counts }),
+    counters: () => ({ ...counts, inFlight, byPrompt: Object.fromEntries(Object.entries(counts.byPrompt).map(([p, c]) => [p, { ...c }])) }),
     close: () =>
       new Promise<void>((resolve) => {
         for (const timer of timers) clearTimeout(timer);
         server.close(() => resolve());
         for (const socket of sockets) socket.destroy();
       }),
+  };
+}
+
+/** The mean of a delay: what a run's ideal times are computed with. */
+export function meanDelayMs(delay: Delay): number {
+  return typeof delay === 'number' ? delay : (delay[0] + delay[1]) / 2;
+}
+
+export function describeDelay(delay: Delay): string {
+  return typeof delay === 'number' ? `${delay / 1000} s` : `${delay[0] / 1000}-${delay[1] / 1000} s`;
+}
+
+/** Successive delays: the fixed one, or uniform draws in [min, max] from a seeded generator (mulberry32). */
+function delays(delay: Delay): () => number {
+  if (typeof delay === 'number') return () => delay;
+  const [min, max] = delay;
+  let seed = 0x2545f491;
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    const unit = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return Math.round(min + unit * (max - min));
   };
 }
 
