@@ -11,7 +11,7 @@ import { escapeGlob, formatAge, main as queueStats, STATES } from '../src/cli/qu
 import { freePort } from '../src/demo/redisServer';
 import { createImageQueue, enqueueImageJob } from '../src/producer';
 import { redisOptionsFromUrl } from '../src/redis';
-import { JwtTokenVerifier } from '../src/tokenVerifier';
+import { JwtTokenVerifier } from '../src/steps/tokenVerifier';
 import { redisUrl, signToken, uniqueQueueName } from './support/harness';
 import { startStorybangJwt, StorybangJwt } from './support/storybangJwt';
 

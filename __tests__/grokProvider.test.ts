@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { WorkerError } from '../src/errors';
-import { GrokImageProvider, GrokProviderOptions, hashUserId, sniffImageType } from '../src/grokProvider';
+import { GrokImageProvider, GrokProviderOptions, hashUserId, sniffImageType } from '../src/steps/grokProvider';
 import { DEFAULT_COST_TICKS, FakeXai, TINY_PNG, TINY_PNG_BASE64, startFakeXai } from './support/fakeXai';
 
 const API_KEY = 'xai-test-secret-key-123';

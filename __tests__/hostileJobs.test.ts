@@ -3,7 +3,7 @@ import jwt from 'jsonwebtoken';
 import { USER_MESSAGES } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { runJob } from '../src/pipeline';
-import { JwtTokenVerifier } from '../src/tokenVerifier';
+import { JwtTokenVerifier } from '../src/steps/tokenVerifier';
 import type { GeneratedImage } from '../src/types';
 import { isFinal, isImage, recordingNotifier, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 

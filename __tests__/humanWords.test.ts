@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { USER_MESSAGES } from '../src/errors';
-import { GrokImageProvider } from '../src/grokProvider';
+import { GrokImageProvider } from '../src/steps/grokProvider';
 import { createLogger } from '../src/logger';
-import { buildPayload, LegacyPayload, SchemaPayload } from '../src/payload';
+import { buildPayload, LegacyPayload, SchemaPayload } from '../src/steps/payload';
 import { runJob } from '../src/pipeline';
 import type { JobEvent } from '../src/types';
 import { FakeResponse, FakeXai, startFakeXai, TINY_PNG_BASE64 } from './support/fakeXai';

@@ -1,4 +1,4 @@
-import { InvalidJobError, validateJobData } from '../src/jobData';
+import { InvalidJobError, validateJobData } from '../src/steps/jobData';
 
 const valid = { Id: 'alice', Token: 'a.b.c', Prompt: 'a cat', Number: 3 };
 

@@ -1,5 +1,5 @@
 import { PNG } from 'pngjs';
-import { LocalImageProvider } from '../src/localProvider';
+import { LocalImageProvider } from '../src/steps/localProvider';
 
 const signal = (): AbortSignal => new AbortController().signal;
 

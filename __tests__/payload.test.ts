@@ -1,6 +1,6 @@
 import { ErrorCode, USER_MESSAGES, userMessage } from '../src/errors';
-import { buildPayload, legacyPayload, schemaPayload } from '../src/payload';
-import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
+import { buildPayload, legacyPayload, schemaPayload } from '../src/steps/payload';
+import { SESSION_EXPIRED_MESSAGE } from '../src/steps/tokenVerifier';
 import type { JobEvent } from '../src/types';
 
 const image = { base64: 'iVBORw0KGgo=', mimeType: 'image/png' };

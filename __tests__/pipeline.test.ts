@@ -2,7 +2,7 @@ import { LogCapture } from './support/harness';
 import { abortError, permanentError, rateLimitedError, transientError, USER_MESSAGES, WorkerError } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { failureEvent, failureOutcome, JobRun, PipelineDeps, PipelineSettings, runJob } from '../src/pipeline';
-import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
+import { SESSION_EXPIRED_MESSAGE } from '../src/steps/tokenVerifier';
 import type { CheckpointStore, GeneratedImage, ImageProvider, ImageRequest, JobEvent, Notifier, RefusalMemory, TokenVerifier } from '../src/types';
 
 const USER = 'user-42';

@@ -1,6 +1,6 @@
 import Bull from 'bull';
 import Redis, { RedisOptions } from 'ioredis';
-import { InvalidJobError } from '../src/jobData';
+import { InvalidJobError } from '../src/steps/jobData';
 import { DEFAULT_QUEUE_PREFIX, loadConfig } from '../src/config';
 import {
   createImageQueue,

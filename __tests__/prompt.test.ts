@@ -1,4 +1,4 @@
-import { cleanPrompt, cutAtWordBoundary, preparePrompt } from '../src/prompt';
+import { cleanPrompt, cutAtWordBoundary, preparePrompt } from '../src/steps/prompt';
 
 describe('prompt policy', () => {
   it('turns line breaks into spaces and drops other control characters', () => {

@@ -1,10 +1,10 @@
 import Redis from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { createLogger } from '../src/logger';
-import { GrokImageProvider } from '../src/grokProvider';
+import { GrokImageProvider } from '../src/steps/grokProvider';
 import { runJob } from '../src/pipeline';
 import { redisOptionsFromUrl } from '../src/redis';
-import { RedisRefusalMemory } from '../src/refusalMemory';
+import { RedisRefusalMemory } from '../src/steps/refusalMemory';
 import type { JobEvent, Notifier } from '../src/types';
 import { FakeXai, startFakeXai } from './support/fakeXai';
 import { redisUrl, uniqueQueueName } from './support/harness';

@@ -4,8 +4,8 @@ import { startRelay, Relay } from '../src/demo/notificationService';
 import { freeFixedPort } from '../src/demo/redisServer';
 import { USER_MESSAGES, WorkerError } from '../src/errors';
 import { createLogger } from '../src/logger';
-import { SocketNotifier, SocketNotifierOptions } from '../src/socketNotifier';
-import { SESSION_EXPIRED_MESSAGE } from '../src/tokenVerifier';
+import { SocketNotifier, SocketNotifierOptions } from '../src/steps/socketNotifier';
+import { SESSION_EXPIRED_MESSAGE } from '../src/steps/tokenVerifier';
 import type { JobEvent } from '../src/types';
 import { waitUntil } from './support/harness';
 

@@ -4,16 +4,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import jwt from 'jsonwebtoken';
 import nodeFetch from 'node-fetch';
 import { WorkerError } from '../src/errors';
-import {
-  defaultAlgorithms,
-  JwtSettings,
-  JwtTokenVerifier,
-  MAX_TOKEN_LENGTH,
-  RemoteTokenVerifier,
-  SESSION_EXPIRED_MESSAGE,
-  validateAlgorithms,
-  validatePublicKey,
-} from '../src/tokenVerifier';
+import { defaultAlgorithms, validateAlgorithms, validatePublicKey } from '../src/jwtAlgorithms';
+import { JwtSettings, JwtTokenVerifier, MAX_TOKEN_LENGTH, RemoteTokenVerifier, SESSION_EXPIRED_MESSAGE } from '../src/steps/tokenVerifier';
 import { freePort } from '../src/demo/redisServer';
 import { INVALID_OR_EXPIRED, NO_TOKEN, startStorybangJwt, StorybangJwt, VALID } from './support/storybangJwt';
 

@@ -1,5 +1,5 @@
 import { USER_MESSAGES } from '../src/errors';
-import { hashUserId } from '../src/grokProvider';
+import { hashUserId } from '../src/steps/grokProvider';
 import { successAnswer, TINY_PNG_BASE64 } from './support/fakeXai';
 import { isFinal, isImage, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 

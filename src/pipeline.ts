@@ -1,7 +1,7 @@
 import { ErrorCode, errorSummary, isAbortError, LeaseLostError, permanentError, toError, userMessage, WorkerError } from './errors';
-import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './jobData';
+import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './steps/jobData';
 import type { Logger } from './logger';
-import { PreparedPrompt, preparePrompt } from './prompt';
+import { PreparedPrompt, preparePrompt } from './steps/prompt';
 import { retryDelayMs, withRetries } from './retryPolicy';
 import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, JobOwner, Notifier, RefusalMemory, TokenVerifier } from './types';
 

@@ -1,7 +1,7 @@
 import Bull from 'bull';
 import type { RedisOptions } from 'ioredis';
 import { DEFAULT_QUEUE_PREFIX, DEFAULTS } from './config';
-import { validateJobData } from './jobData';
+import { validateJobData } from './steps/jobData';
 import { connectRedis, redisOptionsFromUrl } from './redis';
 
 /**

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import type Bull from 'bull';
 import jwt from 'jsonwebtoken';
 import { ConfigError, DEFAULTS, JwtConfig, loadJwtConfig } from '../config';
-import { InvalidJobError, validateJobData } from '../jobData';
+import { InvalidJobError, validateJobData } from '../steps/jobData';
 import { enqueueImageJob, ImageJobData } from '../producer';
 import {
   CliIO,

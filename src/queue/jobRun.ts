@@ -1,7 +1,7 @@
 import { CapacityOptions, withCapacity } from '../capacity/withCapacity';
 import type { InFlightLimit } from '../capacity/inFlight';
 import { ErrorCode, errorSummary, isAbortError, LeaseLostError, permanentError, toError, WorkerError } from '../errors';
-import { echoableNumber } from '../jobData';
+import { echoableNumber } from '../steps/jobData';
 import { JobEndOutcome, logJobEnd } from '../jobEnd';
 import { failureEvent, JobResult, PipelineDeps, runJob, tellFailure } from '../pipeline';
 import { backoffDelayMs, producerBackoffMs } from '../retryPolicy';

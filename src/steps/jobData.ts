@@ -1,4 +1,4 @@
-import { WorkerError } from './errors';
+import { WorkerError } from '../errors';
 import { cleanPrompt } from './prompt';
 
 /** A job's data once it has passed the contract's rules. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { PNG } from 'pngjs';
-import { sleep } from './sleep';
-import type { GeneratedImage, ImageProvider, ImageRequest } from './types';
+import { sleep } from '../sleep';
+import type { GeneratedImage, ImageProvider, ImageRequest } from '../types';
 
 export interface LocalProviderOptions {
   /** Width and height in pixels, 16..1024. Default 256. */

@@ -1,6 +1,6 @@
-import type { NotifyFormat } from './config';
-import { userMessage } from './errors';
-import type { JobEvent } from './types';
+import type { NotifyFormat } from '../config';
+import { userMessage } from '../errors';
+import type { JobEvent } from '../types';
 
 /** NOTIFY_FORMAT=schema: the seed's response schema plus routing, for relays that pass the whole payload on. */
 export interface SchemaPayload {

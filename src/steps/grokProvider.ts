@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import nodeFetch from 'node-fetch';
-import { withDeadline } from './abort';
-import { abortError, billingError, isAbortError, misconfigurationError, permanentError, rateLimitedError, transientError, WorkerError } from './errors';
-import { isTransientStatus, parseRetryAfter, retryDelayMs, withRetries } from './retryPolicy';
-import type { GeneratedImage, ImageProvider, ImageRequest } from './types';
+import { withDeadline } from '../abort';
+import { abortError, billingError, isAbortError, misconfigurationError, permanentError, rateLimitedError, transientError, WorkerError } from '../errors';
+import { isTransientStatus, parseRetryAfter, retryDelayMs, withRetries } from '../retryPolicy';
+import type { GeneratedImage, ImageProvider, ImageRequest } from '../types';
 
 type Fetch = typeof nodeFetch;
 

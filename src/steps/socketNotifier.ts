@@ -1,15 +1,15 @@
 import { setMaxListeners } from 'node:events';
 import { io, Socket } from 'socket.io-client';
-import type { NotifyFormat } from './config';
-import { linkSignals } from './abort';
-import { abortError, toError, transientError } from './errors';
-import { track } from './liveResources';
-import type { Logger } from './logger';
+import type { NotifyFormat } from '../config';
+import { linkSignals } from '../abort';
+import { abortError, toError, transientError } from '../errors';
+import { track } from '../liveResources';
+import type { Logger } from '../logger';
 import { buildPayload } from './payload';
-import { backoffDelayMs } from './retryPolicy';
-import { sleep, timeLimit } from './sleep';
-import { Throttle } from './throttle';
-import type { JobEvent, Notifier } from './types';
+import { backoffDelayMs } from '../retryPolicy';
+import { sleep, timeLimit } from '../sleep';
+import { Throttle } from '../throttle';
+import type { JobEvent, Notifier } from '../types';
 
 export interface SocketNotifierOptions {
   url: string;

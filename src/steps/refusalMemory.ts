@@ -1,6 +1,6 @@
-import type { RedisClient } from './redisScripts';
+import type { RedisClient } from '../redisScripts';
 import { createHash } from 'node:crypto';
-import type { RefusalMemory } from './types';
+import type { RefusalMemory } from '../types';
 
 /**
  * Refusals in Redis under the queue's prefix, one key per (user, prepared prompt) expiring after `ttlS`:
