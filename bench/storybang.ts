@@ -11,7 +11,7 @@ import { share429 } from './storybangReport';
 import { commandCounts, commandDelta } from './redisFootprint';
 import type { BenchSystem } from './system';
 import { JOB_OPTIONS, StoryServer, WaitPage, Watch } from './waitPage';
-import { Delay, describeDelay, meanDelayMs, XaiBehaviour, XaiCounters } from './xaiServer';
+import { Delay, delays, describeDelay, meanDelayMs, XaiBehaviour, XaiCounters } from './xaiServer';
 import { mergeCounts, WorkerProcess } from './workerProcess';
 
 /**
@@ -64,6 +64,11 @@ export interface StoriesRun extends Common {
   meanCompleteMs: number;
   /** The same mean if stories were served one after another at 5/s: story k complete at pages x k / 5 s + latency. */
   serialIdealMs: number;
+  /**
+   * The same, with the stand-in's very latencies: request i sent at i / 5 s and answered after the i-th delay the
+   * stand-in draws; a story is complete at its slowest page. What a perfect story-after-story scheduler reaches.
+   */
+  serialSameDrawsMs: number;
   firstCompleteMs?: number;
   /** Status false seen by the wait pages, each one asked again at once. */
   failuresSeen: number;
@@ -185,7 +190,7 @@ export async function runStorybang(system: BenchSystem, builds: Build[], plan: S
     const s = (ms: number | undefined): string => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
     const capped = (r: Common): string => (r.timedOut ? ' (capped)' : '');
     const storyLine = (r: StoriesRun): string =>
-      `${r.storiesCompleted}/${r.stories} stories, slowest ${s(r.slowestMs)} = ${(r.slowestMs / r.idealMs).toFixed(2)} x ideal, mean ${(r.meanCompleteMs / r.serialIdealMs).toFixed(2)} x story-after-story, ` +
+      `${r.storiesCompleted}/${r.stories} stories, slowest ${s(r.slowestMs)} = ${(r.slowestMs / r.idealMs).toFixed(2)} x ideal, mean ${(r.meanCompleteMs / r.serialIdealMs).toFixed(2)} x story-after-story (${(r.meanCompleteMs / r.serialSameDrawsMs).toFixed(2)} x with the same latencies), ` +
       `${pct(share429(r.api))} 429, ${(r.api.requests / Math.max(1, r.delivered)).toFixed(2)} calls/page, peak ${r.api.peakInFlight} in flight${capped(r)}`;
 
     const { stories, threeWorkers, loops, reload, burst } = plan;
@@ -363,6 +368,7 @@ function storiesRun(ctx: Context, build: Build, workers: number, users: number, 
       idealMs: users * perStoryMs + latencyMs,
       meanCompleteMs: mean(times),
       serialIdealMs: mean(waits.map((_, k) => (k + 1) * perStoryMs + latencyMs)),
+      serialSameDrawsMs: serialSameDraws(users, pagesPer, latency),
       firstCompleteMs: completed.length > 0 ? Math.min(...completed) : undefined,
       failuresSeen: sum(waits.map((w) => w.failures())),
       duplicates: sum(waits.flatMap((w) => [...w.pages.values()].map((p) => Math.max(0, p.deliveries - 1)))),
@@ -370,6 +376,13 @@ function storiesRun(ctx: Context, build: Build, workers: number, users: number, 
       timedOut: !done,
     };
   });
+}
+
+function serialSameDraws(users: number, pagesPer: number, latency: Delay): number {
+  const draw = delays(latency);
+  const slotMs = 1000 / TEAM_RATE;
+  const done = Array.from({ length: users }, (_, k) => Math.max(...Array.from({ length: pagesPer }, (_, j) => (k * pagesPer + j) * slotMs + draw())));
+  return mean(done);
 }
 
 /** What one `queue.add` of StoryBang's server costs Redis (commands inside Bull's script included), on a queue nobody consumes. */

@@ -25,12 +25,18 @@ const asksPerMin = (r: LoopsRun): number => {
   return last ? ((last.asks.refused + last.asks.blank) * 60) / last.intervalS : NaN;
 };
 
-export const STORYBANG_GOALS = { max429: 0.05, boughtTwice: 0, lightWaitX: 3 };
+export const STORYBANG_GOALS = { max429: 0.05, boughtTwice: 0, lightWaitX: 3, slowestX: 1.2, meanX: 1.1 };
 
 /** The issue's goals, on the current tree. */
 export function storybangGoals(res: StorybangResults): Goal[] {
   const out: Goal[] = [];
   const current = <T extends { build: string }>(runs: T[]): T[] => runs.filter((r) => r.build === 'current');
+  for (const r of current(res.stories)) {
+    const slowest = r.slowestMs / r.idealMs;
+    const meanX = r.meanCompleteMs / r.serialSameDrawsMs;
+    out.push([`StoryBang, 1 worker at ${describeDelay(r.latency)}: slowest story / ideal`, n2(slowest), `<= ${STORYBANG_GOALS.slowestX}`, slowest <= STORYBANG_GOALS.slowestX]);
+    out.push([`StoryBang, 1 worker at ${describeDelay(r.latency)}: mean to a complete story / story after story (same latencies)`, n2(meanX), `<= ${STORYBANG_GOALS.meanX}`, meanX <= STORYBANG_GOALS.meanX]);
+  }
   for (const r of current(res.threeWorkers)) {
     const share = share429(r.api);
     out.push([`StoryBang, ${r.workers} workers at ${describeDelay(r.latency)}: requests answered 429`, pct(share), `<= ${pct(STORYBANG_GOALS.max429)}`, share <= STORYBANG_GOALS.max429]);
@@ -47,7 +53,7 @@ export function storybangGoals(res: StorybangResults): Goal[] {
 
 function storiesTable(table: Table, runs: StoriesRun[]): string {
   return table(
-    ['build', 'workers', 'API latency', 'stories complete', 'slowest story (s)', 'ideal (s)', 'slowest / ideal', 'mean to a complete story (s)', 'story-after-story ideal (s)', 'mean / that ideal', 'first complete story (s)', '429 share', 'API calls per delivered page (admitted)', 'peak in flight at the API', 'failures seen', 'duplicates', 'Redis connections StoryBang would have leaked (= asks)', 'job ends'],
+    ['build', 'workers', 'API latency', 'stories complete', 'slowest story (s)', 'ideal (s)', 'slowest / ideal', 'mean to a complete story (s)', 'story-after-story ideal (s)', 'mean / that ideal', 'story after story, same latencies (s)', 'mean / that', 'first complete story (s)', '429 share', 'API calls per delivered page (admitted)', 'peak in flight at the API', 'failures seen', 'duplicates', 'Redis connections StoryBang would have leaked (= asks)', 'job ends'],
     runs.map((r) => [
       who(r),
       String(r.workers),
@@ -59,6 +65,8 @@ function storiesTable(table: Table, runs: StoriesRun[]): string {
       sec(r.meanCompleteMs),
       sec(r.serialIdealMs),
       n2(r.meanCompleteMs / r.serialIdealMs),
+      sec(r.serialSameDrawsMs),
+      n2(r.meanCompleteMs / r.serialSameDrawsMs),
       sec(r.firstCompleteMs),
       pct(share429(r.api)),
       `${n2(r.api.requests / Math.max(1, r.delivered))} (${n2((r.api.requests - r.api.limited) / Math.max(1, r.delivered))})`,

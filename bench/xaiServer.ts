@@ -173,8 +173,11 @@ export function describeDelay(delay: Delay): string {
   return typeof delay === 'number' ? `${delay / 1000} s` : `${delay[0] / 1000}-${delay[1] / 1000} s`;
 }
 
-/** Successive delays: the fixed one, or uniform draws in [min, max] from a seeded generator (mulberry32). */
-function delays(delay: Delay): () => number {
+/**
+ * Successive delays: the fixed one, or uniform draws in [min, max] from a seeded generator (mulberry32). The
+ * server draws one per request in the order they arrive, from a fresh generator at every `configure`.
+ */
+export function delays(delay: Delay): () => number {
   if (typeof delay === 'number') return () => delay;
   const [min, max] = delay;
   let seed = 0x2545f491;
