@@ -7,7 +7,11 @@ import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './supp
  * An image API that enforces a team limit the way xAI does: at most `max` requests admitted in any rolling
  * `windowMs`, a 429 beyond. It records every request's prompt and whether it was admitted.
  */
-async function startLimitedApi(max: number, windowMs: number, latencyMs: number): Promise<{
+async function startLimitedApi(
+  max: number,
+  windowMs: number,
+  latencyMs: number,
+): Promise<{
   url: string;
   requests: Array<{ prompt: string; admitted: boolean }>;
   close: () => Promise<void>;

@@ -207,8 +207,18 @@ describe('enqueue', () => {
   it.each([
     ['a blank prompt', ['--id', 'alice', '--prompt', '   '], {}, /Prompt must not be blank/],
     ['an Id over 128 characters', ['--id', 'x'.repeat(129), '--prompt', 'A fox'], {}, /Id must be a non-empty string of at most 128/],
-    ['a REDIS_URL that is not redis', ['--id', 'alice', '--prompt', 'A fox'], { REDIS_URL: 'http://localhost:6379' }, /REDIS_URL must be a redis or rediss URL/],
-    ['a malformed REDIS_TLS_REJECT_UNAUTHORIZED', ['--id', 'alice', '--prompt', 'A fox'], { REDIS_TLS_REJECT_UNAUTHORIZED: 'maybe' }, /REDIS_TLS_REJECT_UNAUTHORIZED must be true or false/],
+    [
+      'a REDIS_URL that is not redis',
+      ['--id', 'alice', '--prompt', 'A fox'],
+      { REDIS_URL: 'http://localhost:6379' },
+      /REDIS_URL must be a redis or rediss URL/,
+    ],
+    [
+      'a malformed REDIS_TLS_REJECT_UNAUTHORIZED',
+      ['--id', 'alice', '--prompt', 'A fox'],
+      { REDIS_TLS_REJECT_UNAUTHORIZED: 'maybe' },
+      /REDIS_TLS_REJECT_UNAUTHORIZED must be true or false/,
+    ],
   ])('exits 2 with a message for %s, writing nothing', async (_label, argv, overrides, message) => {
     const out = capture();
 
@@ -239,7 +249,7 @@ describe('enqueue', () => {
     expect(out.stdout()).toBe('');
   });
 
-  it('refuses settings the worker would refuse: a JWT_ALGORITHMS outside the secret\'s family (exit 2)', async () => {
+  it("refuses settings the worker would refuse: a JWT_ALGORITHMS outside the secret's family (exit 2)", async () => {
     const out = capture();
 
     const code = await enqueue(['--id', 'alice', '--prompt', 'A fox'], { ...env, JWT_SECRET: SECRET, JWT_ALGORITHMS: 'RS256' }, out.io);
@@ -269,7 +279,7 @@ describe('enqueue', () => {
       PORT: '3005',
     });
 
-    it('finds Redis from BULL_GENERATOR_HOST/PORT and has Create_Jwt make the token, as StoryBang\'s server does', async () => {
+    it("finds Redis from BULL_GENERATOR_HOST/PORT and has Create_Jwt make the token, as StoryBang's server does", async () => {
       const out = capture();
 
       const code = await enqueue(['--id', 'alice', '--prompt', 'A lantern in the fog', '--number', '0'], storybangEnv(), out.io);
@@ -415,7 +425,9 @@ describe('queue:stats', () => {
       expect(rows).toMatch(new RegExp(`\\n${state} +${n}\\n`));
     }
     expect(rows).toMatch(/\noldest waiting +1m 30s \(90000 ms\)\n/);
-    expect(rows).toMatch(/\ncheckpoints +0\nfair queue +1 waiting \(0 users\), 0 running, 0 retrying later, 0 answers held back, 0 joined to an identical job\n$/);
+    expect(rows).toMatch(
+      /\ncheckpoints +0\nfair queue +1 waiting \(0 users\), 0 running, 0 retrying later, 0 answers held back, 0 joined to an identical job\n$/,
+    );
   });
 
   it('prints one JSON line with exactly the documented fields', async () => {
@@ -428,7 +440,13 @@ describe('queue:stats', () => {
     const [stats] = out.lines();
     expect(Object.keys(stats)).toEqual(['queue', 'counts', 'oldestWaitingAgeMs', 'checkpoints', 'fair']);
     expect(Object.keys(stats.counts as object)).toEqual([...STATES]);
-    expect(stats).toEqual({ queue: queueName, counts: { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, paused: 0 }, oldestWaitingAgeMs: null, checkpoints: 0, fair: { usersWaiting: 0, waiting: 0, running: 0, retrying: 0, heldBack: 0, joined: 0, heldBackTotal: 0 } });
+    expect(stats).toEqual({
+      queue: queueName,
+      counts: { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, paused: 0 },
+      oldestWaitingAgeMs: null,
+      checkpoints: 0,
+      fair: { usersWaiting: 0, waiting: 0, running: 0, retrying: 0, heldBack: 0, joined: 0, heldBackTotal: 0 },
+    });
   });
 
   it('counts waiting jobs of a paused queue as paused, and still measures their age', async () => {

@@ -99,7 +99,7 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...minimal, PORT_MESSAGES_USERS: '4001' }).notify.url).toBe('http://127.0.0.1:4001');
   });
 
-  it('limits image requests to xAI\'s 5 per second by default, and GROK_RATE_LIMIT=0 turns the limiter off', () => {
+  it("limits image requests to xAI's 5 per second by default, and GROK_RATE_LIMIT=0 turns the limiter off", () => {
     expect(loadConfig({ ...minimal, GROK_RATE_LIMIT: '10', GROK_RATE_WINDOW_MS: '2000' }).rateLimit).toEqual({ max: 10, windowMs: 2000 });
     expect(loadConfig({ ...minimal, GROK_RATE_LIMIT: '0' }).rateLimit).toBeNull();
     expect(problems({ ...minimal, GROK_RATE_LIMIT: '-1', GROK_RATE_WINDOW_MS: '0' })).toEqual([
@@ -126,7 +126,10 @@ describe('loadConfig', () => {
       expect.stringMatching(/^GROK_ASPECT_RATIO must be one of 1:1, 3:4, .*, auto, or unset .*\(got "1024x1024"\)/),
       expect.stringMatching(/^GROK_RESOLUTION must be one of 1k, 2k, or unset .*\(got "4k"\)/),
     ]);
-    expect(describeConfig(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '16:9', GROK_RESOLUTION: '1k' })).grok).toMatchObject({ aspectRatio: '16:9', resolution: '1k' });
+    expect(describeConfig(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '16:9', GROK_RESOLUTION: '1k' })).grok).toMatchObject({
+      aspectRatio: '16:9',
+      resolution: '1k',
+    });
   });
 
   it('keeps every default in DEFAULTS', () => {
@@ -182,9 +185,11 @@ describe('loadConfig', () => {
     expect(found[0]).not.toContain('secret');
   });
 
-  it('requires a hash tag in QUEUE_PREFIX on a cluster, so that the queue\'s keys share one slot', () => {
+  it("requires a hash tag in QUEUE_PREFIX on a cluster, so that the queue's keys share one slot", () => {
     const nodes = { REDIS_CLUSTER_NODES: 'redis://node-1:6379' };
-    expect(problems({ ...minimal, ...nodes })).toEqual([expect.stringMatching(/^QUEUE_PREFIX must hold a hash tag .*use \{bull\} on a cluster \(got "bull"\)/)]);
+    expect(problems({ ...minimal, ...nodes })).toEqual([
+      expect.stringMatching(/^QUEUE_PREFIX must hold a hash tag .*use \{bull\} on a cluster \(got "bull"\)/),
+    ]);
     for (const prefix of ['{}', '}bull{', '{}{bull}', 'bull{']) {
       expect(problems({ ...minimal, ...nodes, QUEUE_PREFIX: prefix })).toEqual([expect.stringMatching(/^QUEUE_PREFIX must hold a hash tag/)]);
     }
@@ -197,7 +202,13 @@ describe('loadConfig', () => {
   });
 
   it('finds a hash tag where Redis does: between the first { and the next }', () => {
-    expect([hasHashTag('{bull}'), hasHashTag('a{b}c'), hasHashTag('{}'), hasHashTag('{}{bull}'), hasHashTag('bull')]).toEqual([true, true, false, false, false]);
+    expect([hasHashTag('{bull}'), hasHashTag('a{b}c'), hasHashTag('{}'), hasHashTag('{}{bull}'), hasHashTag('bull')]).toEqual([
+      true,
+      true,
+      false,
+      false,
+      false,
+    ]);
   });
 
   it('reads the queue settings for producers and commands as the worker does', () => {
@@ -227,7 +238,7 @@ describe('loadConfig', () => {
   });
 });
 
-describe('the original StoryBang worker\'s .env', () => {
+describe("the original StoryBang worker's .env", () => {
   /** Exactly the variables the worker being replaced read, PORT included. */
   const storybang = {
     BULL_GENERATOR_HOST: 'redis.internal',
@@ -297,7 +308,9 @@ describe('the original StoryBang worker\'s .env', () => {
     expect(problems({ ...storybang, BULL_GENERATOR_HOST: 'redis://redis.internal:6379' })).toEqual([
       expect.stringMatching(/^BULL_GENERATOR_HOST must be a host name or IP address/),
     ]);
-    expect(problems({ ...storybang, API_JWT: 'jwt.internal:4000' })).toEqual([expect.stringMatching(/^API_JWT must be the JWT service's http or https base URL/)]);
+    expect(problems({ ...storybang, API_JWT: 'jwt.internal:4000' })).toEqual([
+      expect.stringMatching(/^API_JWT must be the JWT service's http or https base URL/),
+    ]);
   });
 
   it('mentions the original names when neither the new nor the original one is set', () => {

@@ -25,9 +25,14 @@ const hostileData = fc.oneof(
   fc.record({ Id: anyField, Token: anyField, Prompt: anyField, Number: anyField }, { requiredKeys: [] }),
   fc.dictionary(hostileKeys, anyField),
   // Well-formed jobs, half with a token for someone else, so the valid path is exercised too.
-  fc.record({ Id: fc.constantFrom('alice', 'bob'), Prompt: fc.string({ minLength: 1, maxLength: 50 }), Number: fc.jsonValue(), tokenFor: fc.constantFrom('alice', 'bob') }).map(
-    ({ tokenFor, ...job }) => ({ ...job, Token: jwt.sign({ Id: tokenFor }, SECRET) }),
-  ),
+  fc
+    .record({
+      Id: fc.constantFrom('alice', 'bob'),
+      Prompt: fc.string({ minLength: 1, maxLength: 50 }),
+      Number: fc.jsonValue(),
+      tokenFor: fc.constantFrom('alice', 'bob'),
+    })
+    .map(({ tokenFor, ...job }) => ({ ...job, Token: jwt.sign({ Id: tokenFor }, SECRET) })),
 );
 
 /** The contract's rule for an Id that names a room, written out independently of the code under test. */
@@ -94,7 +99,10 @@ describe('hostile and malformed job data', () => {
     it('ends every hostile job with a code and keeps serving', async () => {
       const alice = await sys.user('alice');
       await sys.startWorker({ CONCURRENCY: '10' });
-      const samples = fc.sample(hostileData.filter((d) => typeof d === 'object' && d !== null), { numRuns: 60, seed: 42 });
+      const samples = fc.sample(
+        hostileData.filter((d) => typeof d === 'object' && d !== null),
+        { numRuns: 60, seed: 42 },
+      );
       // Kept after they end, so Bull's own counts can show that every one of them ended.
       for (const data of samples) await sys.producer.add(data, { attempts: 1 });
       const last = { Id: 'alice', Prompt: 'still serving', Token: signToken('alice'), Number: 'last' };
@@ -102,10 +110,14 @@ describe('hostile and malformed job data', () => {
       await alice.waitFor((p) => p.Number === 'last' && isFinal(p), 20_000);
       // Some samples repeat a page that just failed: their answers are held back a few seconds (and identical
       // asks join one run), so Bull, not the count of log lines, says when all have ended.
-      await waitUntil(async () => {
-        const counts = await sys.producer.getJobCounts();
-        return counts.completed + counts.failed === samples.length;
-      }, 30_000, 'every job ended in Bull');
+      await waitUntil(
+        async () => {
+          const counts = await sys.producer.getJobCounts();
+          return counts.completed + counts.failed === samples.length;
+        },
+        30_000,
+        'every job ended in Bull',
+      );
 
       const ends = sys.logs.jobEnds();
       for (const end of ends) {

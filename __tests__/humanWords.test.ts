@@ -54,28 +54,34 @@ const headers = fc.option(fc.record({ 'Retry-After': fc.oneof(fc.constantFrom('0
 type AnswerSpec = (prompt: string) => FakeResponse;
 
 const errorAnswer: fc.Arbitrary<AnswerSpec> = fc.oneof(
-  fc.record({ status: errorStatus, message: textSpec, type: textSpec, code: textSpec, headers }).map(
-    (a) => (prompt: string) => ({ status: a.status, headers: a.headers, json: { error: { message: render(a.message, prompt), type: render(a.type, prompt), code: render(a.code, prompt) } } }),
-  ),
-  fc.record({ status: errorStatus, code: textSpec, error: textSpec, headers }).map(
-    (a) => (prompt: string) => ({ status: a.status, headers: a.headers, json: { code: render(a.code, prompt), error: render(a.error, prompt) } }),
-  ),
-  fc.record({ status: errorStatus, text: textSpec, headers }).map((a) => (prompt: string) => ({ status: a.status, headers: a.headers, body: render(a.text, prompt) })),
+  fc.record({ status: errorStatus, message: textSpec, type: textSpec, code: textSpec, headers }).map((a) => (prompt: string) => ({
+    status: a.status,
+    headers: a.headers,
+    json: { error: { message: render(a.message, prompt), type: render(a.type, prompt), code: render(a.code, prompt) } },
+  })),
+  fc
+    .record({ status: errorStatus, code: textSpec, error: textSpec, headers })
+    .map((a) => (prompt: string) => ({ status: a.status, headers: a.headers, json: { code: render(a.code, prompt), error: render(a.error, prompt) } })),
+  fc
+    .record({ status: errorStatus, text: textSpec, headers })
+    .map((a) => (prompt: string) => ({ status: a.status, headers: a.headers, body: render(a.text, prompt) })),
   fc.record({ status: errorStatus, value: fc.jsonValue() }).map((a) => () => ({ status: a.status, json: a.value })),
 );
 
 const okAnswer: fc.Arbitrary<AnswerSpec> = fc.oneof(
-  fc.record({
-    image: fc.constantFrom(TINY_PNG_BASE64, Buffer.from('not an image').toString('base64')),
-    mime: fc.option(fc.oneof(fc.constantFrom('image/png', 'image/jpeg', 'text/html', 'image/png"><script>alert(1)</script>'), textSpec), { nil: undefined }),
-    revised: textSpec,
-  }).map((a) => (prompt: string) => ({
-    status: 200,
-    json: {
-      data: [{ b64_json: a.image, mime_type: Array.isArray(a.mime) ? render(a.mime, prompt) : a.mime, revised_prompt: render(a.revised, prompt) }],
-      usage: { cost_in_usd_ticks: 200_000_000 },
-    },
-  })),
+  fc
+    .record({
+      image: fc.constantFrom(TINY_PNG_BASE64, Buffer.from('not an image').toString('base64')),
+      mime: fc.option(fc.oneof(fc.constantFrom('image/png', 'image/jpeg', 'text/html', 'image/png"><script>alert(1)</script>'), textSpec), { nil: undefined }),
+      revised: textSpec,
+    })
+    .map((a) => (prompt: string) => ({
+      status: 200,
+      json: {
+        data: [{ b64_json: a.image, mime_type: Array.isArray(a.mime) ? render(a.mime, prompt) : a.mime, revised_prompt: render(a.revised, prompt) }],
+        usage: { cost_in_usd_ticks: 200_000_000 },
+      },
+    })),
   fc.constantFrom<AnswerSpec>(
     () => ({ status: 200, json: { data: [] } }),
     () => ({ status: 200, json: { data: [{ b64_json: TINY_PNG_BASE64, respect_moderation: false }] } }),

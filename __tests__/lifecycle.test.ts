@@ -65,7 +65,10 @@ describe('worker lifecycle', () => {
   it('says it is waiting for Redis instead of claiming to be ready, and is ready once Redis answers', async () => {
     const port = await freeFixedPort();
     const worker = sys.spawnWorker({ REDIS_URL: `redis://127.0.0.1:${port}` });
-    expect(await worker.waitForLog((l) => l.msg === 'waiting for Redis: not ready yet')).toMatchObject({ level: 'warn', redisUrl: `redis://127.0.0.1:${port}` });
+    expect(await worker.waitForLog((l) => l.msg === 'waiting for Redis: not ready yet')).toMatchObject({
+      level: 'warn',
+      redisUrl: `redis://127.0.0.1:${port}`,
+    });
     expect(worker.logs.some((l) => l.msg === 'ready')).toBe(false);
     await ownRedis(port);
     await worker.ready;
@@ -130,7 +133,9 @@ async function startFreezableProxy(targetPort: number): Promise<{ port: number; 
 describe('what the worker loads', () => {
   it('never loads the demo and test infrastructure (src/demo) at run time', () => {
     const root = path.resolve(__dirname, '..');
-    const loaded = execFileSync(process.execPath, ['-e', "require('./dist/index.js'); console.log(JSON.stringify(Object.keys(require.cache)))"], { cwd: root }).toString();
+    const loaded = execFileSync(process.execPath, ['-e', "require('./dist/index.js'); console.log(JSON.stringify(Object.keys(require.cache)))"], {
+      cwd: root,
+    }).toString();
     const files = JSON.parse(loaded) as string[];
     expect(files.some((f) => f.endsWith(path.join('dist', 'worker.js')))).toBe(true);
     expect(files.filter((f) => f.includes(`${path.sep}dist${path.sep}demo${path.sep}`))).toEqual([]);

@@ -22,7 +22,13 @@ describe('operational log lines', () => {
     expect(byMsg('ready')).toMatchObject({ level: 'info', queue: sys.queueName, concurrency: 3 });
     expect(byMsg('queue stats')).toMatchObject({
       queue: sys.queueName,
-      counts: { waiting: expect.any(Number), active: expect.any(Number), delayed: expect.any(Number), failed: expect.any(Number), completed: expect.any(Number) },
+      counts: {
+        waiting: expect.any(Number),
+        active: expect.any(Number),
+        delayed: expect.any(Number),
+        failed: expect.any(Number),
+        completed: expect.any(Number),
+      },
     });
     expect(sys.logs.jobEnds()).toEqual([
       expect.objectContaining({

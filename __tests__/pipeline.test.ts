@@ -10,7 +10,6 @@ const CREATED_AT = 1_700_000_000_000;
 const FINGERPRINT = `${USER}:${CREATED_AT}`;
 const IMAGE: GeneratedImage = { base64: 'aGVsbG8gd29ybGQ=', mimeType: 'image/png', revisedPrompt: 'a fox, revised', costUsd: 0.07 };
 
-
 /** Resolves when `signal` aborts, with the AbortError a real step would throw. */
 function untilAborted(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => {
@@ -409,7 +408,7 @@ describe('runJob: checkpoints', () => {
     expect(t.checkpoints.ops).toEqual(['open']);
   });
 
-  it("a checkpoint with another fingerprint (a reused job id, another user) is ignored", async () => {
+  it('a checkpoint with another fingerprint (a reused job id, another user) is ignored', async () => {
     const t = setup();
     const foreign = { ...IMAGE, base64: 'b3RoZXI=' };
     t.checkpoints.saved.set('17', { fingerprint: `someone-else:${CREATED_AT - 5000}`, image: foreign });
@@ -451,7 +450,6 @@ describe('runJob: delivery failures', () => {
     expect(t.provider.prompts).toHaveLength(1);
     expect(t.notifier.notifyCalls.map((e) => e.status)).toEqual(['completed']);
     expect(t.checkpoints.saved.get('17')).toEqual({ fingerprint: FINGERPRINT, image: IMAGE });
-
   });
 
   it('on the last attempt: failed, the checkpoint kept, and the failure only sent if the connection is back', async () => {
@@ -675,7 +673,11 @@ describe('runJob: refusal memory', () => {
   it('remembers nothing but moderation refusals', async () => {
     const t = setup({ maxRetries: 0 });
     const refusals = withRefusals(t);
-    t.provider.script = [permanentError('GENERATION_FAILED', 'Image API 400: Argument not supported', { status: 400 }), transientError('503'), new TypeError('bug')];
+    t.provider.script = [
+      permanentError('GENERATION_FAILED', 'Image API 400: Argument not supported', { status: 400 }),
+      transientError('503'),
+      new TypeError('bug'),
+    ];
     for (let i = 0; i < 3; i++) await runJob(jobRun(), t.deps, signal());
     expect(refusals.refused.size).toBe(0);
     expect(refusals.calls).toEqual(['has', 'has', 'has']);

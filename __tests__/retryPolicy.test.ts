@@ -1,12 +1,5 @@
 import { permanentError, rateLimitedError, transientError } from '../src/errors';
-import {
-  MAX_RETRY_AFTER_MS,
-  backoffDelayMs,
-  isTransientStatus,
-  parseRetryAfter,
-  retryDelayMs,
-  withRetries,
-} from '../src/retryPolicy';
+import { MAX_RETRY_AFTER_MS, backoffDelayMs, isTransientStatus, parseRetryAfter, retryDelayMs, withRetries } from '../src/retryPolicy';
 
 describe('isTransientStatus', () => {
   it.each([408, 429, 500, 501, 502, 503, 504, 599])('%i is worth retrying', (status) => {
@@ -181,7 +174,10 @@ describe('withRetries', () => {
 
   it('uses retryDelayMs by default, so Retry-After reaches the sleep', async () => {
     const { waits, sleep } = fakeSleep();
-    const fn = jest.fn().mockRejectedValueOnce(transientError('429', { retryAfterMs: 4321 })).mockResolvedValueOnce('ok');
+    const fn = jest
+      .fn()
+      .mockRejectedValueOnce(transientError('429', { retryAfterMs: 4321 }))
+      .mockResolvedValueOnce('ok');
     await withRetries(fn, { maxRetries: 1, sleep });
     expect(waits).toEqual([4321]);
   });

@@ -31,7 +31,12 @@ describe('StoryBang at its real habits', () => {
     page.stop();
     expect(page.answers.every((a) => a.Status === false && a.Message === USER_MESSAGES.INVALID_JOB)).toBe(true);
     // The third answer has already been asked again: 8 s for that one.
-    expect(ends().filter((e) => e.outcome === 'held_back').map((e) => e.heldMs).slice(0, 2)).toEqual([2000, 4000]);
+    expect(
+      ends()
+        .filter((e) => e.outcome === 'held_back')
+        .map((e) => e.heldMs)
+        .slice(0, 2),
+    ).toEqual([2000, 4000]);
     expect(sys.xai.calls).toHaveLength(0);
   });
 
@@ -60,12 +65,17 @@ describe('StoryBang at its real habits', () => {
     const finished = await Promise.all([...firstAsks, ...secondAsks].map((job) => job.finished()));
     expect(finished.every((r) => (r as { delivered?: boolean }).delivered === true)).toBe(true);
     expect(sys.xai.calls).toHaveLength(3);
-    expect(after.finals().map((p) => p.Number).sort()).toEqual([1, 2, 3]);
+    expect(
+      after
+        .finals()
+        .map((p) => p.Number)
+        .sort(),
+    ).toEqual([1, 2, 3]);
     expect(after.finals().every(isImage)).toBe(true);
     expect(await sys.producer.getJobCounts()).toMatchObject({ waiting: 0, active: 0, completed: 6 });
   });
 
-  it("Bull tells the truth: finished() resolves after the picture is delivered, rejects with the code of a failure told, and the counts agree", async () => {
+  it('Bull tells the truth: finished() resolves after the picture is delivered, rejects with the code of a failure told, and the counts agree', async () => {
     const browser = await sys.user('alice');
     await sys.startWorker();
     const kept = { removeOnComplete: false, removeOnFail: false };

@@ -62,10 +62,7 @@ async function expectRefused(promise: Promise<unknown>, code: 'INVALID_TOKEN' | 
 }
 
 function pemPair(type: 'rsa' | 'ec'): { privateKey: string; publicKey: string } {
-  const pair =
-    type === 'rsa'
-      ? crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })
-      : crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const pair = type === 'rsa' ? crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }) : crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
   return {
     privateKey: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     publicKey: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
@@ -251,9 +248,9 @@ describe('JwtTokenVerifier with a public key', () => {
     expect(() => publicKeyVerifier('-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----')).toThrow(/PEM/);
     expect(() => publicKeyVerifier(ec.publicKey, { algorithms: ['RS256'] })).toThrow(/ec key/);
     expect(() => new JwtTokenVerifier({ algorithms: ['HS256'], clockToleranceS: 0, userClaim: 'Id' })).toThrow(/exactly one/);
-    expect(
-      () => new JwtTokenVerifier({ secret: SECRET, publicKey: rsa.publicKey, algorithms: ['HS256'], clockToleranceS: 0, userClaim: 'Id' }),
-    ).toThrow(/exactly one/);
+    expect(() => new JwtTokenVerifier({ secret: SECRET, publicKey: rsa.publicKey, algorithms: ['HS256'], clockToleranceS: 0, userClaim: 'Id' })).toThrow(
+      /exactly one/,
+    );
   });
 
   it('validatePublicKey explains what is wrong', () => {
@@ -268,9 +265,7 @@ describe('validateAlgorithms', () => {
     expect(validateAlgorithms('secret', defaultAlgorithms('secret'))).toBeUndefined();
     expect(validateAlgorithms('publicKey', defaultAlgorithms('publicKey'))).toBeUndefined();
     expect(defaultAlgorithms('secret')).toEqual(['HS256', 'HS384', 'HS512']);
-    expect(defaultAlgorithms('publicKey')).toEqual(
-      expect.arrayContaining(['RS256', 'RS512', 'PS256', 'PS512', 'ES256', 'ES384', 'ES512']),
-    );
+    expect(defaultAlgorithms('publicKey')).toEqual(expect.arrayContaining(['RS256', 'RS512', 'PS256', 'PS512', 'ES256', 'ES384', 'ES512']));
     expect(defaultAlgorithms('publicKey')).not.toEqual(expect.arrayContaining(['HS256']));
   });
 
@@ -351,13 +346,17 @@ describe('RemoteTokenVerifier', () => {
 
   it('accepts Status true whose claims name the user', async () => {
     const token = tokenFor('alice');
-    for (const body of [{ Status: true, Data: { Id: 'alice' } }, { Status: true, decoded: { Id: 'alice' } }, { Status: true, Id: 'alice' }]) {
+    for (const body of [
+      { Status: true, Data: { Id: 'alice' } },
+      { Status: true, decoded: { Id: 'alice' } },
+      { Status: true, Id: 'alice' },
+    ]) {
       handler = answer(200, body);
       await expect(remote().verify(token, 'alice', live())).resolves.toBeUndefined();
     }
   });
 
-  it("refuses Status true whose claims name another user", async () => {
+  it('refuses Status true whose claims name another user', async () => {
     const token = tokenFor('alice');
     for (const body of [
       { Status: true, Data: { Id: 'bob' } },
@@ -386,7 +385,10 @@ describe('RemoteTokenVerifier', () => {
   });
 
   it('reports Status false about expiry as SESSION_EXPIRED', async () => {
-    for (const body of [{ Status: false, Message: 'jwt expired' }, { Status: false, error: { name: 'TokenExpiredError' } }]) {
+    for (const body of [
+      { Status: false, Message: 'jwt expired' },
+      { Status: false, error: { name: 'TokenExpiredError' } },
+    ]) {
       handler = answer(200, body);
       const err = await expectRefused(remote().verify(tokenFor('alice'), 'alice', live()), 'SESSION_EXPIRED');
       expect(err.message).toBe(SESSION_EXPIRED_MESSAGE);
@@ -436,7 +438,9 @@ describe('RemoteTokenVerifier', () => {
     handler = () => undefined;
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 50);
-    const err = await remote(10_000).verify(tokenFor('alice'), 'alice', controller.signal).catch((e: unknown) => e);
+    const err = await remote(10_000)
+      .verify(tokenFor('alice'), 'alice', controller.signal)
+      .catch((e: unknown) => e);
     expect(err).not.toBeInstanceOf(WorkerError);
     expect(err).toMatchObject({ name: 'AbortError' });
   });
@@ -528,7 +532,7 @@ describe('RemoteTokenVerifier against the StoryBang JWT service', () => {
     expect(err.status).toBe(401);
   });
 
-  it("reports a token it did not sign as SESSION_EXPIRED: its answer allows that the session ran out", async () => {
+  it('reports a token it did not sign as SESSION_EXPIRED: its answer allows that the session ran out', async () => {
     const forged = jwt.sign({ Id: 'alice' }, 'not-the-service-secret');
     const err = await expectRefused(verifier.verify(forged, 'alice', live()), 'SESSION_EXPIRED', forged);
     expect((err.cause as Error).message).toContain(INVALID_OR_EXPIRED);

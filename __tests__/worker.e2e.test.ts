@@ -35,7 +35,11 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
       user: hashUserId('alice'),
     });
     // What stays: Bull's id counter and stalled-check mark, and the fair queue's pace and intake counter.
-    await waitUntil(async () => (await sys.keys()).every((k) => /:(id|stalled-check|stalled|fq:pace|fq:stats)$/.test(k)), 15000, `only counters left: ${(await sys.keys()).join(' ')}`);
+    await waitUntil(
+      async () => (await sys.keys()).every((k) => /:(id|stalled-check|stalled|fq:pace|fq:stats)$/.test(k)),
+      15000,
+      `only counters left: ${(await sys.keys()).join(' ')}`,
+    );
     expect(bob.received).toEqual([]);
     const end = sys.logs.jobEnds()[0];
     expect(end).toMatchObject({ jobId: String(job.id), userId: 'alice', outcome: 'completed', code: null, attempt: 1, imageBytes: expect.any(Number) });
@@ -127,7 +131,12 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
     release();
     await waitUntil(async () => alice.finals().length === 5, 10000);
     expect(sys.xai.peakInFlight).toBe(4);
-    expect(alice.finals().map((p) => p.Number).sort()).toEqual([1, 2, 3, 4, 5]);
+    expect(
+      alice
+        .finals()
+        .map((p) => p.Number)
+        .sort(),
+    ).toEqual([1, 2, 3, 4, 5]);
   });
 });
 

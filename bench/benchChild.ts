@@ -29,7 +29,10 @@ export class BenchChild {
   private readonly memoryWaiters: Array<(m: MemorySnapshot) => void> = [];
   private readonly loopWaiters: Array<(l: LoopSnapshot) => void> = [];
 
-  constructor(readonly kind: ChildKind, private readonly options: ChildOptions) {
+  constructor(
+    readonly kind: ChildKind,
+    private readonly options: ChildOptions,
+  ) {
     const out = fs.openSync(options.logFile, 'w');
     this.child = spawn(process.execPath, ['--expose-gc', ...(options.nodeFlags ?? []), SCRIPTS[kind]], {
       env: { PATH: process.env.PATH ?? '', ...options.env },

@@ -124,7 +124,13 @@ function variantsOf(builds: Build[]): { defaults: Variant[]; limiterOff: Variant
   return { defaults, limiterOff, limiterOn };
 }
 
-export async function runCapacity(system: BenchSystem, builds: Build[], plan: CapacityPlan, tmpDir: string, say: (line: string) => void): Promise<CapacityResults> {
+export async function runCapacity(
+  system: BenchSystem,
+  builds: Build[],
+  plan: CapacityPlan,
+  tmpDir: string,
+  say: (line: string) => void,
+): Promise<CapacityResults> {
   const logDir = path.join(tmpDir, 'logs', 'capacity');
   fs.mkdirSync(logDir, { recursive: true });
   const relay = new BenchChild('storyRelay', { env: {}, logFile: path.join(logDir, 'story-relay.log') });
@@ -134,7 +140,10 @@ export async function runCapacity(system: BenchSystem, builds: Build[], plan: Ca
   const entries = new Map(builds.map((b) => [b.label, b.entry]));
   const { defaults, limiterOff, limiterOn } = variantsOf(builds);
   const results: CapacityResults = { builds: builds.map(({ label, rev }) => ({ label, rev })), rateLimit: [], fairness: [], lone: [], story: [], cost: [] };
-  const show = (r: Common, text: string): void => say(`  ${r.variant.name}${r.workers > 1 ? `, ${r.workers} workers` : ''}: ${text}${r.timedOut ? ' (capped)' : ''}${r.variant.note ? ` [${r.variant.note}]` : ''}`);
+  const show = (r: Common, text: string): void =>
+    say(
+      `  ${r.variant.name}${r.workers > 1 ? `, ${r.workers} workers` : ''}: ${text}${r.timedOut ? ' (capped)' : ''}${r.variant.note ? ` [${r.variant.note}]` : ''}`,
+    );
   try {
     const p = plan;
     say(`capacity a) rate limit: ${p.rateLimit.workers} workers, ${p.rateLimit.jobs} users x 1 image, ${p.rateLimit.latencyMs} ms API, 5/s team limit`);
@@ -144,12 +153,18 @@ export async function runCapacity(system: BenchSystem, builds: Build[], plan: Ca
       show(r, `${r.imagesPerS.toFixed(2)} images/s, ${(r.share429 * 100).toFixed(1)}% 429, ${r.usersFailed} users saw a failure`);
     }
     say(`capacity b) fairness: "heavy" queues ${p.fairness.heavyJobs}, then "light" 1; ${p.fairness.latencyMs} ms API`);
-    for (const [limiter, variants] of [['off', limiterOff], ['on', limiterOn]] as const) {
+    for (const [limiter, variants] of [
+      ['off', limiterOff],
+      ['on', limiterOn],
+    ] as const) {
       for (const workers of p.fairness.workers) {
         for (const v of variants) {
           const r = await fairnessRun(ctx, entries, v, workers, limiter, p.fairness);
           results.fairness.push(r);
-          show(r, `limiter ${limiter}: light waited ${r.lightWaitMs === undefined ? 'beyond the cap' : `${(r.lightWaitMs / r.latencyMs).toFixed(1)} x API latency`}`);
+          show(
+            r,
+            `limiter ${limiter}: light waited ${r.lightWaitMs === undefined ? 'beyond the cap' : `${(r.lightWaitMs / r.latencyMs).toFixed(1)} x API latency`}`,
+          );
         }
       }
     }
@@ -163,7 +178,10 @@ export async function runCapacity(system: BenchSystem, builds: Build[], plan: Ca
     for (const v of defaults) {
       const r = await storyRun(ctx, entries, v, p.story);
       results.story.push(r);
-      show(r, `slowest story ${(r.slowestMs / 1000).toFixed(1)} s (ideal ${(r.idealMs / 1000).toFixed(1)} s), ${r.failuresSeen} failures seen, ${r.api.requests} API calls for ${r.delivered} pages`);
+      show(
+        r,
+        `slowest story ${(r.slowestMs / 1000).toFixed(1)} s (ideal ${(r.idealMs / 1000).toFixed(1)} s), ${r.failuresSeen} failures seen, ${r.api.requests} API calls for ${r.delivered} pages`,
+      );
     }
     say(`capacity d) cost: ${p.cost.jobs} jobs, 1 worker, API at once, limiter off`);
     for (const v of limiterOff) {
@@ -204,7 +222,10 @@ async function withWorkers<T>(
     ...variant.env,
   };
   const start = (e: Record<string, string>): WorkerProcess[] =>
-    Array.from({ length: workers }, (_, i) => new WorkerProcess(entries.get(variant.build)!, e, path.join(ctx.logDir, `${queueName}-${variant.build}-${i}.log`)));
+    Array.from(
+      { length: workers },
+      (_, i) => new WorkerProcess(entries.get(variant.build)!, e, path.join(ctx.logDir, `${queueName}-${variant.build}-${i}.log`)),
+    );
   let procs = start(env);
   const started = await Promise.allSettled(procs.map((w) => w.ready));
   const refused = started.some((s) => s.status === 'rejected' && (s.reason as { code?: number }).code === CONFIG_REFUSED);

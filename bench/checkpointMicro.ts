@@ -21,7 +21,12 @@ export interface CheckpointWriteCost {
 export async function measureCheckpointWrite(redisUrl: string, imageBytes: number, saves: number, rounds = 3): Promise<CheckpointWriteCost> {
   const redis = new Redis(redisUrl);
   const fair = new FairQueue(redis, 'bench:checkpoint-write:', { leaseMs: 60_000, userConcurrency: 0, paced: false });
-  const image: GeneratedImage = { base64: randomBytes(imageBytes).toString('base64'), mimeType: 'image/png', revisedPrompt: 'A lighthouse at dawn', costUsd: 0.02 };
+  const image: GeneratedImage = {
+    base64: randomBytes(imageBytes).toString('base64'),
+    mimeType: 'image/png',
+    revisedPrompt: 'A lighthouse at dawn',
+    costUsd: 0.02,
+  };
   const perSave = async (count: number): Promise<number> => {
     const started = ownCpuMs();
     let next = 0;

@@ -72,17 +72,42 @@ const ourCores = (r: RunResult): number => {
   return r.usage.wallMs > 0 ? (consumers + relay + harness + redis) / r.usage.wallMs : 0;
 };
 /** Consumer CPU ms per job over several runs, weighted by jobs. */
-const consumerCpu = (runs: RunResult[]): number => runs.reduce((s, r) => s + r.usage.cpuMs.consumers, 0) / Math.max(1, runs.reduce((s, r) => s + r.jobs, 0));
+const consumerCpu = (runs: RunResult[]): number =>
+  runs.reduce((s, r) => s + r.usage.cpuMs.consumers, 0) /
+  Math.max(
+    1,
+    runs.reduce((s, r) => s + r.jobs, 0),
+  );
 const jobsPerS = (r: RunResult): string => (r.error ? `${n1(r.throughput)} (${r.error})` : n1(r.throughput));
 
 export function table(header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
-const RUN_HEADER = ['run', 'jobs', 'jobs/s', 'consumer CPU ms/job', 'consumer loop busy', 'relay CPU ms/job', 'sent to Redis KB/job', 'peak RSS MB', 'other load (cores)'];
+const RUN_HEADER = [
+  'run',
+  'jobs',
+  'jobs/s',
+  'consumer CPU ms/job',
+  'consumer loop busy',
+  'relay CPU ms/job',
+  'sent to Redis KB/job',
+  'peak RSS MB',
+  'other load (cores)',
+];
 function runRow(r: RunResult): string[] {
   const c = cpuPerJob(r);
-  return [r.spec.name, String(r.jobs), jobsPerS(r), n2(c.consumers), pct(r.usage.loopBusy.consumers), n2(c.relay), n1(r.redis.inputBytesPerJob / 1000), MB(r.memory.peakRss), n2(otherCores(r))];
+  return [
+    r.spec.name,
+    String(r.jobs),
+    jobsPerS(r),
+    n2(c.consumers),
+    pct(r.usage.loopBusy.consumers),
+    n2(c.relay),
+    n1(r.redis.inputBytesPerJob / 1000),
+    MB(r.memory.peakRss),
+    n2(otherCores(r)),
+  ];
 }
 
 /** Least-squares slope of heap used after a full GC against jobs done: bytes kept per job. */
@@ -128,7 +153,12 @@ function goals(res: BenchResults): Goal[] {
   for (const r of res.scaleOut ?? []) {
     if (r.spec.processes === 1) continue;
     const eff = r.throughput / (r.spec.processes * res.scaleOut![0].throughput);
-    out.push([`Scale-out: ${r.spec.processes} processes, jobs/s / (${r.spec.processes} x 1 process)`, near(eff, GOALS.scaleOut), `>= ${GOALS.scaleOut}`, eff >= GOALS.scaleOut]);
+    out.push([
+      `Scale-out: ${r.spec.processes} processes, jobs/s / (${r.spec.processes} x 1 process)`,
+      near(eff, GOALS.scaleOut),
+      `>= ${GOALS.scaleOut}`,
+      eff >= GOALS.scaleOut,
+    ]);
   }
   const workerRuns = collectRuns(res).filter((r) => r.spec.kind === 'worker');
   if (workerRuns.length > 0) {
@@ -149,34 +179,69 @@ function capacityGoals(c: CapacityResults): Goal[] {
   const rl = c.rateLimit.find((r) => current(r.variant));
   if (rl) {
     out.push(['Rate limit: users who saw a failure', String(rl.usersFailed), '0', rl.usersFailed === 0]);
-    out.push(['Rate limit: delivered images/s / 5', near(rl.imagesPerS / 5, GOALS.rateLimitShare), `>= ${GOALS.rateLimitShare}`, rl.imagesPerS / 5 >= GOALS.rateLimitShare]);
+    out.push([
+      'Rate limit: delivered images/s / 5',
+      near(rl.imagesPerS / 5, GOALS.rateLimitShare),
+      `>= ${GOALS.rateLimitShare}`,
+      rl.imagesPerS / 5 >= GOALS.rateLimitShare,
+    ]);
     out.push(['Rate limit: requests answered 429', pct(rl.share429), `<= ${pct(GOALS.max429)}`, rl.share429 <= GOALS.max429]);
   }
   for (const f of c.fairness.filter((r) => current(r.variant))) {
     const x = f.lightWaitMs === undefined ? Infinity : f.lightWaitMs / f.latencyMs;
-    out.push([`Fairness: light user's wait / API latency, ${f.workers} worker(s), limiter ${f.limiter}`, n1(x), `<= ${GOALS.lightWaitX}`, x <= GOALS.lightWaitX]);
+    out.push([
+      `Fairness: light user's wait / API latency, ${f.workers} worker(s), limiter ${f.limiter}`,
+      n1(x),
+      `<= ${GOALS.lightWaitX}`,
+      x <= GOALS.lightWaitX,
+    ]);
   }
   const lone = c.lone.find((r) => current(r.variant));
   const loneBase = c.lone.find((r) => baseline(r.variant));
   const loneRatio = lone && loneBase ? lone.imagesPerS / loneBase.imagesPerS : NaN;
-  if (lone) out.push([`Fairness: a lone user's ${lone.jobs} jobs, images/s current / baseline`, near(loneRatio, GOALS.loneThroughput), `>= ${GOALS.loneThroughput}`, loneBase ? loneRatio >= GOALS.loneThroughput : undefined]);
+  if (lone)
+    out.push([
+      `Fairness: a lone user's ${lone.jobs} jobs, images/s current / baseline`,
+      near(loneRatio, GOALS.loneThroughput),
+      `>= ${GOALS.loneThroughput}`,
+      loneBase ? loneRatio >= GOALS.loneThroughput : undefined,
+    ]);
   const st = c.story.find((r) => current(r.variant));
   if (st) {
     out.push(['StoryBang: stories complete (moderated page apart)', `${st.storiesCompleted} of ${st.stories}`, 'all', st.storiesCompleted === st.stories]);
     out.push(['StoryBang: failures seen by browsers (moderated page apart)', String(st.failuresSeen), '0', st.failuresSeen === 0]);
-    out.push(['StoryBang: slowest story / ideal', near(st.slowestMs / st.idealMs, GOALS.storyX), `<= ${GOALS.storyX}`, st.slowestMs / st.idealMs <= GOALS.storyX]);
-    out.push(['StoryBang: image API calls vs delivered pages + moderated', `${st.api.requests} vs ${st.delivered} + 1`, '<=', st.api.requests <= st.delivered + 1]);
+    out.push([
+      'StoryBang: slowest story / ideal',
+      near(st.slowestMs / st.idealMs, GOALS.storyX),
+      `<= ${GOALS.storyX}`,
+      st.slowestMs / st.idealMs <= GOALS.storyX,
+    ]);
+    out.push([
+      'StoryBang: image API calls vs delivered pages + moderated',
+      `${st.api.requests} vs ${st.delivered} + 1`,
+      '<=',
+      st.api.requests <= st.delivered + 1,
+    ]);
   }
   const cost = c.cost.find((r) => current(r.variant));
   const costBase = c.cost.find((r) => baseline(r.variant));
   const costRatio = cost && costBase ? cost.commandsPerJob.worker / costBase.commandsPerJob.worker : NaN;
-  if (cost) out.push(['Cost: worker Redis commands per job, current / baseline', near(costRatio, GOALS.redisCommandsX), `<= ${GOALS.redisCommandsX}`, costBase ? costRatio <= GOALS.redisCommandsX : undefined]);
+  if (cost)
+    out.push([
+      'Cost: worker Redis commands per job, current / baseline',
+      near(costRatio, GOALS.redisCommandsX),
+      `<= ${GOALS.redisCommandsX}`,
+      costBase ? costRatio <= GOALS.redisCommandsX : undefined,
+    ]);
   return out;
 }
 
 /** The goals table, as printed at the end of a run and at the top of results.md. */
 export function renderSummaryTable(res: BenchResults): string {
-  return table(['goal', 'measured', 'target', 'result'], goals(res).map(([g, m, t, ok]) => [g, m, t, verdict(ok)]));
+  return table(
+    ['goal', 'measured', 'target', 'result'],
+    goals(res).map(([g, m, t, ok]) => [g, m, t, verdict(ok)]),
+  );
 }
 
 function overheadSection(o: NonNullable<BenchResults['overhead']>): string[] {
@@ -191,13 +256,27 @@ function overheadSection(o: NonNullable<BenchResults['overhead']>): string[] {
       consumers.map((c) => {
         const runs = runsOf(c);
         const s = c === 'bare' || c === 'worker' ? '' : `${n2(Math.min(...saved(c)))}..${n2(Math.max(...saved(c)))}`;
-        return [c === 'bare' || c === 'worker' ? c : `worker, ${Object.entries(WHAT_IF[c]).map(([k, v]) => `${k}=${v}`).join(' ')}`, n1(median(runs.map((r) => r.throughput))), n2(consumerCpu(runs)), pct(mean(runs.map((r) => r.usage.loopBusy.consumers))), n1(mean(runs.map((r) => r.redis.inputBytesPerJob)) / 1000), s];
+        return [
+          c === 'bare' || c === 'worker'
+            ? c
+            : `worker, ${Object.entries(WHAT_IF[c])
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ')}`,
+          n1(median(runs.map((r) => r.throughput))),
+          n2(consumerCpu(runs)),
+          pct(mean(runs.map((r) => r.usage.loopBusy.consumers))),
+          n1(mean(runs.map((r) => r.redis.inputBytesPerJob)) / 1000),
+          s,
+        ];
       }),
     ),
     '',
     table(RUN_HEADER, o.rounds.flatMap((r) => [r.bare, r.worker, ...Object.values(r.whatIf)]).map(runRow)),
     '',
-    table(['checkpoint save + forget alone', 'saves', 'CPU us per save'], o.checkpointWrite.map((c) => [`${c.imageBytes / 1000} KB`, String(c.saves), n1(c.saveUs)])),
+    table(
+      ['checkpoint save + forget alone', 'saves', 'CPU us per save'],
+      o.checkpointWrite.map((c) => [`${c.imageBytes / 1000} KB`, String(c.saves), n1(c.saveUs)]),
+    ),
     '',
   ];
 }
@@ -207,7 +286,10 @@ function latencySection(res: BenchResults, l: NonNullable<BenchResults['latency'
   return [
     '## Latency-bound',
     '',
-    table([...RUN_HEADER, 'ms per slot per job', 'API requests / connections'], [l.worker, l.bare].map((r) => [...runRow(r), n1(cycle(r)), `${r.api.requests} / ${r.api.connections}`])),
+    table(
+      [...RUN_HEADER, 'ms per slot per job', 'API requests / connections'],
+      [l.worker, l.bare].map((r) => [...runRow(r), n1(cycle(r)), `${r.api.requests} / ${r.api.connections}`]),
+    ),
     '',
   ];
 }
@@ -216,24 +298,62 @@ function memorySection(m: NonNullable<BenchResults['memory']>, leak: BenchResult
   const row = (r: RunResult): string[] => {
     const s = r.memory.snapshots;
     const peak = s.at(-1)?.peak;
-    return [r.spec.name, String(r.jobs), MB(r.memory.peakRss), peak ? `${MB(peak.heapUsed)} / ${MB(peak.heapTotal)}` : '', peak ? MB(peak.external) : '', s.map((x) => MB(x.rss)).join(' / '), s.map((x) => n1(x.heapUsed / 1e6)).join(' / '), n2(cpuPerJob(r).consumers), n1(r.redis.inputBytesPerJob / 1000), n2(otherCores(r))];
+    return [
+      r.spec.name,
+      String(r.jobs),
+      MB(r.memory.peakRss),
+      peak ? `${MB(peak.heapUsed)} / ${MB(peak.heapTotal)}` : '',
+      peak ? MB(peak.external) : '',
+      s.map((x) => MB(x.rss)).join(' / '),
+      s.map((x) => n1(x.heapUsed / 1e6)).join(' / '),
+      n2(cpuPerJob(r).consumers),
+      n1(r.redis.inputBytesPerJob / 1000),
+      n2(otherCores(r)),
+    ];
   };
   const runs = [m.bare, m.worker, m.saturated.bare, m.saturated.worker, m.stalledRelay.bare, m.stalledRelay.worker, ...(leak ? [leak.bare, leak.worker] : [])];
   const stall = (r: RunResult): string[] => {
     const t = r.stall;
     const log = r.workerLog;
     if (!t) return [r.spec.name, 'no stall recorded', '', '', '', '', ''];
-    return [r.spec.name, `${n1(t.stoppedAtMs / 1000)}..${n1(t.resumedAtMs / 1000)}`, String(t.deliveredBeforeStop), String(t.deliveredAfterResume), n2((t.firstAfterResumeMs - t.resumedAtMs) / 1000), n2((t.lastMs - t.resumedAtMs) / 1000), log ? `${n1(log.maxNotifyMs)} ms, ${log.waitedEndsAt.length} waited` : ''];
+    return [
+      r.spec.name,
+      `${n1(t.stoppedAtMs / 1000)}..${n1(t.resumedAtMs / 1000)}`,
+      String(t.deliveredBeforeStop),
+      String(t.deliveredAfterResume),
+      n2((t.firstAfterResumeMs - t.resumedAtMs) / 1000),
+      n2((t.lastMs - t.resumedAtMs) / 1000),
+      log ? `${n1(log.maxNotifyMs)} ms, ${log.waitedEndsAt.length} waited` : '',
+    ];
   };
   return [
     '## Memory',
     '',
-    table(['run', 'jobs', 'peak RSS MB', 'peak heap used / total MB', 'peak external MB', 'RSS after GC MB (start / batches)', 'heap used after GC MB', 'consumer CPU ms/job', 'sent to Redis KB/job', 'other load (cores)'], runs.map(row)),
+    table(
+      [
+        'run',
+        'jobs',
+        'peak RSS MB',
+        'peak heap used / total MB',
+        'peak external MB',
+        'RSS after GC MB (start / batches)',
+        'heap used after GC MB',
+        'consumer CPU ms/job',
+        'sent to Redis KB/job',
+        'other load (cores)',
+      ],
+      runs.map(row),
+    ),
     '',
-    ...(leak ? [`Heap kept per job after a full GC (slope over batches): worker ${n1(heapSlope(leak.worker))} B, bare ${n1(heapSlope(leak.bare))} B.`, ''] : []),
+    ...(leak
+      ? [`Heap kept per job after a full GC (slope over batches): worker ${n1(heapSlope(leak.worker))} B, bare ${n1(heapSlope(leak.bare))} B.`, '']
+      : []),
     '### Frozen relay',
     '',
-    table(['run', 'relay stopped (s)', 'delivered before stop', 'after resume', 'first after resume (s)', 'last after resume (s)', 'longest notify step'], [m.stalledRelay.bare, m.stalledRelay.worker].map(stall)),
+    table(
+      ['run', 'relay stopped (s)', 'delivered before stop', 'after resume', 'first after resume (s)', 'last after resume (s)', 'longest notify step'],
+      [m.stalledRelay.bare, m.stalledRelay.worker].map(stall),
+    ),
     '',
   ];
 }
@@ -245,10 +365,30 @@ function scaleOutSection(scale: RunResult[], res: BenchResults): string[] {
     '## Scale-out',
     '',
     table(
-      ['processes', 'jobs', 'jobs/s', 'of n x 1 process', 'of n x C/L ceiling', 'CPU used by the system (cores)', 'consumer CPU ms/job', 'relay CPU ms/job', 'other load (cores)'],
+      [
+        'processes',
+        'jobs',
+        'jobs/s',
+        'of n x 1 process',
+        'of n x C/L ceiling',
+        'CPU used by the system (cores)',
+        'consumer CPU ms/job',
+        'relay CPU ms/job',
+        'other load (cores)',
+      ],
       scale.map((r) => {
         const n = r.spec.processes;
-        return [String(n), String(r.jobs), jobsPerS(r), n2(r.throughput / (n * one)), n2(r.throughput / (n * ceiling)), n2(ourCores(r)), n2(cpuPerJob(r).consumers), n2(cpuPerJob(r).relay), n2(otherCores(r))];
+        return [
+          String(n),
+          String(r.jobs),
+          jobsPerS(r),
+          n2(r.throughput / (n * one)),
+          n2(r.throughput / (n * ceiling)),
+          n2(ourCores(r)),
+          n2(cpuPerJob(r).consumers),
+          n2(cpuPerJob(r).relay),
+          n2(otherCores(r)),
+        ];
       }),
     ),
     '',
@@ -262,15 +402,45 @@ function redisAndLogSection(res: BenchResults): string[] {
     '## Redis footprint and worker logs',
     '',
     table(
-      ['run', 'keys left per job', 'bytes left per job', 'used_memory delta per job', 'mean job ms (token / generate / notify)', 'longest notify ms', 'warnings and errors'],
+      [
+        'run',
+        'keys left per job',
+        'bytes left per job',
+        'used_memory delta per job',
+        'mean job ms (token / generate / notify)',
+        'longest notify ms',
+        'warnings and errors',
+      ],
       runs.map((r) => {
         const l = r.workerLog;
-        const problems = l ? Object.entries(l.problems).map(([k, v]) => `${k} x${v}`).join('; ') : '';
-        return [r.spec.name, n2(r.redis.perJobKeys), n1(r.redis.perJobBytes), n1(r.redis.usedMemoryDeltaPerJob), l ? `${n1(l.meanDurationMs)} (${n1(l.meanStepsMs.token)} / ${n1(l.meanStepsMs.generate)} / ${n1(l.meanStepsMs.notify)})` : '', l ? n1(l.maxNotifyMs) : '', problems];
+        const problems = l
+          ? Object.entries(l.problems)
+              .map(([k, v]) => `${k} x${v}`)
+              .join('; ')
+          : '';
+        return [
+          r.spec.name,
+          n2(r.redis.perJobKeys),
+          n1(r.redis.perJobBytes),
+          n1(r.redis.usedMemoryDeltaPerJob),
+          l ? `${n1(l.meanDurationMs)} (${n1(l.meanStepsMs.token)} / ${n1(l.meanStepsMs.generate)} / ${n1(l.meanStepsMs.notify)})` : '',
+          l ? n1(l.maxNotifyMs) : '',
+          problems,
+        ];
       }),
     ),
     '',
-    ...(keys.length > 0 ? ['Keys the queue held after the latency run:', '', table(['key', 'type', 'bytes'], keys.map((k) => [`\`${k.key.replace(/bull:[^:]+:/, 'bull:<queue>:')}\``, k.type, String(k.bytes)])), ''] : []),
+    ...(keys.length > 0
+      ? [
+          'Keys the queue held after the latency run:',
+          '',
+          table(
+            ['key', 'type', 'bytes'],
+            keys.map((k) => [`\`${k.key.replace(/bull:[^:]+:/, 'bull:<queue>:')}\``, k.type, String(k.bytes)]),
+          ),
+          '',
+        ]
+      : []),
   ];
 }
 
@@ -290,12 +460,21 @@ function profileSection(p: NonNullable<BenchResults['profile']>): string[] {
     .map((name) => ({ name, worker: wm.get(name) ?? wFloor, bare: bm.get(name) ?? bFloor }))
     .filter((d) => Math.abs(d.worker - d.bare) >= 0.02)
     .sort((x, y) => y.worker - y.bare - (x.worker - x.bare));
-  lines.push('Worker minus bare, self time per job by package:', '', table(['package', 'worker ms/job', 'bare ms/job', 'difference'], diff.map((d) => [d.name, n2(d.worker), n2(d.bare), n2(d.worker - d.bare)])), '');
+  lines.push(
+    'Worker minus bare, self time per job by package:',
+    '',
+    table(
+      ['package', 'worker ms/job', 'bare ms/job', 'difference'],
+      diff.map((d) => [d.name, n2(d.worker), n2(d.bare), n2(d.worker - d.bare)]),
+    ),
+    '',
+  );
   return lines;
 }
 
 function capacitySection(c: CapacityResults): string[] {
-  const name = (v: Variant, workers?: number): string => `${v.name} (${v.rev})${workers && workers > 1 ? `, ${workers} workers` : ''}${v.note ? ` [${v.note}]` : ''}`;
+  const name = (v: Variant, workers?: number): string =>
+    `${v.name} (${v.rev})${workers && workers > 1 ? `, ${workers} workers` : ''}${v.note ? ` [${v.note}]` : ''}`;
   const capped = (r: { timedOut: boolean }): string => (r.timedOut ? ' (capped)' : '');
   const outcomes = (r: { outcomes: Record<string, number>; codes: Record<string, number> }): string =>
     [...Object.entries(r.outcomes), ...Object.entries(r.codes)].map(([k, v]) => `${k} ${v}`).join(', ');
@@ -307,15 +486,47 @@ function capacitySection(c: CapacityResults): string[] {
     '### a) Rate-limit utilisation',
     '',
     table(
-      ['variant', 'delivered', 'seconds', 'images/s / 5', 'API requests', '429 share', 'peak in flight', 'most admitted in 200 ms', 'users who saw a failure', 'failures seen', 'job ends'],
-      c.rateLimit.map((r) => [name(r.variant, r.workers), `${r.delivered} of ${r.pages}`, n1(r.durationMs / 1000) + capped(r), n2(r.imagesPerS / 5), String(r.api.requests), pct(r.share429), String(r.api.peakInFlight), String(r.api.peakPer200ms), String(r.usersFailed), String(r.failuresSeen), outcomes(r)]),
+      [
+        'variant',
+        'delivered',
+        'seconds',
+        'images/s / 5',
+        'API requests',
+        '429 share',
+        'peak in flight',
+        'most admitted in 200 ms',
+        'users who saw a failure',
+        'failures seen',
+        'job ends',
+      ],
+      c.rateLimit.map((r) => [
+        name(r.variant, r.workers),
+        `${r.delivered} of ${r.pages}`,
+        n1(r.durationMs / 1000) + capped(r),
+        n2(r.imagesPerS / 5),
+        String(r.api.requests),
+        pct(r.share429),
+        String(r.api.peakInFlight),
+        String(r.api.peakPer200ms),
+        String(r.usersFailed),
+        String(r.failuresSeen),
+        outcomes(r),
+      ]),
     ),
     '',
     '### b) Fairness',
     '',
     table(
       ['variant', 'limiter', 'light user waited (s)', 'x API latency', 'heavy images delivered before it', 'API requests', '429s'],
-      c.fairness.map((r) => [name(r.variant, r.workers), r.limiter, r.lightWaitMs === undefined ? `> ${n1(r.durationMs / 1000)}` : n2(r.lightWaitMs / 1000), r.lightWaitMs === undefined ? '-' : n1(r.lightWaitMs / r.latencyMs), String(r.heavyDeliveredFirst), String(r.api.requests), String(r.api.limited)]),
+      c.fairness.map((r) => [
+        name(r.variant, r.workers),
+        r.limiter,
+        r.lightWaitMs === undefined ? `> ${n1(r.durationMs / 1000)}` : n2(r.lightWaitMs / 1000),
+        r.lightWaitMs === undefined ? '-' : n1(r.lightWaitMs / r.latencyMs),
+        String(r.heavyDeliveredFirst),
+        String(r.api.requests),
+        String(r.api.limited),
+      ]),
     ),
     '',
     table(
@@ -326,15 +537,51 @@ function capacitySection(c: CapacityResults): string[] {
     '### c) StoryBang load',
     '',
     table(
-      ['variant', 'stories complete', 'slowest story (s)', 'ideal (s)', 'slowest / ideal', 'failures seen (users)', 'moderated page asked', 'API calls', 'calls per delivered page', '429s', 'duplicates', 'job ends'],
-      c.story.map((r) => [name(r.variant, r.workers), `${r.storiesCompleted} of ${r.stories}${capped(r)}`, n1(r.slowestMs / 1000), n1(r.idealMs / 1000), n2(r.slowestMs / r.idealMs), `${r.failuresSeen} (${r.usersFailed})`, String(r.moderatedAsks), String(r.api.requests), n2(r.api.requests / Math.max(1, r.delivered)), String(r.api.limited), String(r.duplicates), outcomes(r)]),
+      [
+        'variant',
+        'stories complete',
+        'slowest story (s)',
+        'ideal (s)',
+        'slowest / ideal',
+        'failures seen (users)',
+        'moderated page asked',
+        'API calls',
+        'calls per delivered page',
+        '429s',
+        'duplicates',
+        'job ends',
+      ],
+      c.story.map((r) => [
+        name(r.variant, r.workers),
+        `${r.storiesCompleted} of ${r.stories}${capped(r)}`,
+        n1(r.slowestMs / 1000),
+        n1(r.idealMs / 1000),
+        n2(r.slowestMs / r.idealMs),
+        `${r.failuresSeen} (${r.usersFailed})`,
+        String(r.moderatedAsks),
+        String(r.api.requests),
+        n2(r.api.requests / Math.max(1, r.delivered)),
+        String(r.api.limited),
+        String(r.duplicates),
+        outcomes(r),
+      ]),
     ),
     '',
     '### d) Cost per job',
     '',
     table(
       ['variant', 'jobs', 'Redis commands/job: all', 'producer alone', 'worker', 'worker CPU ms/job', 'most frequent commands per job'],
-      c.cost.map((r) => [name(r.variant), `${r.delivered} of ${r.jobs}${capped(r)}`, n1(r.commandsPerJob.total), n1(r.commandsPerJob.producer), n1(r.commandsPerJob.worker), n2(r.cpuMsPerJob), Object.entries(r.topCommands).map(([k, v]) => `${k} ${n1(v)}`).join(', ')]),
+      c.cost.map((r) => [
+        name(r.variant),
+        `${r.delivered} of ${r.jobs}${capped(r)}`,
+        n1(r.commandsPerJob.total),
+        n1(r.commandsPerJob.producer),
+        n1(r.commandsPerJob.worker),
+        n2(r.cpuMsPerJob),
+        Object.entries(r.topCommands)
+          .map(([k, v]) => `${k} ${n1(v)}`)
+          .join(', '),
+      ]),
     ),
     '',
   ];
@@ -344,7 +591,16 @@ function collectRuns(res: BenchResults): RunResult[] {
   return [
     ...(res.overhead?.rounds.flatMap((r) => [r.bare, r.worker, ...Object.values(r.whatIf)]) ?? []),
     ...(res.latency ? [res.latency.worker, res.latency.bare] : []),
-    ...(res.memory ? [res.memory.bare, res.memory.worker, res.memory.saturated.bare, res.memory.saturated.worker, res.memory.stalledRelay.worker, res.memory.stalledRelay.bare] : []),
+    ...(res.memory
+      ? [
+          res.memory.bare,
+          res.memory.worker,
+          res.memory.saturated.bare,
+          res.memory.saturated.worker,
+          res.memory.stalledRelay.worker,
+          res.memory.stalledRelay.bare,
+        ]
+      : []),
     ...(res.leak ? [res.leak.worker, res.leak.bare] : []),
     ...(res.scaleOut ?? []),
     ...(res.profile ? [res.profile.worker.run, res.profile.bare.run] : []),
@@ -365,7 +621,12 @@ export function renderReport(res: BenchResults): string {
     '',
     renderSummaryTable(res),
     '',
-    ...(failures.length > 0 ? [`Runs with errors, failed or repeated notifications: ${failures.map((r) => `${r.spec.name} (${r.error ?? `${r.failed} failed, ${r.duplicates} repeated`})`).join('; ')}.`, ''] : []),
+    ...(failures.length > 0
+      ? [
+          `Runs with errors, failed or repeated notifications: ${failures.map((r) => `${r.spec.name} (${r.error ?? `${r.failed} failed, ${r.duplicates} repeated`})`).join('; ')}.`,
+          '',
+        ]
+      : []),
     ...(res.overhead ? overheadSection(res.overhead) : []),
     ...(res.latency ? latencySection(res, res.latency) : []),
     ...(res.memory ? memorySection(res.memory, res.leak) : []),

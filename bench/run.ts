@@ -115,7 +115,8 @@ async function classic(results: BenchResults, run: Run, system: BenchSystem, say
 
   say('latency-bound: small images, a 300 ms API');
   const l = plan.latency;
-  const latencyRun = (kind: RunSpec['kind']): Promise<RunResult> => run(spec(`latency-${kind}`, kind, { concurrency: C, batches: [l.jobs], imageBytes: l.imageBytes, delayMs: l.delayMs }));
+  const latencyRun = (kind: RunSpec['kind']): Promise<RunResult> =>
+    run(spec(`latency-${kind}`, kind, { concurrency: C, batches: [l.jobs], imageBytes: l.imageBytes, delayMs: l.delayMs }));
   results.latency = { worker: await latencyRun('worker'), bare: await latencyRun('bare') };
 
   say('memory: 1 MB images');
@@ -125,7 +126,15 @@ async function classic(results: BenchResults, run: Run, system: BenchSystem, say
   const saturatedRun = (kind: RunSpec['kind']): Promise<RunResult> =>
     run(spec(`memory-saturated-${kind}`, kind, { concurrency: C, batches: [m.saturatedJobs], imageBytes: m.imageBytes, delayMs: 0 }));
   const stalledRun = (kind: RunSpec['kind']): Promise<RunResult> =>
-    run(spec(`memory-stalled-relay-${kind}`, kind, { concurrency: C, batches: [m.stall.jobs], imageBytes: m.imageBytes, delayMs: 0, stallRelay: { afterMs: m.stall.afterMs, forMs: m.stall.forMs } }));
+    run(
+      spec(`memory-stalled-relay-${kind}`, kind, {
+        concurrency: C,
+        batches: [m.stall.jobs],
+        imageBytes: m.imageBytes,
+        delayMs: 0,
+        stallRelay: { afterMs: m.stall.afterMs, forMs: m.stall.forMs },
+      }),
+    );
   results.memory = {
     bare: await memoryRun('bare', 'bare'),
     worker: await memoryRun('worker', 'worker'),
@@ -134,14 +143,19 @@ async function classic(results: BenchResults, run: Run, system: BenchSystem, say
   };
 
   say('growth: small jobs in batches, heap after a full GC between them');
-  const leakRun = (kind: RunSpec['kind']): Promise<RunResult> => run(spec(`growth-${kind}`, kind, { concurrency: C, batches: plan.leak.batches, imageBytes: plan.leak.imageBytes, delayMs: 0 }));
+  const leakRun = (kind: RunSpec['kind']): Promise<RunResult> =>
+    run(spec(`growth-${kind}`, kind, { concurrency: C, batches: plan.leak.batches, imageBytes: plan.leak.imageBytes, delayMs: 0 }));
   results.leak = { worker: await leakRun('worker'), bare: await leakRun('bare') };
 
   say('scale-out: worker processes on one Redis, a 300 ms API');
   const so = plan.scaleOut;
   results.scaleOut = [];
   for (const n of so.processes) {
-    results.scaleOut.push(await run(spec(`scale-${n}`, 'worker', { processes: n, concurrency: C, batches: [so.jobsPerProcess * n], imageBytes: so.imageBytes, delayMs: so.delayMs })));
+    results.scaleOut.push(
+      await run(
+        spec(`scale-${n}`, 'worker', { processes: n, concurrency: C, batches: [so.jobsPerProcess * n], imageBytes: so.imageBytes, delayMs: so.delayMs }),
+      ),
+    );
   }
 
   say('profile: node --cpu-prof, overhead settings');

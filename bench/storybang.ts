@@ -171,7 +171,15 @@ export async function runStorybang(system: BenchSystem, builds: Build[], plan: S
   fs.mkdirSync(cwd, { recursive: true });
   const relay = new BenchChild('storyRelay', { env: {}, logFile: path.join(logDir, 'story-relay.log') });
   const jwt = await startStorybangJwt();
-  const results: StorybangResults = { builds: builds.map(({ label, rev }) => ({ label, rev })), stories: [], threeWorkers: [], loops: [], reload: [], burst: [], errors: [] };
+  const results: StorybangResults = {
+    builds: builds.map(({ label, rev }) => ({ label, rev })),
+    stories: [],
+    threeWorkers: [],
+    loops: [],
+    reload: [],
+    burst: [],
+    errors: [],
+  };
   try {
     const ready = await relay.ready;
     if (ready.type !== 'relay') throw new Error('the StoryBang relay did not say its URL');
@@ -200,9 +208,17 @@ export async function runStorybang(system: BenchSystem, builds: Build[], plan: S
         await attempt('stories', b, () => storiesRun(ctx, b, 1, stories.users, stories.pages, latency, stories.capMs), storyLine, results.stories);
       }
     }
-    say(`storybang 2) ${threeWorkers.workers} workers: ${threeWorkers.users} users x ${threeWorkers.pages} pages, ${describeDelay(threeWorkers.latency)} API, 5/s`);
+    say(
+      `storybang 2) ${threeWorkers.workers} workers: ${threeWorkers.users} users x ${threeWorkers.pages} pages, ${describeDelay(threeWorkers.latency)} API, 5/s`,
+    );
     for (const b of builds) {
-      await attempt('three workers', b, () => storiesRun(ctx, b, threeWorkers.workers, threeWorkers.users, threeWorkers.pages, threeWorkers.latency, threeWorkers.capMs), storyLine, results.threeWorkers);
+      await attempt(
+        'three workers',
+        b,
+        () => storiesRun(ctx, b, threeWorkers.workers, threeWorkers.users, threeWorkers.pages, threeWorkers.latency, threeWorkers.capMs),
+        storyLine,
+        results.threeWorkers,
+      );
     }
     say(`storybang 3) a refused and a blank prompt, each asked again at once for ${loops.seconds} s`);
     for (const b of builds) {
@@ -294,7 +310,10 @@ async function withWorkers<T extends { durationMs: number; timedOut: boolean }>(
     LOG_LEVEL: 'info',
     SHUTDOWN_TIMEOUT_MS: '3000',
   };
-  const procs = Array.from({ length: workers }, (_, i) => new WorkerProcess(build.entry, env, path.join(ctx.logDir, `${queueName}-${build.label}-${i}.log`), ctx.cwd));
+  const procs = Array.from(
+    { length: workers },
+    (_, i) => new WorkerProcess(build.entry, env, path.join(ctx.logDir, `${queueName}-${build.label}-${i}.log`), ctx.cwd),
+  );
   const started = await Promise.allSettled(procs.map((w) => w.ready));
   const failed = started.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
   if (failed) {
@@ -423,7 +442,14 @@ async function loopsRun(ctx: Context, build: Build, plan: StorybangPlan['loops']
     const endAt = t0 + plan.seconds * 1000;
     for (let k = 1; last.at < endAt - 1; k++) {
       await sleep(Math.min(t0 + k * plan.sampleS * 1000, endAt) - performance.now());
-      const now = { at: performance.now(), counts: await commandCounts(admin), refusedAsks: asksOf(refused), blankAsks: asksOf(blank), refusedAnswers: refused.answers, blankAnswers: blank.answers };
+      const now = {
+        at: performance.now(),
+        counts: await commandCounts(admin),
+        refusedAsks: asksOf(refused),
+        blankAsks: asksOf(blank),
+        refusedAnswers: refused.answers,
+        blankAnswers: blank.answers,
+      };
       const verifies = ctx.jwt.verifyRequests.length;
       ctx.jwt.verifyRequests.length = 0;
       jwtVerifies += verifies;
@@ -453,7 +479,12 @@ async function loopsRun(ctx: Context, build: Build, plan: StorybangPlan['loops']
       producerCommandsPerAsk: perAsk,
       idlePerMin: (idle * 60) / plan.idleS,
       samples,
-      refused: { answers: refused.answers, asks: asksOf(refused), apiRequests: sum(refusedCalls.map((c) => c.requests)), apiAdmitted: sum(refusedCalls.map((c) => c.admitted)) },
+      refused: {
+        answers: refused.answers,
+        asks: asksOf(refused),
+        apiRequests: sum(refusedCalls.map((c) => c.requests)),
+        apiAdmitted: sum(refusedCalls.map((c) => c.admitted)),
+      },
       blank: { answers: blank.answers, asks: asksOf(blank), apiRequests: sum(blankCalls.map((c) => c.requests)) },
       jwtVerifies,
       durationMs: performance.now() - t0,

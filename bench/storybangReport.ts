@@ -34,26 +34,67 @@ export function storybangGoals(res: StorybangResults): Goal[] {
   for (const r of current(res.stories)) {
     const slowest = r.slowestMs / r.idealMs;
     const meanX = r.meanCompleteMs / r.serialSameDrawsMs;
-    out.push([`StoryBang, 1 worker at ${describeDelay(r.latency)}: slowest story / ideal`, n2(slowest), `<= ${STORYBANG_GOALS.slowestX}`, slowest <= STORYBANG_GOALS.slowestX]);
-    out.push([`StoryBang, 1 worker at ${describeDelay(r.latency)}: mean to a complete story / story after story (same latencies)`, n2(meanX), `<= ${STORYBANG_GOALS.meanX}`, meanX <= STORYBANG_GOALS.meanX]);
+    out.push([
+      `StoryBang, 1 worker at ${describeDelay(r.latency)}: slowest story / ideal`,
+      n2(slowest),
+      `<= ${STORYBANG_GOALS.slowestX}`,
+      slowest <= STORYBANG_GOALS.slowestX,
+    ]);
+    out.push([
+      `StoryBang, 1 worker at ${describeDelay(r.latency)}: mean to a complete story / story after story (same latencies)`,
+      n2(meanX),
+      `<= ${STORYBANG_GOALS.meanX}`,
+      meanX <= STORYBANG_GOALS.meanX,
+    ]);
   }
   for (const r of current(res.threeWorkers)) {
     const share = share429(r.api);
-    out.push([`StoryBang, ${r.workers} workers at ${describeDelay(r.latency)}: requests answered 429`, pct(share), `<= ${pct(STORYBANG_GOALS.max429)}`, share <= STORYBANG_GOALS.max429]);
+    out.push([
+      `StoryBang, ${r.workers} workers at ${describeDelay(r.latency)}: requests answered 429`,
+      pct(share),
+      `<= ${pct(STORYBANG_GOALS.max429)}`,
+      share <= STORYBANG_GOALS.max429,
+    ]);
   }
   for (const r of current(res.reload)) {
     out.push(['StoryBang reload: admitted API calls for a page still waiting or running, beyond the first', String(r.boughtTwice), '0', r.boughtTwice === 0]);
   }
   for (const r of current(res.burst)) {
     const x = r.lightWaitMs === undefined ? Infinity : r.lightWaitMs / meanDelayMs(r.latency);
-    out.push([`StoryBang burst at ${describeDelay(r.latency)}: light user's wait / mean API latency`, n1(x), `<= ${STORYBANG_GOALS.lightWaitX}`, x <= STORYBANG_GOALS.lightWaitX]);
+    out.push([
+      `StoryBang burst at ${describeDelay(r.latency)}: light user's wait / mean API latency`,
+      n1(x),
+      `<= ${STORYBANG_GOALS.lightWaitX}`,
+      x <= STORYBANG_GOALS.lightWaitX,
+    ]);
   }
   return out;
 }
 
 function storiesTable(table: Table, runs: StoriesRun[]): string {
   return table(
-    ['build', 'workers', 'API latency', 'stories complete', 'slowest story (s)', 'ideal (s)', 'slowest / ideal', 'mean to a complete story (s)', 'story-after-story ideal (s)', 'mean / that ideal', 'story after story, same latencies (s)', 'mean / that', 'first complete story (s)', '429 share', 'API calls per delivered page (admitted)', 'peak in flight at the API', 'failures seen', 'duplicates', 'Redis connections StoryBang would have leaked (= asks)', 'job ends'],
+    [
+      'build',
+      'workers',
+      'API latency',
+      'stories complete',
+      'slowest story (s)',
+      'ideal (s)',
+      'slowest / ideal',
+      'mean to a complete story (s)',
+      'story-after-story ideal (s)',
+      'mean / that ideal',
+      'story after story, same latencies (s)',
+      'mean / that',
+      'first complete story (s)',
+      '429 share',
+      'API calls per delivered page (admitted)',
+      'peak in flight at the API',
+      'failures seen',
+      'duplicates',
+      'Redis connections StoryBang would have leaked (= asks)',
+      'job ends',
+    ],
     runs.map((r) => [
       who(r),
       String(r.workers),
@@ -94,7 +135,24 @@ export function storybangSection(res: StorybangResults, table: Table): string[] 
   lines.push('### 3. Refusal loop and blank-prompt loop', '');
   lines.push(
     table(
-      ['build', 'seconds', 'refused: answers', 'refused: asks', 'API calls for the refused prompt (admitted)', 'blank: answers', 'blank: asks', 'API calls for the blank prompt', 'Redis connections StoryBang would have leaked (= asks)', 'asks/min in the last interval', 'minutes to Redis maxclients (10000) at that pace', 'token checks at the JWT service', 'worker Redis commands/min: idle, first -> last interval', 'last / first', 'producer commands per ask', 'job ends'],
+      [
+        'build',
+        'seconds',
+        'refused: answers',
+        'refused: asks',
+        'API calls for the refused prompt (admitted)',
+        'blank: answers',
+        'blank: asks',
+        'API calls for the blank prompt',
+        'Redis connections StoryBang would have leaked (= asks)',
+        'asks/min in the last interval',
+        'minutes to Redis maxclients (10000) at that pace',
+        'token checks at the JWT service',
+        'worker Redis commands/min: idle, first -> last interval',
+        'last / first',
+        'producer commands per ask',
+        'job ends',
+      ],
       res.loops.map((r) => [
         who(r),
         String(r.seconds),
@@ -122,7 +180,14 @@ export function storybangSection(res: StorybangResults, table: Table): string[] 
       '',
       table(
         ['until (s)', 'worker Redis commands/min', 'all commands', 'asks refused / blank', 'answers refused / blank', 'token checks'],
-        r.samples.map((x) => [n1(x.atS), n1(x.workerPerMin), String(x.commands), `${x.asks.refused} / ${x.asks.blank}`, `${x.answers.refused} / ${x.answers.blank}`, String(x.jwtVerifies)]),
+        r.samples.map((x) => [
+          n1(x.atS),
+          n1(x.workerPerMin),
+          String(x.commands),
+          `${x.asks.refused} / ${x.asks.blank}`,
+          `${x.answers.refused} / ${x.answers.blank}`,
+          String(x.jwtVerifies),
+        ]),
       ),
       '',
     );
@@ -131,14 +196,32 @@ export function storybangSection(res: StorybangResults, table: Table): string[] 
   lines.push('### 4. Reload mid-story', '');
   lines.push(
     table(
-      ['build', 'old page had', 'reload at (s)', 'API calls (admitted)', 'admitted per page', 'done before the new ask', 'bought twice while waiting or running', 'deliveries per page to the new page', 'after the new page was complete', 'new page complete after (s)', 'failures seen by the new page', 'Redis connections StoryBang would have leaked (= asks)', 'settled', 'job ends'],
+      [
+        'build',
+        'old page had',
+        'reload at (s)',
+        'API calls (admitted)',
+        'admitted per page',
+        'done before the new ask',
+        'bought twice while waiting or running',
+        'deliveries per page to the new page',
+        'after the new page was complete',
+        'new page complete after (s)',
+        'failures seen by the new page',
+        'Redis connections StoryBang would have leaked (= asks)',
+        'settled',
+        'job ends',
+      ],
       res.reload.map((r) => [
         who(r),
         r.deliveredBeforeReload.join(', '),
         sec(r.reloadAtMs),
         `${r.api.requests} (${r.api.requests - r.api.limited})`,
         r.perPage.map((p) => String(p.admitted)).join(' '),
-        r.perPage.filter((p) => p.doneBeforeNewAsk).map((p) => String(p.number)).join(', ') || '-',
+        r.perPage
+          .filter((p) => p.doneBeforeNewAsk)
+          .map((p) => String(p.number))
+          .join(', ') || '-',
         String(r.boughtTwice),
         r.perPage.map((p) => String(p.deliveriesToNew)).join(' '),
         String(r.afterComplete),
@@ -155,7 +238,20 @@ export function storybangSection(res: StorybangResults, table: Table): string[] 
   lines.push('### 5. Light user behind a burst', '');
   lines.push(
     table(
-      ['build', 'API latency', 'heavy jobs', 'light waited (s)', '/ mean latency', 'heavy delivered before it', "heavy's last image (s)", 'heavy ideal (s)', 'heavy delivered', '429 share', 'peak in flight', 'job ends'],
+      [
+        'build',
+        'API latency',
+        'heavy jobs',
+        'light waited (s)',
+        '/ mean latency',
+        'heavy delivered before it',
+        "heavy's last image (s)",
+        'heavy ideal (s)',
+        'heavy delivered',
+        '429 share',
+        'peak in flight',
+        'job ends',
+      ],
       res.burst.map((r) => [
         who(r),
         describeDelay(r.latency),

@@ -17,7 +17,12 @@ export class WorkerProcess {
   private readonly lines: string[] = [];
 
   /** `cwd`: where it runs (the worker reads a `.env` there); by default the benchmark's own directory. */
-  constructor(entry: string, env: Record<string, string>, readonly logFile: string, cwd?: string) {
+  constructor(
+    entry: string,
+    env: Record<string, string>,
+    readonly logFile: string,
+    cwd?: string,
+  ) {
     this.child = spawn(process.execPath, [entry], { cwd, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = fs.createWriteStream(logFile);
     let markReady: () => void = () => undefined;
@@ -37,7 +42,9 @@ export class WorkerProcess {
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no "ready" line within ${READY_TIMEOUT_MS} ms (log: ${logFile})`)), READY_TIMEOUT_MS);
       markReady = () => (clearTimeout(timer), resolve());
-      void this.exited.then((code) => (clearTimeout(timer), reject(Object.assign(new Error(`worker exited (${code}) before it was ready (log: ${logFile})`), { code }))));
+      void this.exited.then(
+        (code) => (clearTimeout(timer), reject(Object.assign(new Error(`worker exited (${code}) before it was ready (log: ${logFile})`), { code }))),
+      );
     });
     this.ready.catch(() => undefined);
   }

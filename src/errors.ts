@@ -1,10 +1,5 @@
 /** The failure codes of the contract, as the user and the job's failed reason see them. */
-export type ErrorCode =
-  | 'INVALID_JOB'
-  | 'INVALID_TOKEN'
-  | 'SESSION_EXPIRED'
-  | 'CONTENT_REJECTED'
-  | 'GENERATION_FAILED';
+export type ErrorCode = 'INVALID_JOB' | 'INVALID_TOKEN' | 'SESSION_EXPIRED' | 'CONTENT_REJECTED' | 'GENERATION_FAILED';
 
 /**
  * What the person waiting for the picture reads, one fixed sentence per code, in both wire formats

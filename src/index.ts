@@ -77,4 +77,3 @@ if (require.main === module) {
     process.exit(EXIT_FORCED);
   });
 }
-

@@ -57,4 +57,3 @@ function algorithmsForKey(key: KeyObject, algorithms: readonly jwt.Algorithm[]):
           : [];
   return algorithms.filter((alg) => fits.includes(alg));
 }
-

@@ -7,11 +7,31 @@ export type { Logger } from 'pino';
  * the second line of defence for objects logged whole (job data, HTTP errors, payloads).
  */
 const REDACT_PATHS = [
-  'Token', 'token', '*.Token', 'data.Token', 'job.data.Token',
-  'apiKey', '*.apiKey', 'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization',
-  'secret', '*.secret', 'publicKey', '*.publicKey',
-  'image', '*.image', 'base64', '*.base64', 'b64_json', '*.b64_json', 'Message', '*.Message',
-  'Prompt', '*.Prompt',
+  'Token',
+  'token',
+  '*.Token',
+  'data.Token',
+  'job.data.Token',
+  'apiKey',
+  '*.apiKey',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  '*.headers.authorization',
+  'secret',
+  '*.secret',
+  'publicKey',
+  '*.publicKey',
+  'image',
+  '*.image',
+  'base64',
+  '*.base64',
+  'b64_json',
+  '*.b64_json',
+  'Message',
+  '*.Message',
+  'Prompt',
+  '*.Prompt',
 ];
 
 /** pino JSON on stdout (or `destination` in tests), with stable field names and an ISO time. */

@@ -185,7 +185,12 @@ async function generate(state: RunState, job: ImageJob, prompt: PreparedPrompt):
     const { generationDeadlineMs } = state.deps.settings;
     const deadlineAt = generationDeadlineMs === undefined ? undefined : Date.now() + generationDeadlineMs;
     try {
-      return await retrying(state, 'generate', () => state.deps.provider.generate({ prompt: prompt.text, userId: job.userId, deadlineAt }, state.signal), deadlineAt);
+      return await retrying(
+        state,
+        'generate',
+        () => state.deps.provider.generate({ prompt: prompt.text, userId: job.userId, deadlineAt }, state.signal),
+        deadlineAt,
+      );
     } catch (err) {
       if (err instanceof WorkerError && err.code === 'CONTENT_REJECTED') await rememberRefusal(state, job.userId, prompt.text);
       throw err;

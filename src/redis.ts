@@ -85,7 +85,11 @@ export function connectRedis(target: RedisTarget, type: string, blocking: boolea
   const { username, password, tls } = nodes[0];
   return new Cluster(
     nodes.map(({ host, port }) => ({ host, port })),
-    { redisOptions: { username, password, tls, ...extra }, enableReadyCheck: !blocking, ...(blocking ? { maxRetriesPerRequest: null } : {}) } as ConstructorParameters<typeof Cluster>[1],
+    {
+      redisOptions: { username, password, tls, ...extra },
+      enableReadyCheck: !blocking,
+      ...(blocking ? { maxRetriesPerRequest: null } : {}),
+    } as ConstructorParameters<typeof Cluster>[1],
   );
 }
 

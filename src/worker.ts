@@ -91,7 +91,10 @@ export async function startWorker(config: Config, logger: Logger, overrides: Wor
 
 async function start(config: Config, logger: Logger, overrides: WorkerOverrides, releasers: Releasers): Promise<RunningWorker> {
   const { signal } = overrides;
-  const redis = redisClientFactory({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, tlsRejectUnauthorized: config.redisTlsRejectUnauthorized }, logger);
+  const redis = redisClientFactory(
+    { url: config.redisUrl, clusterNodes: config.redisClusterNodes, tlsRejectUnauthorized: config.redisTlsRejectUnauthorized },
+    logger,
+  );
   releasers.add('redis', () => redis.closeAll());
   // Bull is the way in (producers add to it) and what producers and operators read; the fair queue runs the jobs.
   const queue = new Bull(config.queueName, {
@@ -150,7 +153,13 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     leaseMs: config.lockDurationMs,
     maxStalledCount: config.maxStalledCount,
   };
-  const dispatcher = new Dispatcher(fair, (job, onSlot) => runClaimedJob(job, context, onSlot), () => inFlight.limit, pacer !== null, logger);
+  const dispatcher = new Dispatcher(
+    fair,
+    (job, onSlot) => runClaimedJob(job, context, onSlot),
+    () => inFlight.limit,
+    pacer !== null,
+    logger,
+  );
 
   const wake = redis.create('wake');
   await wake.subscribe(fair.keys.wakeChannel);
@@ -181,7 +190,8 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
       if (!finished) {
         hardStop.abort();
         settled = await dispatcher.settled(HAND_BACK_LIMIT_MS);
-        if (!settled) logger.error({ running: dispatcher.inFlight }, 'jobs not handed back (Redis does not answer): their leases lapse and another worker runs them');
+        if (!settled)
+          logger.error({ running: dispatcher.inFlight }, 'jobs not handed back (Redis does not answer): their leases lapse and another worker runs them');
       }
       leases.stop();
       reaper.stop();

@@ -93,7 +93,7 @@ describe('withCapacity', () => {
     expect(pacer.calls[0][1]).toBeLessThanOrEqual(5000);
   });
 
-  it('waits against the request\'s deadline: a later request of the same job (same deadline) has less time left', async () => {
+  it("waits against the request's deadline: a later request of the same job (same deadline) has less time left", async () => {
     const pacer = new FakePacer();
     let now = 1_000_000;
     const realNow = Date.now;

@@ -51,7 +51,11 @@ describe('process faults: outages', () => {
     await worker.waitForLog((l) => l.msg === 'job end', 15_000);
     // A later job's delivery on the same connection: any second copy of the first would have arrived before it.
     await sys.enqueue({ Id: 'alice', Prompt: 'barrier', Token: signToken('alice'), Number: 2 });
-    await waitUntil(() => sys.relay.received.some((p) => isFinal(p as Record<string, unknown>) && (p as Record<string, unknown>).Number === 2), 10_000, 'barrier');
+    await waitUntil(
+      () => sys.relay.received.some((p) => isFinal(p as Record<string, unknown>) && (p as Record<string, unknown>).Number === 2),
+      10_000,
+      'barrier',
+    );
     const finals = sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>) && (p as Record<string, unknown>).Number === 1);
     expect(finals).toEqual([expect.objectContaining({ Id: 'alice_Grok_Image_Generator', Status: true, Number: 1 })]);
     expect(sys.xai.calls).toHaveLength(2);

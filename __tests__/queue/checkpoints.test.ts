@@ -30,7 +30,19 @@ afterEach(async () => {
 /** A job record as the intake leaves it (only its existence matters to a checkpoint). */
 async function job(fid: string, mayHaveCheckpoint = true): Promise<FairJob> {
   await redis.hset(`${prefix}fq:job:${fid}`, 'uid', 'user-42');
-  return { fid, id: fid, token: '1', userId: 'user-42', data: {}, createdAt: 0, attempts: 1, attemptsMade: 0, backoff: null, mayHaveCheckpoint, stalledOut: false };
+  return {
+    fid,
+    id: fid,
+    token: '1',
+    userId: 'user-42',
+    data: {},
+    createdAt: 0,
+    attempts: 1,
+    attemptsMade: 0,
+    backoff: null,
+    mayHaveCheckpoint,
+    stalledOut: false,
+  };
 }
 
 describe('Checkpoints', () => {
@@ -69,12 +81,22 @@ describe('Checkpoints', () => {
 
 describe('the checkpoint format', () => {
   it('keeps only what the image has: no revisedPrompt or cost stays absent, a cost of zero stays zero', () => {
-    expect(parseCheckpoint(encodeCheckpoint(FINGERPRINT, { base64: 'aGk=', mimeType: 'image/png' }), FINGERPRINT)).toStrictEqual({ base64: 'aGk=', mimeType: 'image/png' });
+    expect(parseCheckpoint(encodeCheckpoint(FINGERPRINT, { base64: 'aGk=', mimeType: 'image/png' }), FINGERPRINT)).toStrictEqual({
+      base64: 'aGk=',
+      mimeType: 'image/png',
+    });
     expect(parseCheckpoint(encodeCheckpoint(FINGERPRINT, { base64: 'aGk=', mimeType: 'image/png', costUsd: 0 }), FINGERPRINT)?.costUsd).toBe(0);
   });
 
   it('reads a damaged value as no checkpoint, never as an image without a type or bytes', () => {
-    for (const value of ['no newline', '{"f":"x"}\naGk=', `{"f":"${FINGERPRINT}"}\naGk=`, `{"f":"${FINGERPRINT}","m":"image/png"}\n`, 'not json\naGk=', 'null\naGk=']) {
+    for (const value of [
+      'no newline',
+      '{"f":"x"}\naGk=',
+      `{"f":"${FINGERPRINT}"}\naGk=`,
+      `{"f":"${FINGERPRINT}","m":"image/png"}\n`,
+      'not json\naGk=',
+      'null\naGk=',
+    ]) {
       expect(parseCheckpoint(Buffer.from(value), FINGERPRINT)).toBeNull();
     }
     expect(parseCheckpoint(null, FINGERPRINT)).toBeNull();

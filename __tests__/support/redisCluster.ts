@@ -22,7 +22,9 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   try {
     for (let i = 0; i < 3; i++) {
       const file = path.join(dir, `nodes-${i}.conf`);
-      nodes.push(await startRedisServer(undefined, ['--cluster-enabled', 'yes', '--cluster-config-file', file, '--cluster-node-timeout', '2000', '--dir', dir]));
+      nodes.push(
+        await startRedisServer(undefined, ['--cluster-enabled', 'yes', '--cluster-config-file', file, '--cluster-node-timeout', '2000', '--dir', dir]),
+      );
     }
     const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
     await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes']);

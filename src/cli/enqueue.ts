@@ -4,19 +4,7 @@ import jwt from 'jsonwebtoken';
 import { ConfigError, DEFAULTS, JwtConfig, loadJwtConfig } from '../config';
 import { InvalidJobError, validateJobData } from '../steps/jobData';
 import { enqueueImageJob, ImageJobData } from '../producer';
-import {
-  CliIO,
-  closeQueue,
-  Env,
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
-  openQueue,
-  readQueueSettings,
-  redisFailureMessage,
-  runAsScript,
-  UsageError,
-} from './args';
+import { CliIO, closeQueue, Env, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, openQueue, readQueueSettings, redisFailureMessage, runAsScript, UsageError } from './args';
 import { createJwtUrl, createStorybangToken, TokenServiceError } from './createJwt';
 
 export const USAGE = `Usage: npm run -s enqueue -- --id <user> --prompt <text> [options]
@@ -122,7 +110,10 @@ export async function tokenFor(id: string, given: string | undefined, env: Env):
     settings = loadJwtConfig(env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    throw new UsageError(`No token: pass --token <jwt>, or set JWT_SECRET (or the JWT service's API_JWT) to have one made for --id (${err.problems.join('; ')})`, false);
+    throw new UsageError(
+      `No token: pass --token <jwt>, or set JWT_SECRET (or the JWT service's API_JWT) to have one made for --id (${err.problems.join('; ')})`,
+      false,
+    );
   }
   const createUrl = createJwtUrl(settings.verifyUrl);
   if (createUrl !== undefined) return createStorybangToken(createUrl, id);

@@ -62,9 +62,7 @@ export function escapeGlob(text: string): string {
 async function oldestWaitingAgeMs(queue: Bull.Queue, now: number): Promise<number | null> {
   // A job may be taken (and removed) between reading the list and its hash: look again a few times.
   for (let tries = 0; tries < 3; tries++) {
-    const ids = (await Promise.all(['wait', 'paused'].map((list) => queue.client.lindex(queue.toKey(list), -1)))).filter(
-      (id): id is string => id !== null,
-    );
+    const ids = (await Promise.all(['wait', 'paused'].map((list) => queue.client.lindex(queue.toKey(list), -1)))).filter((id): id is string => id !== null);
     if (ids.length === 0) return null;
     const stamps = await Promise.all(ids.map((id) => queue.client.hget(queue.toKey(id), 'timestamp')));
     if (stamps.some((s) => s === null)) continue;

@@ -64,10 +64,20 @@ export function list<T>(item: Kind<T>, expects = `comma-separated values, each $
   return {
     expects,
     parse: (t) => {
-      const values = t.split(',').map((entry) => entry.trim()).filter(Boolean).map((entry) => item.parse(entry));
+      const values = t
+        .split(',')
+        .map((entry) => entry.trim())
+        .filter(Boolean)
+        .map((entry) => item.parse(entry));
       return values.includes(REJECT) ? REJECT : (values as T[]);
     },
-    show: item.show && ((t) => t.split(',').map((entry) => item.show!(entry.trim())).join(',')),
+    show:
+      item.show &&
+      ((t) =>
+        t
+          .split(',')
+          .map((entry) => item.show!(entry.trim()))
+          .join(',')),
   };
 }
 

@@ -54,11 +54,9 @@ function pingPort(port: number, timeoutMs = 500): Promise<boolean> {
 /** `extraArgs`: more redis-server options, e.g. `--cluster-enabled yes` for a node of a test cluster. */
 export async function startRedisServer(port?: number, extraArgs: string[] = []): Promise<RedisServer> {
   const p = port ?? (await freePort());
-  const child = spawn(
-    'redis-server',
-    ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extraArgs],
-    { stdio: 'ignore' },
-  );
+  const child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extraArgs], {
+    stdio: 'ignore',
+  });
   const spawnError = new Promise<never>((_, reject) => child.once('error', reject));
   const deadline = Date.now() + 10_000;
   for (;;) {

@@ -95,10 +95,10 @@ export class Dispatcher {
     const ended = this.run(job, () => gotSlot())
       .catch((err: unknown) => this.logger.error({ jobId: job.id, err: errorSummary(err) }, 'job run failed unexpectedly'))
       .finally(() => {
-      this.running.delete(job.fid);
-      gotSlot();
-      if (this.waiting === 'room') this.nudge?.();
-    });
+        this.running.delete(job.fid);
+        gotSlot();
+        if (this.waiting === 'room') this.nudge?.();
+      });
     this.running.set(job.fid, ended);
     return hasSlot;
   }

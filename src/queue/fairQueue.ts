@@ -35,11 +35,7 @@ export interface FairJob {
 export type Claim = { job: FairJob; retryInMs?: undefined } | { job?: undefined; retryInMs: number | null };
 
 /** How a run ends. `completed`/`failed` end the job (and finish it in Bull); the others keep it. */
-export type RunEnd =
-  | { how: 'completed'; returnValue: unknown }
-  | { how: 'failed'; code: ErrorCode }
-  | { how: 'retry'; delayMs: number }
-  | { how: 'back' };
+export type RunEnd = { how: 'completed'; returnValue: unknown } | { how: 'failed'; code: ErrorCode } | { how: 'retry'; delayMs: number } | { how: 'back' };
 
 export interface FairQueueOptions {
   /** LOCK_DURATION_MS: a claimed job's lease, renewed while it runs; a lapsed one is reaped. */
@@ -104,8 +100,7 @@ export class FairQueue {
   async claim(): Promise<Claim> {
     const { leaseMs, userConcurrency, paced } = this.options;
     const reply = (await this.commands.claim(...this.keys.fixed, this.prefix, leaseMs, userConcurrency, paced ? 1 : 0, CLAIM_HOLD_MS, this.agingMs)) as
-      | [1, string, number, string[]]
-      | [0, number];
+      [1, string, number, string[]] | [0, number];
     if (reply[0] === 0) return { retryInMs: reply[1] < 0 ? null : reply[1] };
     return { job: parseJob(reply[1], reply[2], reply[3]) };
   }
@@ -163,7 +158,10 @@ export class FairQueue {
 
   /** O(1) counts for the stats line. `waiting`: jobs in users' lines (Bull's active list less the rest). */
   async counts(): Promise<FairCounts> {
-    const [usersWaiting, running, retrying, heldBack, joined, heldBackTotal, bullActive] = (await this.commands.counts(...this.keys.fixed, this.prefix)) as number[];
+    const [usersWaiting, running, retrying, heldBack, joined, heldBackTotal, bullActive] = (await this.commands.counts(
+      ...this.keys.fixed,
+      this.prefix,
+    )) as number[];
     const waiting = Math.max(0, bullActive - running - retrying - heldBack - joined);
     return { usersWaiting, waiting, running, retrying, heldBack, joined, heldBackTotal };
   }

@@ -66,7 +66,7 @@ export class BullIntake {
 
   private async run(): Promise<void> {
     let firstId: string | null = null;
-    for (let failures = 0; ; ) {
+    for (let failures = 0; ;) {
       try {
         const moved = firstId !== null || !this.stopped ? await this.takeIn(firstId) : false;
         firstId = null;
@@ -88,7 +88,10 @@ export class BullIntake {
   private async takeIn(firstId: string | null): Promise<boolean> {
     const { taken, joined, unapplied } = await this.fair.intake(firstId, BATCH);
     for (const { id, option } of unapplied) {
-      this.logger.warn({ jobId: id, option }, `Bull option "${option}" is not applied by this worker: GENERATION_DEADLINE_MS and GROK_TIMEOUT_MS bound a job, and repeatable jobs are not supported`);
+      this.logger.warn(
+        { jobId: id, option },
+        `Bull option "${option}" is not applied by this worker: GENERATION_DEADLINE_MS and GROK_TIMEOUT_MS bound a job, and repeatable jobs are not supported`,
+      );
     }
     if (joined > 0) this.logger.info({ joined }, 'jobs joined an identical job waiting or running: one image, one delivery');
     return taken + joined >= BATCH;

@@ -122,7 +122,13 @@ async function finish(job: FairJob, result: JobResult, ctx: RunContext, askedApi
 function logJoined(joined: string[], leader: FairJob, outcome: 'completed' | 'failed', error: WorkerError | undefined, ctx: RunContext): void {
   const startedAt = Date.now();
   for (const jobId of joined) {
-    logJobEnd(ctx.deps.logger, { jobId, attempt: 1, startedAt, outcome, result: { userId: leader.userId || undefined, steps: {}, error, joinedTo: leader.id } });
+    logJobEnd(ctx.deps.logger, {
+      jobId,
+      attempt: 1,
+      startedAt,
+      outcome,
+      result: { userId: leader.userId || undefined, steps: {}, error, joinedTo: leader.id },
+    });
   }
 }
 

@@ -238,7 +238,9 @@ function describeErrorBody(body: string, redact: (text: string) => string): { me
 
 /** A one-way hash of the user's Id for xAI's `user` field. */
 export function hashUserId(userId: string): string {
-  return createHash('sha256').update(USER_HASH_NAMESPACE + userId, 'utf8').digest('hex');
+  return createHash('sha256')
+    .update(USER_HASH_NAMESPACE + userId, 'utf8')
+    .digest('hex');
 }
 
 /** `value` as a lower-case image media type, or undefined when it is not one (or not safe to show). */

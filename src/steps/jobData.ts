@@ -14,7 +14,10 @@ const MAX_ID_LENGTH = 128;
 
 /** An INVALID_JOB error that remembers the user when the `Id` was usable, so they can be told. */
 export class InvalidJobError extends WorkerError {
-  constructor(message: string, readonly userId: string | undefined) {
+  constructor(
+    message: string,
+    readonly userId: string | undefined,
+  ) {
     super('INVALID_JOB', message);
     this.name = 'InvalidJobError';
   }

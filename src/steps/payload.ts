@@ -50,7 +50,7 @@ export function schemaPayload(event: JobEvent, room: string): SchemaPayload {
     success: image !== undefined,
     data: image ? { image: image.base64, mimeType: image.mimeType } : null,
     error: image ? null : humanText(event),
-    code: image ? null : event.error?.code ?? (event.status === 'failed' ? 'GENERATION_FAILED' : null),
+    code: image ? null : (event.error?.code ?? (event.status === 'failed' ? 'GENERATION_FAILED' : null)),
   };
 }
 

@@ -17,7 +17,9 @@ export class RedisRefusalMemory implements RefusalMemory {
 
   key(userId: string, prompt: string): string {
     // JSON keeps the two apart: ("ab", "c") and ("a", "bc") hash differently.
-    const digest = createHash('sha256').update(JSON.stringify([userId, prompt]), 'utf8').digest('hex');
+    const digest = createHash('sha256')
+      .update(JSON.stringify([userId, prompt]), 'utf8')
+      .digest('hex');
     return `${this.keyBase}refused:${digest}`;
   }
 

@@ -160,10 +160,9 @@ export class SocketNotifier implements Notifier {
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) {
-        throw transientError(
-          `Notification not delivered within ${this.options.maxWaitMs} ms: ${lastError ? lastError.message : 'service unreachable'}`,
-          { cause: lastError },
-        );
+        throw transientError(`Notification not delivered within ${this.options.maxWaitMs} ms: ${lastError ? lastError.message : 'service unreachable'}`, {
+          cause: lastError,
+        });
       }
       if (!this.socket.connected) {
         // While disconnected, deliver the moment the connection is back rather than on the next tick of a backoff.

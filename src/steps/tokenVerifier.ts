@@ -40,9 +40,7 @@ export class JwtTokenVerifier implements TokenVerifier {
       throw new Error('Give exactly one of a JWT secret and a JWT public key');
     }
     const kind: KeyKind = secret !== undefined ? 'secret' : 'publicKey';
-    const problem =
-      validateAlgorithms(kind, settings.algorithms) ??
-      (publicKey !== undefined ? validatePublicKey(publicKey, settings.algorithms) : undefined);
+    const problem = validateAlgorithms(kind, settings.algorithms) ?? (publicKey !== undefined ? validatePublicKey(publicKey, settings.algorithms) : undefined);
     if (problem) throw new Error(`Unusable JWT settings: ${problem}`);
 
     // Typed KeyObjects pin the key's role: jsonwebtoken would otherwise try a string as a public key first.
@@ -152,9 +150,7 @@ function checkShape(token: unknown): asserts token is string {
 
 /** Every place that names the user must name this one; no place at all is a refusal too. */
 function checkOwner(claims: unknown[], userId: string): void {
-  const ok =
-    claims.length > 0 &&
-    claims.every((c) => (typeof c === 'string' || (typeof c === 'number' && Number.isFinite(c))) && String(c) === userId);
+  const ok = claims.length > 0 && claims.every((c) => (typeof c === 'string' || (typeof c === 'number' && Number.isFinite(c))) && String(c) === userId);
   if (!ok) throw permanentError('INVALID_TOKEN', 'Token does not belong to this user');
 }
 
@@ -200,9 +196,7 @@ function refusal(answer: ServiceAnswer, status: number, token: string): WorkerEr
 
 /** The user claim wherever services of this kind put decoded claims. */
 function statedClaims(answer: ServiceAnswer, claim: string): unknown[] {
-  return [answer.Data, answer.data, answer.decoded, answer].flatMap((o) =>
-    isRecord(o) && Object.hasOwn(o, claim) ? [unnested(o[claim], claim)] : [],
-  );
+  return [answer.Data, answer.data, answer.decoded, answer].flatMap((o) => (isRecord(o) && Object.hasOwn(o, claim) ? [unnested(o[claim], claim)] : []));
 }
 
 /**
