@@ -47,6 +47,8 @@ describe('StoryBang at its real habits', () => {
     await browser.waitFor((p) => p.Status === false);
     await sys.enqueue({ Id: 'alice', Prompt: 'a fox', Token: signToken('alice'), Number: 1 });
     expect(isImage(await browser.waitFor((p) => p.Status === true))).toBe(true);
+    // The job's end is recorded (and logged) just after the picture is sent.
+    await waitUntil(() => ends().length === 2, 5000, 'both job ends');
     expect(ends().map((e) => e.outcome)).toEqual(['failed', 'completed']);
   });
 
