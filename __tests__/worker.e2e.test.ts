@@ -41,6 +41,7 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
       `only counters left: ${(await sys.keys()).join(' ')}`,
     );
     expect(bob.received).toEqual([]);
+    await waitUntil(() => sys.logs.jobEnds().length === 1, 5000, 'the job-end line');
     const end = sys.logs.jobEnds()[0];
     expect(end).toMatchObject({ jobId: String(job.id), userId: 'alice', outcome: 'completed', code: null, attempt: 1, imageBytes: expect.any(Number) });
     expect(end.steps).toEqual({ token: expect.any(Number), generate: expect.any(Number), notify: expect.any(Number) });
