@@ -155,7 +155,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   };
   const dispatcher = new Dispatcher(
     fair,
-    (job, onSlot) => runClaimedJob(job, context, onSlot),
+    (job, onSlot, next) => runClaimedJob(job, context, onSlot, next),
     () => inFlight.limit,
     pacer !== null,
     logger,

@@ -153,6 +153,20 @@ describe('who goes next', () => {
   });
 });
 
+describe('one round trip between jobs', () => {
+  it('ending a job can claim the next one, fairly, in the same call', async () => {
+    const fair = fairQueue();
+    await add('alice');
+    await add('bob');
+    await takeIn(fair);
+    const first = (await fair.claim()).job!;
+    const { held, next } = await fair.end(first, { how: 'completed', returnValue: null }, true, true);
+    expect(held).toBe(true);
+    expect(next?.job?.userId).toBe(first.userId === 'alice' ? 'bob' : 'alice');
+    expect((await fair.end(next!.job!, { how: 'completed', returnValue: null }, true, true)).next).toEqual({ retryInMs: null });
+  });
+});
+
 describe('the pace', () => {
   it('a job that never asks the image API gives its slot back at once', async () => {
     const fair = fairQueue({ paced: true });

@@ -3,6 +3,7 @@ import type { Logger } from '../logger';
 import { timeLimit } from '../sleep';
 import { Throttle } from '../throttle';
 import type { Claim, FairJob, FairQueue } from './fairQueue';
+import type { NextJob } from './jobRun';
 
 /** How long the dispatcher waits for a claimed job's first image API slot before it claims the next one anyway. */
 const FIRST_SLOT_WAIT_MS = 2000;
@@ -27,8 +28,11 @@ export class Dispatcher {
 
   constructor(
     private readonly fair: FairQueue,
-    /** Runs one claimed job to its end; calls `onSlot` once it has its first image API slot (or needs none). */
-    private readonly run: (job: FairJob, onSlot: () => void) => Promise<void>,
+    /**
+     * Runs one claimed job to its end; calls `onSlot` once it has its first image API slot (or needs none). The
+     * round trip that ends it may claim the next job for this dispatcher (`next`).
+     */
+    private readonly run: (job: FairJob, onSlot: () => void, next: NextJob) => Promise<void>,
     /** How many jobs this process may have in flight now. */
     private readonly limit: () => number,
     private readonly paced: boolean,
@@ -76,6 +80,7 @@ export class Dispatcher {
         await this.idle('nothing', IDLE_POLL_MS);
         continue;
       }
+      this.backlog = claim.job !== undefined;
       if (claim.job) {
         const hasSlot = this.startRun(claim.job);
         if (this.paced) {
@@ -88,11 +93,23 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Without the pace, a run that ends claims the next job in the same round trip when this process has room for
+   * it (the ending run still counts until it has left). With the pace on, claims wait for the pace's slots.
+   */
+  private readonly next: NextJob = {
+    wanted: () => this.backlog && !this.stopped && !this.paced && this.running.size <= this.limit(),
+    take: (job) => void this.startRun(job),
+    found: (any) => void (this.backlog = any),
+  };
+  /** The last claim found a job: more are likely waiting, and claiming with the end of a run is worth it. */
+  private backlog = false;
+
   /** Starts the job's run; the promise returned settles once it has its first image API slot (or needs none). */
   private startRun(job: FairJob): Promise<void> {
     let gotSlot!: () => void;
     const hasSlot = new Promise<void>((resolve) => (gotSlot = resolve));
-    const ended = this.run(job, () => gotSlot())
+    const ended = this.run(job, () => gotSlot(), this.next)
       .catch((err: unknown) => this.logger.error({ jobId: job.id, err: errorSummary(err) }, 'job run failed unexpectedly'))
       .finally(() => {
         this.running.delete(job.fid);

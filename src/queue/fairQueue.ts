@@ -98,25 +98,43 @@ export class FairQueue {
 
   /** The next job, fairly, or how long until asking again is worth it (null: until woken). */
   async claim(): Promise<Claim> {
+    return parseClaim((await this.commands.claim(...this.keys.fixed, this.prefix, ...this.claimArgs(), this.agingMs)) as ClaimReply);
+  }
+
+  private claimArgs(): number[] {
     const { leaseMs, userConcurrency, paced } = this.options;
-    const reply = (await this.commands.claim(...this.keys.fixed, this.prefix, leaseMs, userConcurrency, paced ? 1 : 0, CLAIM_HOLD_MS, this.agingMs)) as
-      [1, string, number, string[]] | [0, number];
-    if (reply[0] === 0) return { retryInMs: reply[1] < 0 ? null : reply[1] };
-    return { job: parseJob(reply[1], reply[2], reply[3]) };
+    return [leaseMs, userConcurrency, paced ? 1 : 0, CLAIM_HOLD_MS];
   }
 
   /**
    * Ends this run of the job, if its lease is still this claim's: `held` false when it was lost (another worker
    * may hold the job now, and nothing was changed). `joined`: the Bull ids of jobs that had joined this one and
-   * ended with it. `askedApi`: whether the run reserved a slot of the image API.
+   * ended with it. `askedApi`: whether the run reserved a slot of the image API. `claimNext`: claim the next job
+   * in the same round trip (`next`, as `claim()` answers).
    */
-  async end(job: FairJob, end: RunEnd, askedApi = true): Promise<{ held: boolean; joined: string[] }> {
+  async end(job: FairJob, end: RunEnd, askedApi = true, claimNext = false): Promise<{ held: boolean; joined: string[]; next?: Claim }> {
     const value = end.how === 'completed' ? (JSON.stringify(end.returnValue) ?? 'null') : end.how === 'failed' ? end.code : '';
     const delayMs = end.how === 'retry' ? Math.max(0, Math.round(end.delayMs)) : 0;
     const keys = [...this.keys.fixed, this.keys.job(job.fid), this.keys.checkpoint(job.fid), this.keys.joined(job.fid)];
-    const args = [this.prefix, job.fid, job.token, end.how, value, delayMs, Date.now(), this.agingMs, TOLD_WINDOW_MS, askedApi ? 0 : 1];
-    const [held, ...joined] = (await this.commands.end(...keys, ...args)) as [number, ...string[]];
-    return { held: held === 1, joined };
+    const args = [
+      this.prefix,
+      job.fid,
+      job.token,
+      end.how,
+      value,
+      delayMs,
+      Date.now(),
+      this.agingMs,
+      TOLD_WINDOW_MS,
+      askedApi ? 0 : 1,
+      claimNext ? 1 : 0,
+      ...this.claimArgs(),
+    ];
+    const reply = (await this.commands.end(...keys, ...args)) as unknown[];
+    const count = Number(reply[1]);
+    const joined = reply.slice(2, 2 + count).map(String);
+    const rest = reply.slice(2 + count) as ClaimReply;
+    return { held: reply[0] === 1, joined, ...(claimNext && reply[0] === 1 ? { next: parseClaim(rest) } : {}) };
   }
 
   /**
@@ -175,6 +193,13 @@ export interface FairCounts {
   heldBack: number;
   joined: number;
   heldBackTotal: number;
+}
+
+type ClaimReply = [1, string, number, string[]] | [0, number];
+
+function parseClaim(reply: ClaimReply): Claim {
+  if (reply[0] === 0) return { retryInMs: reply[1] < 0 ? null : reply[1] };
+  return { job: parseJob(reply[1], reply[2], reply[3]) };
 }
 
 function member(job: FairJob): string {

@@ -8,6 +8,15 @@ import { backoffDelayMs, producerBackoffMs } from '../retryPolicy';
 import { timeLimit } from '../sleep';
 import type { Checkpoints } from './checkpoints';
 import type { FairJob, FairQueue, RunEnd } from './fairQueue';
+
+/** The dispatcher's offer to take the next job from the round trip that ends this one. */
+export interface NextJob {
+  /** Whether the dispatcher has room for another job once this one ends (and claims without waiting for the pace). */
+  wanted(): boolean;
+  take(job: FairJob): void;
+  /** Whether a claim made with the end of a run found a job. */
+  found(any: boolean): void;
+}
 import type { Leases } from './leases';
 import type { Reaper } from './reaper';
 
@@ -33,7 +42,7 @@ export interface RunContext {
  * lost (another worker may hold the job; a stale holder must not touch it). `onSlot` is called once the job has
  * its first slot of the image API, or will not need one.
  */
-export async function runClaimedJob(job: FairJob, ctx: RunContext, onSlot: () => void): Promise<void> {
+export async function runClaimedJob(job: FairJob, ctx: RunContext, onSlot: () => void, next?: NextJob): Promise<void> {
   const startedAt = Date.now();
   const signal = AbortSignal.any([ctx.hardStop, ctx.leases.hold(job)]);
   const end = (outcome: JobEndOutcome, result: Omit<JobResult, 'outcome'>): void =>
@@ -43,7 +52,7 @@ export async function runClaimedJob(job: FairJob, ctx: RunContext, onSlot: () =>
       onSlot();
       const error = answerError(job, ctx.maxStalledCount);
       await tellAnswer(job, error.code, ctx, signal);
-      const joined = await record(job, { how: 'failed', code: error.code }, ctx, false);
+      const joined = await record(job, { how: 'failed', code: error.code }, ctx, false, next);
       end('failed', { userId: job.userId || undefined, steps: {}, error });
       logJoined(joined, job, 'failed', error, ctx);
       return;
@@ -83,7 +92,7 @@ export async function runClaimedJob(job: FairJob, ctx: RunContext, onSlot: () =>
       const error = new WorkerError('GENERATION_FAILED', 'Job run failed unexpectedly', { cause: err });
       result = { outcome: 'failed', userId: job.userId || undefined, steps: {}, error };
     }
-    const joined = await finish(job, result, ctx, askedApi);
+    const joined = await finish(job, result, ctx, askedApi, next);
     end(result.outcome === 'held' ? 'held_back' : result.outcome, result);
     if (result.outcome === 'completed' || result.outcome === 'failed') logJoined(joined, job, result.outcome, result.error, ctx);
   } finally {
@@ -96,14 +105,14 @@ export async function runClaimedJob(job: FairJob, ctx: RunContext, onSlot: () =>
  * Records how the run ended; a retry and a held answer come back into line when due. Returns the Bull ids of
  * jobs that had joined this one and ended with it.
  */
-async function finish(job: FairJob, result: JobResult, ctx: RunContext, askedApi: boolean): Promise<string[]> {
+async function finish(job: FairJob, result: JobResult, ctx: RunContext, askedApi: boolean, next?: NextJob): Promise<string[]> {
   switch (result.outcome) {
     case 'completed': {
       const returnValue = { delivered: true, fromCheckpoint: result.fromCheckpoint ?? false, imageBytes: result.imageBytes };
-      return record(job, { how: 'completed', returnValue }, ctx, askedApi);
+      return record(job, { how: 'completed', returnValue }, ctx, askedApi, next);
     }
     case 'failed':
-      return record(job, { how: 'failed', code: result.error?.code ?? 'GENERATION_FAILED' }, ctx, askedApi);
+      return record(job, { how: 'failed', code: result.error?.code ?? 'GENERATION_FAILED' }, ctx, askedApi, next);
     case 'retry': {
       // A transient failure with the producer's Bull attempts left: the next attempt after Bull's own backoff.
       const delayMs = producerBackoffMs(job.backoff, job.attemptsMade + 1);
@@ -150,12 +159,14 @@ async function tellAnswer(job: FairJob, code: ErrorCode, ctx: RunContext, signal
  * Writes how the run ended, trying again while Redis is away. Past the lease the job is no longer ours to
  * record: the reaper gives it to another worker, which delivers a checkpointed image without paying again.
  */
-async function record(job: FairJob, how: RunEnd, ctx: RunContext, askedApi: boolean): Promise<string[]> {
+async function record(job: FairJob, how: RunEnd, ctx: RunContext, askedApi: boolean, next?: NextJob): Promise<string[]> {
   const { logger } = ctx.deps;
   const giveUpAt = Date.now() + (ctx.hardStop.aborted ? 2000 : ctx.leaseMs);
   for (let attempt = 1; ; attempt++) {
     try {
-      const { held, joined } = await ctx.fair.end(job, how, askedApi);
+      const { held, joined, next: claimed } = await ctx.fair.end(job, how, askedApi, next?.wanted() ?? false);
+      if (claimed) next?.found(claimed.job !== undefined);
+      if (claimed?.job) next?.take(claimed.job);
       if (!held) logger.warn({ jobId: job.id, what: how.how }, 'job lease had lapsed: its end was not recorded (another worker holds it)');
       return joined;
     } catch (err) {

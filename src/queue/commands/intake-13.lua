@@ -82,6 +82,7 @@ local function takeIn(bid)
     if leader and rcall('EXISTS', jobKey(leader)) == 1 then
       rcall('HSET', jobKey(fid), 'follows', leader)
       rcall('RPUSH', F .. 'with:' .. leader, fid)
+      rcall('HSET', jobKey(leader), 'joined', 1)
       joined = joined + 1
       return
     end
