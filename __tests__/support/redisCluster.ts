@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import Redis from 'ioredis';
-import { RedisServer, startRedisServer } from '../../src/demo/redisServer';
+import { freeFixedPort, RedisServer, startRedisServer } from '../../src/demo/redisServer';
 
 const run = promisify(execFile);
 
@@ -23,7 +24,16 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     for (let i = 0; i < 3; i++) {
       const file = path.join(dir, `nodes-${i}.conf`);
       nodes.push(
-        await startRedisServer(undefined, ['--cluster-enabled', 'yes', '--cluster-config-file', file, '--cluster-node-timeout', '2000', '--dir', dir]),
+        await startRedisServer(await clusterPort(), [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          file,
+          '--cluster-node-timeout',
+          '2000',
+          '--dir',
+          dir,
+        ]),
       );
     }
     const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
@@ -42,6 +52,25 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A node's cluster bus listens on its port + 10000, so the port must leave room for that (an ephemeral port above
+ * 55535 would not) and the bus port must be free too.
+ */
+async function clusterPort(): Promise<number> {
+  for (;;) {
+    const port = await freeFixedPort();
+    if (await isFree(port + 10000)) return port;
+  }
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
 }
 
 async function waitForClusterOk(port: number): Promise<void> {
