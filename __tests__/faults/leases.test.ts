@@ -1,0 +1,69 @@
+import { successAnswer } from '../support/fakeXai';
+import { USER_MESSAGES } from '../../src/errors';
+import { isFinal, jobEnds, signToken, TestSystem, useTestSystem, waitUntil } from '../support/harness';
+
+/**
+ * Faults that need the worker as a real process. A worker that freezes past its lease, a job whose worker keeps dying: the leases and their fencing.
+ * Short leases make the fair queue's stalled-job recovery quick enough to watch.
+ */
+const FAST_RECOVERY = { LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' };
+
+jest.setTimeout(45_000);
+
+describe('process faults: leases', () => {
+  let sys: TestSystem;
+  useTestSystem('procfaults', (s) => (sys = s));
+
+  it('a worker frozen past its lease mid-request (SIGSTOP) and resumed: one picture, paid at most twice, caps exact', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 2000 });
+    const alice = await sys.user('alice');
+    const settings = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '300', USER_CONCURRENCY: '1' };
+    const frozen = sys.spawnWorker(settings);
+    await frozen.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'frozen', Token: signToken('alice'), Number: 1 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    frozen.child.kill('SIGSTOP');
+
+    // Another worker reaps the lapsed lease and runs the job itself.
+    const other = sys.spawnWorker(settings);
+    await other.ready;
+    await waitUntil(() => sys.xai.calls.length === 2, 10_000, 'the job taken over');
+    frozen.child.kill('SIGCONT');
+    await frozen.waitForLog((l) => l.msg === 'job end', 10_000);
+    expect(jobEnds(frozen)).toEqual([expect.objectContaining({ outcome: 'lease_lost' })]);
+    await other.waitForLog((l) => l.msg === 'job end', 10_000);
+    expect(jobEnds(other)).toEqual([expect.objectContaining({ outcome: 'completed' })]);
+
+    // The user's next page runs normally: the cap was released exactly once.
+    await sys.enqueue({ Id: 'alice', Prompt: 'next', Token: signToken('alice'), Number: 2 });
+    await alice.waitFor((p) => p.Number === 2 && isFinal(p), 10_000);
+    expect(alice.finals().filter((p) => p.Number === 1)).toHaveLength(1);
+    expect(sys.xai.calls.length).toBeLessThanOrEqual(3);
+    await waitUntil(async () => (await sys.redis.hlen(`bull:${sys.queueName}:fq:inflight`)) === 0, 5000, 'no running count left');
+  });
+
+  it('a job that stalls more than MAX_STALLED_COUNT times fails, and its user is still told', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 5000 });
+    const alice = await sys.user('alice');
+    const settings = { ...FAST_RECOVERY, MAX_STALLED_COUNT: '0' };
+    const first = sys.spawnWorker(settings);
+    await first.ready;
+    await sys.enqueue({ Id: 'alice', Prompt: 'kills its worker', Token: signToken('alice'), Number: 9 });
+    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = sys.spawnWorker(settings);
+    await second.ready;
+    expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED, Number: 9 });
+    expect(await second.waitForLog((l) => l.msg === 'job end')).toMatchObject({
+      userId: 'alice',
+      outcome: 'failed',
+      code: 'GENERATION_FAILED',
+    });
+    expect(sys.xai.calls).toHaveLength(1);
+    // One owner ended it: told once, and nothing of the job is left but the short-lived end mark.
+    expect(alice.finals()).toHaveLength(1);
+    expect(await sys.keys()).not.toContainEqual(expect.stringMatching(/:f:job:|:checkpoint:/));
+  });
+});
