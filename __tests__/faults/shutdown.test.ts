@@ -86,6 +86,8 @@ describe('process faults: shutdown', () => {
     // The other worker reaps every 200 ms: a lease left to lapse (1 s) would have been taken and paid again.
     expect(sys.xai.calls).toHaveLength(1);
     expect(jobEnds(other)).toEqual([]);
+    // Emitted before the exit; the relay's hop to the browser may still be on its way.
+    await alice.waitFor((p) => p.Number === 1 && isFinal(p));
     expect(alice.finals()).toEqual([expect.objectContaining({ Status: true, Number: 1 })]);
   });
 
