@@ -62,8 +62,8 @@ describe('process faults: leases', () => {
       code: 'GENERATION_FAILED',
     });
     expect(sys.xai.calls).toHaveLength(1);
-    // One owner ended it: told once, and nothing of the job is left but the short-lived end mark.
+    // One owner ended it: told once, and nothing of the job is left in the fair queue.
     expect(alice.finals()).toHaveLength(1);
-    expect(await sys.keys()).not.toContainEqual(expect.stringMatching(/:f:job:|:checkpoint:/));
+    await waitUntil(async () => (await sys.keys()).every((k) => !/:fq:job:|:checkpoint:|:fq:q:/.test(k)), 5000, 'nothing of the job left');
   });
 });
