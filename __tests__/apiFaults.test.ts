@@ -1,5 +1,5 @@
 import { USER_MESSAGES } from '../src/errors';
-import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { fidOf, isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
 import type { ImageProvider } from '../src/types';
 
 /** Image API faults, injected by the local xAI-contract server, seen through the whole worker. */
@@ -72,8 +72,8 @@ describe('image API faults', () => {
     expect(await alice.waitFor(isFinal)).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
     // The job's end is recorded before its job-end line: ended for good, nothing waiting for another attempt.
     await waitUntil(() => sys.logs.jobEnds().length === 1, 15_000, 'job ended');
-    expect(await sys.redis.exists(`bull:${sys.queueName}:f:job:${job.id}`)).toBe(0);
-    expect(await sys.redis.zcard(`bull:${sys.queueName}:f:delayed`)).toBe(0);
+    expect(await sys.redis.exists(`bull:${sys.queueName}:fq:job:${fidOf(job)}`)).toBe(0);
+    expect(await sys.redis.zcard(`bull:${sys.queueName}:fq:delayed`)).toBe(0);
     expect(sys.xai.calls).toHaveLength(1);
     expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ level: 'error', outcome: 'failed' })]);
   });

@@ -53,7 +53,7 @@ describe('process faults: crashes', () => {
     expect(finals.length).toBeLessThanOrEqual(total + 3);
     expect(sys.xai.calls.length).toBeGreaterThanOrEqual(total);
     expect(sys.xai.calls.length).toBeLessThanOrEqual(total + 3);
-    expect(await sys.redis.zcard(`bull:${sys.queueName}:f:active`)).toBe(0);
+    expect(await sys.redis.zcard(`bull:${sys.queueName}:fq:active`)).toBe(0);
   });
 
   it('three worker processes on one queue: every job generated and notified exactly once', async () => {
