@@ -59,7 +59,26 @@ export function createImageQueue(
   const prefix = opts.prefix || PRODUCER_PREFIX;
   if (opts.clusterNodes?.length) {
     const target = { url: '', clusterNodes: opts.clusterNodes, tlsRejectUnauthorized: opts.tlsRejectUnauthorized ?? true };
-    return new Bull(queueName || DEFAULT_QUEUE_NAME, { prefix, createClient: (type) => connectRedis(target, `producer:${type}`, type !== 'client') as never });
+    const clients: Array<{ disconnect(): void }> = [];
+    const queue = new Bull(queueName || DEFAULT_QUEUE_NAME, {
+      prefix,
+      createClient: (type) => {
+        const client = connectRedis(target, `producer:${type}`, type !== 'client');
+        clients.push(client);
+        return client as never;
+      },
+    });
+    // Bull closes what it asked for, but a Cluster it subscribed with for events can outlive it and keep
+    // reconnecting: every connection made here ends with the queue.
+    const close = queue.close.bind(queue);
+    queue.close = async (doNotWaitJobs?: boolean) => {
+      try {
+        await close(doNotWaitJobs);
+      } finally {
+        clients.forEach((client) => client.disconnect());
+      }
+    };
+    return queue;
   }
   // Bull's own URL parsing ignores rediss://, so the connection options are built here.
   const redis = { ...redisOptionsFromUrl(redisUrl || DEFAULT_REDIS_URL, opts.tlsRejectUnauthorized ?? true), ...opts.redis };
