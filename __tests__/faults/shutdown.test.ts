@@ -87,7 +87,13 @@ describe('process faults: shutdown', () => {
     expect(sys.xai.calls).toHaveLength(1);
     expect(jobEnds(other)).toEqual([]);
     // Emitted before the exit; the relay's hop to the browser may still be on its way.
-    await alice.waitFor((p) => p.Number === 1 && isFinal(p));
+    await alice
+      .waitFor((p) => p.Number === 1 && isFinal(p))
+      .catch((err: Error) => {
+        throw new Error(
+          `${err.message}; the relay received ${JSON.stringify(sys.relay.received.map((p) => Object.keys(p as object)))}; worker logs: ${JSON.stringify(stopping.logs.slice(-8))}`,
+        );
+      });
     expect(alice.finals()).toEqual([expect.objectContaining({ Status: true, Number: 1 })]);
   });
 
