@@ -1,6 +1,7 @@
 import type Bull from 'bull';
 import jwt from 'jsonwebtoken';
 import { io, Socket } from 'socket.io-client';
+import { PRODUCER_DEFAULTS } from '../src/producer';
 
 /** One picture a browser waits for: a story page, or a single image. */
 export interface Page {
@@ -17,8 +18,6 @@ export interface Page {
 }
 
 const ROOM_SUFFIX = '_Grok_Image_Generator';
-/** What the front end's server adds, exactly. */
-const JOB_OPTIONS = { attempts: 1, removeOnComplete: true, removeOnFail: true };
 
 /**
  * StoryBang's browsers: each user joins room `Id + "_Grok_Image_Generator"` on the relay; every page is one
@@ -103,7 +102,7 @@ export class Browsers {
   private add(page: Page): Promise<unknown> {
     page.asks++;
     const Token = jwt.sign({ Id: page.user }, this.secret, { algorithm: 'HS256', expiresIn: '1h' });
-    return this.queue.add({ Id: page.user, Prompt: page.prompt, Token, Number: page.number }, JOB_OPTIONS);
+    return this.queue.add({ Id: page.user, Prompt: page.prompt, Token, Number: page.number }, PRODUCER_DEFAULTS);
   }
 
   private onResponse(user: string, m: { Status?: unknown; Number?: unknown }): void {

@@ -10,9 +10,10 @@ import type { StorybangPlan } from './plan';
 import { share429 } from './storybangReport';
 import { commandCounts, commandDelta } from './redisFootprint';
 import type { BenchSystem } from './system';
-import { JOB_OPTIONS, StoryServer, WaitPage, Watch } from './waitPage';
+import { StoryServer, WaitPage, Watch } from './waitPage';
 import { Delay, delays, describeDelay, meanDelayMs, XaiBehaviour, XaiCounters } from './xaiServer';
 import { mergeCounts, WorkerProcess } from './workerProcess';
+import { PRODUCER_DEFAULTS } from '../src/producer';
 
 /**
  * "StoryBang at xAI's real speed": built workers (`node dist/index.js`) started exactly as StoryBang deploys them,
@@ -409,7 +410,7 @@ async function producerCommandsPerAsk(ctx: Context): Promise<number> {
   const { admin, redisServer } = ctx.system;
   const probe = new Bull(`storybang_probe_${randomBytes(3).toString('hex')}`, { redis: { host: '127.0.0.1', port: redisServer.port } });
   await probe.isReady();
-  const add = (n: number): Promise<unknown> => probe.add({ Id: 'probe', Prompt: BLANK_PROMPT, Token: 'x', Number: n }, JOB_OPTIONS);
+  const add = (n: number): Promise<unknown> => probe.add({ Id: 'probe', Prompt: BLANK_PROMPT, Token: 'x', Number: n }, PRODUCER_DEFAULTS);
   for (let n = 0; n < 5; n++) await add(n);
   const N = 200;
   const before = await commandCounts(admin);

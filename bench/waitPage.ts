@@ -1,9 +1,8 @@
 import type Bull from 'bull';
 import { io, Socket } from 'socket.io-client';
+import { PRODUCER_DEFAULTS } from '../src/producer';
 
 const ROOM_SUFFIX = '_Grok_Image_Generator';
-/** What StoryBang's server adds, exactly. */
-export const JOB_OPTIONS = { attempts: 1, removeOnComplete: true, removeOnFail: true };
 
 /**
  * StoryBang's server side of an image request: a fresh token from the JWT service (`Create_Jwt` with the Id the
@@ -21,7 +20,7 @@ export class StoryServer {
   async ask(Id: string, Prompt: string, Number: number): Promise<void> {
     this.asks++;
     const Token = await this.mintToken(Id);
-    await this.queue.add({ Id, Prompt, Token, Number }, JOB_OPTIONS);
+    await this.queue.add({ Id, Prompt, Token, Number }, PRODUCER_DEFAULTS);
   }
 }
 
