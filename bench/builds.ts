@@ -12,7 +12,7 @@ export interface Build {
 }
 
 /** The repository this benchmark lives in. */
-export const REPO = path.resolve(__dirname, '..', '..', '..', '..');
+const REPO = path.resolve(__dirname, '..', '..', '..', '..');
 
 const git = (...args: string[]): string => execFileSync('git', ['-C', REPO, ...args], { encoding: 'utf8' }).trim();
 

@@ -17,7 +17,7 @@ import { CONFIG_REFUSED, mergeCounts, WorkerProcess } from './workerProcess';
  * image API enforcing xAI's 5 requests/s team limit, StoryBang's relay and its browsers (which re-ask at once).
  */
 
-export const CAPACITY_JWT_SECRET = 'bench-capacity-secret-0123456789abcdef';
+const CAPACITY_JWT_SECRET = 'bench-capacity-secret-0123456789abcdef';
 const TEAM_LIMIT = { max: 5, windowMs: 1000 };
 const MODERATED_MARK = 'a scene the moderation refuses';
 
@@ -43,7 +43,7 @@ interface Common {
   timedOut: boolean;
 }
 
-export interface RateLimitRun extends Common {
+interface RateLimitRun extends Common {
   pages: number;
   delivered: number;
   imagesPerS: number;
@@ -51,19 +51,19 @@ export interface RateLimitRun extends Common {
   usersFailed: number;
   failuresSeen: number;
 }
-export interface FairnessRun extends Common {
+interface FairnessRun extends Common {
   limiter: 'off' | 'on';
   latencyMs: number;
   /** Enqueue to delivery of the light user's one image; undefined if it did not come within the cap. */
   lightWaitMs?: number;
   heavyDeliveredFirst: number;
 }
-export interface LoneRun extends Common {
+interface LoneRun extends Common {
   jobs: number;
   delivered: number;
   imagesPerS: number;
 }
-export interface StoryRun extends Common {
+interface StoryRun extends Common {
   stories: number;
   pagesPerStory: number;
   storiesCompleted: number;
@@ -77,7 +77,7 @@ export interface StoryRun extends Common {
   moderatedAsks: number;
   duplicates: number;
 }
-export interface CostRun extends Common {
+interface CostRun extends Common {
   jobs: number;
   delivered: number;
   /** Redis commands per job: everything, what the producer alone sends, and the workers' share (the difference). */

@@ -14,7 +14,7 @@ import { KeyFootprint, netInputBytes, queueFootprint, usedMemory } from './redis
 import type { BenchSystem } from './system';
 import { summariseWorkerLogs, WorkerLogSummary } from './workerLog';
 
-export const JWT_SECRET = 'bench-secret-0123456789abcdef0123456789';
+const JWT_SECRET = 'bench-secret-0123456789abcdef0123456789';
 /** bench/.tmp: compiled code, logs and profiles (gitignored). */
 export const TMP_DIR = path.resolve(__dirname, '..', '..');
 const USERS = 50;
@@ -73,7 +73,7 @@ export interface RunResult {
   error?: string;
 }
 
-export interface StallTimeline {
+interface StallTimeline {
   stoppedAtMs: number;
   resumedAtMs: number;
   /** The resume on the wall clock, to set the worker's log lines against. */

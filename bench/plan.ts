@@ -44,7 +44,7 @@ export interface StorybangPlan {
 }
 
 /** xAI's image API as measured in 2026: p50 7.7 s, p95 11.9 s. */
-export const REAL_SPEED: Delay = [6000, 12000];
+const REAL_SPEED: Delay = [6000, 12000];
 /** BENCH_LOOP_S: how long the refusal and blank-prompt loops run. */
 const loopSeconds = (fallback: number): number => {
   const s = Number(process.env.BENCH_LOOP_S);

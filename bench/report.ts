@@ -80,7 +80,7 @@ const consumerCpu = (runs: RunResult[]): number =>
   );
 const jobsPerS = (r: RunResult): string => (r.error ? `${n1(r.throughput)} (${r.error})` : n1(r.throughput));
 
-export function table(header: string[], rows: string[][]): string {
+function table(header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 

@@ -28,7 +28,7 @@ const TEAM_LIMIT = { max: 5, windowMs: 1000 };
 /** Requests per second the team may send. */
 const TEAM_RATE = TEAM_LIMIT.max / (TEAM_LIMIT.windowMs / 1000);
 const IMAGE_BYTES = 2000;
-export const REFUSED_MARK = 'a scene the moderation refuses';
+const REFUSED_MARK = 'a scene the moderation refuses';
 /** StoryBang's server does not cut or trim what the person typed: a blank page prompt reaches the queue as is. */
 const BLANK_PROMPT = '   ';
 const ROOM_SUFFIX = '_Grok_Image_Generator';
@@ -77,7 +77,7 @@ export interface StoriesRun extends Common {
   duplicates: number;
 }
 
-export interface LoopSample {
+interface LoopSample {
   /** Seconds since the loops started, at the end of the interval. */
   atS: number;
   intervalS: number;
@@ -103,7 +103,7 @@ export interface LoopsRun extends Common {
   jwtVerifies: number;
 }
 
-export interface ReloadPage {
+interface ReloadPage {
   number: number;
   /** The stand-in's requests for this page's prompt, and those admitted (worked on and billed). */
   requests: number;
@@ -114,7 +114,7 @@ export interface ReloadPage {
   deliveriesToNew: number;
 }
 
-export interface ReloadRun extends Common {
+interface ReloadRun extends Common {
   pages: number;
   /** Pages the old page had when it reloaded; when (ms from its ask). */
   deliveredBeforeReload: number[];
@@ -131,7 +131,7 @@ export interface ReloadRun extends Common {
   settled: boolean;
 }
 
-export interface BurstRun extends Common {
+interface BurstRun extends Common {
   heavyJobs: number;
   /** The light user's ask to its picture. */
   lightWaitMs?: number;

@@ -25,7 +25,7 @@ const asksPerMin = (r: LoopsRun): number => {
   return last ? ((last.asks.refused + last.asks.blank) * 60) / last.intervalS : NaN;
 };
 
-export const STORYBANG_GOALS = { max429: 0.05, boughtTwice: 0, lightWaitX: 3, slowestX: 1.2, meanX: 1.1 };
+const STORYBANG_GOALS = { max429: 0.05, boughtTwice: 0, lightWaitX: 3, slowestX: 1.2, meanX: 1.1 };
 
 /** The goals, on the current tree. */
 export function storybangGoals(res: StorybangResults): Goal[] {

@@ -16,7 +16,7 @@ export interface WorkerLogSummary {
 }
 
 /** A notify step this long had to wait: for the service, or for room in the send buffer. */
-export const WAITED_MS = 100;
+const WAITED_MS = 100;
 
 interface LogLine {
   time?: string;

@@ -21,7 +21,7 @@ export interface XaiBehaviour {
 }
 
 /** Requests for one prompt: all of them, and those the team limit admitted (the ones xAI would work on and bill). */
-export interface PromptCount {
+interface PromptCount {
   requests: number;
   admitted: number;
 }
