@@ -182,6 +182,15 @@ export class SocketNotifier implements Notifier {
     return this.socket.connected && this.unsentBytes() <= (this.options.maxUnsentBytes ?? DEFAULT_MAX_UNSENT_BYTES);
   }
 
+  /** The websocket under the connection, when it is one: `closed` resolves once its closing handshake is over. */
+  private websocket(): { closed(limitMs: number): Promise<void> } | undefined {
+    const engine = this.socket.io.engine as unknown as { transport?: { ws?: WebSocketLike } } | undefined;
+    const ws = engine?.transport?.ws;
+    if (!ws || typeof ws.once !== 'function' || ws.readyState === 3) return undefined;
+    const closed = new Promise<void>((resolve) => ws.once!('close', () => resolve()));
+    return { closed: (limitMs) => Promise.race([closed, timeLimit(limitMs)]) };
+  }
+
   /** What the websocket has accepted but not yet written to the network (0 on other transports). */
   private unsentBytes(): number {
     const engine = this.socket.io.engine as unknown as { transport?: { ws?: { bufferedAmount?: number } } } | undefined;
@@ -219,8 +228,13 @@ export class SocketNotifier implements Notifier {
       clearTimeout(this.rejoinTimer);
       // A delivery that just went out (the last job before shutdown) must leave the process before the socket goes.
       await this.flushed(CLOSE_FLUSH_LIMIT_MS);
+      const websocket = this.websocket();
       this.socket.removeAllListeners();
       this.socket.close();
+      // ...and reach the service: the websocket's closing handshake ends once the service has read every frame sent
+      // before it. A process that exits sooner can leave data unread on its side of the connection; the kernel then
+      // resets it, and the service loses what it had not read yet, the last picture among it.
+      await websocket?.closed(CLOSE_FLUSH_LIMIT_MS);
       this.untrack();
     })();
     return this.closing;
@@ -234,6 +248,12 @@ export class SocketNotifier implements Notifier {
       await timeLimit(BACKLOG_POLL_MS);
     }
   }
+}
+
+/** The `ws` WebSocket socket.io-client uses in Node, as far as close() needs it (3: CLOSED). */
+interface WebSocketLike {
+  readyState?: number;
+  once?: (event: 'close', listener: () => void) => unknown;
 }
 
 /** Rejects when `signal` aborts; `dispose()` detaches it once the race is over. */
