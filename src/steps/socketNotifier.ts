@@ -57,6 +57,9 @@ export class SocketNotifier implements Notifier {
     setMaxListeners(0, this.closed.signal);
     this.untrack = track('notifier', options.url);
     this.socket = io(options.url, {
+      // A websocket from the start: with socket.io's default (HTTP long-polling first, then an upgrade), a message
+      // emitted before the upgrade completes travels in a pending HTTP request that a shutdown can cut short.
+      transports: ['websocket'],
       reconnection: true,
       reconnectionAttempts: Infinity,
       reconnectionDelay: 500,
