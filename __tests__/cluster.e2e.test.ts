@@ -90,6 +90,8 @@ describe('on a Redis Cluster', () => {
     await light.waitFor((p) => p.Number === 1 && isFinal(p), 20_000);
     expect(heavy.finals().length).toBeLessThan(20);
     await waitUntil(() => heavy.finals().length === 20, 20_000, 'the burst delivered');
+    // Each job ends in Bull just after its picture is sent.
+    await waitUntil(async () => (await producer.getJobCounts()).active === 0, 5000, 'every job ended in Bull');
     expect(await producer.getJobCounts()).toMatchObject({ waiting: 0, active: 0, completed: 1 });
   });
 
