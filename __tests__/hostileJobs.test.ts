@@ -113,7 +113,7 @@ describe('hostile and malformed job data', () => {
       await waitUntil(
         async () => {
           const counts = await sys.producer.getJobCounts();
-          return counts.completed + counts.failed === samples.length;
+          return counts.completed + counts.failed === samples.length && counts.active + counts.waiting === 0;
         },
         30_000,
         'every job ended in Bull',
