@@ -48,49 +48,48 @@ export async function runClaimedJob(job: FairJob, ctx: RunContext, onSlot: () =>
   const end = (outcome: JobEndOutcome, result: Omit<JobResult, 'outcome'>): void =>
     logJobEnd(ctx.deps.logger, { jobId: job.id, attempt: job.attemptsMade + 1, startedAt, waitedMs: startedAt - job.createdAt, outcome, result });
   try {
+    let askedApi = false;
+    let result: JobResult;
     if (job.answer) {
+      // Nothing to make: tell the failure it carries, then end it as every failure ends.
       onSlot();
       const error = answerError(job, ctx.maxStalledCount);
       await tellAnswer(job, error.code, ctx, signal);
-      const joined = await record(job, { how: 'failed', code: error.code }, ctx, false, next);
-      end('failed', { userId: job.userId || undefined, steps: {}, error });
-      logJoined(joined, job, 'failed', error, ctx);
-      return;
-    }
-    let askedApi = false;
-    const deps: PipelineDeps = {
-      ...ctx.deps,
-      provider: withCapacity(ctx.deps.provider, ctx.capacity, job.id, {
-        onSlot: () => {
-          askedApi = true;
-          onSlot();
-        },
-        mayPay: () => ctx.leases.stillHeld(job),
-        onAnswer: (ms) => ctx.inFlight.observe(ms),
-      }),
-      checkpoints: ctx.checkpoints.forJob(job),
-      lease: { stillHeld: () => ctx.leases.stillHeld(job), holdFailure: (code) => ctx.fair.hold(job, code) },
-    };
-    let result: JobResult;
-    try {
-      const run = { jobId: job.id, data: job.data, attempt: job.attemptsMade + 1, maxAttempts: job.attempts, createdAt: job.createdAt };
-      result = await runJob(run, deps, signal);
-    } catch (err) {
-      if (err instanceof LeaseLostError || signal.reason instanceof LeaseLostError) {
-        end('lease_lost', { userId: job.userId || undefined, steps: {} });
-        return;
-      }
-      if (ctx.hardStop.aborted && isAbortError(err)) {
-        // Out of shutdown time: back where it was in its user's line, for the next worker, which delivers a
-        // checkpointed image from there without paying again.
-        await record(job, { how: 'back' }, ctx, askedApi);
-        end('handed_back', { userId: job.userId || undefined, steps: {} });
-        return;
-      }
-      // runJob reports every failure as an outcome: anything thrown is a bug, and retrying a bug only repeats it.
-      ctx.deps.logger.error({ jobId: job.id, err: toError(err) }, 'unexpected error running a job');
-      const error = new WorkerError('GENERATION_FAILED', 'Job run failed unexpectedly', { cause: err });
       result = { outcome: 'failed', userId: job.userId || undefined, steps: {}, error };
+    } else {
+      const deps: PipelineDeps = {
+        ...ctx.deps,
+        provider: withCapacity(ctx.deps.provider, ctx.capacity, job.id, {
+          onSlot: () => {
+            askedApi = true;
+            onSlot();
+          },
+          mayPay: () => ctx.leases.stillHeld(job),
+          onAnswer: (ms) => ctx.inFlight.observe(ms),
+        }),
+        checkpoints: ctx.checkpoints.forJob(job),
+        lease: { stillHeld: () => ctx.leases.stillHeld(job), holdFailure: (code) => ctx.fair.hold(job, code) },
+      };
+      try {
+        const run = { jobId: job.id, data: job.data, attempt: job.attemptsMade + 1, maxAttempts: job.attempts, createdAt: job.createdAt };
+        result = await runJob(run, deps, signal);
+      } catch (err) {
+        if (err instanceof LeaseLostError || signal.reason instanceof LeaseLostError) {
+          end('lease_lost', { userId: job.userId || undefined, steps: {} });
+          return;
+        }
+        if (ctx.hardStop.aborted && isAbortError(err)) {
+          // Out of shutdown time: back where it was in its user's line, for the next worker, which delivers a
+          // checkpointed image from there without paying again.
+          await record(job, { how: 'back' }, ctx, askedApi);
+          end('handed_back', { userId: job.userId || undefined, steps: {} });
+          return;
+        }
+        // runJob reports every failure as an outcome: anything thrown is a bug, and retrying a bug only repeats it.
+        ctx.deps.logger.error({ jobId: job.id, err: toError(err) }, 'unexpected error running a job');
+        const error = new WorkerError('GENERATION_FAILED', 'Job run failed unexpectedly', { cause: err });
+        result = { outcome: 'failed', userId: job.userId || undefined, steps: {}, error };
+      }
     }
     const joined = await finish(job, result, ctx, askedApi, next);
     end(result.outcome === 'held' ? 'held_back' : result.outcome, result);
