@@ -20,7 +20,7 @@ import { redisClientFactory } from './redis';
 import type { RedisClient } from './redisScripts';
 import { RedisRefusalMemory } from './steps/refusalMemory';
 import { Releasers } from './releasers';
-import { sleep, timeLimit } from './sleep';
+import { sleep } from './sleep';
 import { SocketNotifier } from './steps/socketNotifier';
 import { Throttle } from './throttle';
 import { JwtTokenVerifier, RemoteTokenVerifier } from './steps/tokenVerifier';
@@ -195,7 +195,8 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
       }
       leases.stop();
       reaper.stop();
-      await Promise.race([intakeStopped, timeLimit(HAND_BACK_LIMIT_MS)]);
+      // Bounded by its own limit.
+      await intakeStopped;
       await releasers.releaseAll();
       logger.info({ durationMs: Date.now() - started, finishedInFlight: finished, handedBack: settled }, 'shutdown complete');
       untrack();

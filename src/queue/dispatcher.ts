@@ -57,8 +57,7 @@ export class Dispatcher {
     this.stopped = true;
     this.nudge?.();
     await this.loop;
-    const allEnded = Promise.all(this.running.values()).then(() => true);
-    return Promise.race([allEnded, timeLimit(timeoutMs).then(() => false)]);
+    return this.settled(timeoutMs);
   }
 
   /** Resolves true when every job still running has ended or been handed back, or false after `limitMs`. */
