@@ -47,5 +47,10 @@ local function release(job, uid)
   end
 end
 
+-- A run that ends without asking the image API gives back the pace slot its claim held for a moment.
+local function freeSlot(fid)
+  if rcall('HGET', K.pace, 'holder') == fid then rcall('HDEL', K.pace, 'hold', 'holder') end
+end
+
 -- The fid of an active-set member "<token>|<fid>".
 local function fidOf(member) return string.sub(member, string.find(member, '|', 1, true) + 1) end

@@ -32,7 +32,7 @@ if rcall('ZREM', K.active, token .. '|' .. fid) == 0 then return {0, 0} end
 local f = rcall('HMGET', job, 'uid', 'bid', 'order', 'same', 'page', 'kc', 'ka', 'fc', 'fa', 'made', 'joined')
 local uid = f[1]
 release(job, uid)
-if ARGV[10] == '1' and rcall('HGET', K.pace, 'holder') == fid then rcall('HDEL', K.pace, 'hold', 'holder') end
+if ARGV[10] == '1' then freeSlot(fid) end
 
 if how == 'retry' then
   rcall('HINCRBY', job, 'made', 1)

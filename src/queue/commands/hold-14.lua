@@ -19,7 +19,7 @@ if told == 0 then return 0 end
 local delayMs = math.min(1000 * 2 ^ told, 60000)
 rcall('ZREM', K.active, member)
 release(job, rcall('HGET', job, 'uid'))
-if rcall('HGET', K.pace, 'holder') == fid then rcall('HDEL', K.pace, 'hold', 'holder') end
+freeSlot(fid)
 rcall('HSET', job, 'answer', code)
 rcall('ZADD', K.held, now() + delayMs, fid)
 rcall('HINCRBY', K.stats, 'heldBack', 1)
