@@ -22,16 +22,17 @@ const nextSlot = async (): Promise<number> => Number(await redis.hget(key, 'tat'
 
 describe('RedisPacer', () => {
   it('spaces requests one interval apart across every pacer on the Redis', async () => {
-    const a = new RedisPacer(redis, key, 100);
-    const b = new RedisPacer(redis, key, 100);
-    // Reserving faster than the pace: each reservation moves the next free slot by exactly one interval.
+    // An interval far longer than the calls take: every reservation comes before the next free slot, however
+    // slow the machine, and moves it by exactly one interval.
+    const a = new RedisPacer(redis, key, 10_000);
+    const b = new RedisPacer(redis, key, 10_000);
     await a.acquire();
     const slots = [await nextSlot()];
     for (const pacer of [b, a, b]) {
       await pacer.acquire();
       slots.push(await nextSlot());
     }
-    expect(slots.slice(1).map((slot, i) => Math.round(slot - slots[i]))).toEqual([100, 100, 100]);
+    expect(slots.slice(1).map((slot, i) => Math.round(slot - slots[i]))).toEqual([10_000, 10_000, 10_000]);
   });
 
   it('reserves nothing when the slot would come after the deadline', async () => {
@@ -44,7 +45,7 @@ describe('RedisPacer', () => {
 
   it('a rate-limit answer pauses the fleet for Retry-After and slows it; slots going by ease it back', async () => {
     const pacer = new RedisPacer(redis, key, 100);
-    await pacer.slowDown(500);
+    await pacer.slowDown(5000);
     const paused = await nextSlot();
     expect(await pacer.acquire()).toBeGreaterThan(0);
     expect(Math.round((await nextSlot()) - paused)).toBe(150); // one interval x 1.5
