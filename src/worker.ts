@@ -164,7 +164,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const wake = redis.create('wake');
   await wake.subscribe(fair.keys.wakeChannel);
   wake.on('message', () => dispatcher.wake());
-  const intake = new BullIntake(fair, queue, redis.create('intake'), logger);
+  const intake = new BullIntake(fair, queue, redis.create('intake'), client, logger);
 
   intake.start();
   leases.start();

@@ -1,17 +1,18 @@
 import type { Queue } from 'bull';
+import { Cluster } from 'ioredis';
 import { errorSummary } from '../errors';
 import type { Logger } from '../logger';
 import type { RedisClient } from '../redisScripts';
 import { backoffDelayMs } from '../retryPolicy';
-import { sleep } from '../sleep';
+import { sleep, timeLimit } from '../sleep';
 import { Throttle } from '../throttle';
 import type { FairQueue } from './fairQueue';
 
 /** Jobs moved from Bull into the fair queue per script call: a story's burst comes in at once. */
 const BATCH = 100;
 /**
- * How long one blocking read waits for a job before it asks again. Stopping waits for the read under way (a
- * job it returns is taken in): short, so an idle worker stops at once.
+ * How long one blocking read waits for a job before it asks again. Stopping cuts the read under way short
+ * (CLIENT UNBLOCK) where it can; where it cannot (a cluster, a host that refuses CLIENT), it waits this long.
  */
 const BLOCK_S = 1;
 
@@ -32,22 +33,34 @@ export const BULL_SETTINGS = { lockDuration: 30_000, stalledInterval: 30_000, ma
 export class BullIntake {
   private stopped = false;
   private loop: Promise<void> = Promise.resolve();
+  private housekeeping: Promise<void> = Promise.resolve();
   private stalledTimer: NodeJS.Timeout | undefined;
   private readonly throttle = new Throttle(30_000);
+  /** The blocking connection's CLIENT ID, asked once per connection (undefined: not asked yet; null: not to be had). */
+  private blockingId: number | null | undefined;
 
   constructor(
     private readonly fair: FairQueue,
     private readonly queue: Queue,
     /** A connection of its own: it blocks. */
     private readonly blocking: RedisClient,
+    /** The shared command connection, which unblocks the blocking one when the intake stops. */
+    private readonly control: RedisClient,
     private readonly logger: Logger,
-  ) {}
+    /** Seconds one blocking read waits (a test makes it long to show that stopping does not wait it out). */
+    private readonly blockS = BLOCK_S,
+  ) {
+    blocking.on('close', () => (this.blockingId = undefined));
+  }
 
   start(): void {
     const bull = this.queue as unknown as BullInternals;
     // Bull promotes delayed jobs only for a queue that processes; these are the two steps its process() runs.
-    void bull._initProcess?.();
-    void bull.moveUnlockedJobsToWait?.();
+    // Stopping waits for them: Bull's subscriber, opened after the queue closed, would outlive the worker.
+    this.housekeeping = Promise.all([bull._initProcess?.(), bull.moveUnlockedJobsToWait?.()]).then(
+      () => undefined,
+      () => undefined,
+    );
     this.stalledTimer = setInterval(() => void bull.moveUnlockedJobsToWait?.(), BULL_SETTINGS.stalledInterval);
     this.stalledTimer.unref();
     this.loop = this.run();
@@ -55,12 +68,16 @@ export class BullIntake {
 
   /**
    * Stops taking jobs in, once the blocking read under way has returned and what it moved is taken in (a read
-   * cut short would leave its job in Bull's active list for Bull's stalled check to bring back, a minute later).
+   * cut off by a closed connection could leave its job in Bull's active list for Bull's stalled check to bring
+   * back, a minute later). The read is unblocked, not cut off: Redis answers it as a timeout, so a job is either
+   * moved, and taken in, or still in Bull's wait list.
    */
   async stop(limitMs: number): Promise<void> {
     this.stopped = true;
     clearInterval(this.stalledTimer);
-    await Promise.race([this.loop, sleep(limitMs)]);
+    const id = this.blockingId;
+    if (typeof id === 'number') void this.control.client('UNBLOCK', id).catch(() => undefined);
+    await Promise.race([Promise.all([this.loop, this.housekeeping]), timeLimit(limitMs)]);
     this.blocking.disconnect();
   }
 
@@ -73,7 +90,10 @@ export class BullIntake {
         failures = 0;
         if (this.stopped) return;
         if (moved) continue;
-        firstId = await this.blocking.brpoplpush(this.fair.keys.bullWait, this.fair.keys.bullActive, BLOCK_S);
+        // Before the read: a stop that comes while it blocks can then unblock it.
+        if (this.blockingId === undefined) this.blockingId = await this.clientId();
+        if (this.stopped) return;
+        firstId = await this.blocking.brpoplpush(this.fair.keys.bullWait, this.fair.keys.bullActive, this.blockS);
       } catch (err) {
         failures += 1;
         // Stopping: a job read but not taken in is left to Bull's stalled check after a few tries.
@@ -82,6 +102,12 @@ export class BullIntake {
         await sleep(backoffDelayMs(failures, { baseMs: 200, maxMs: 5000 })).catch(() => undefined);
       }
     }
+  }
+
+  /** A cluster's connection is several; a host may refuse CLIENT: then stopping waits for the read's timeout. */
+  private async clientId(): Promise<number | null> {
+    if (this.blocking instanceof Cluster) return null;
+    return (this.blocking.client('ID') as Promise<number>).catch(() => null);
   }
 
   /** One script call; true when it may have left more jobs in Bull's wait list. */
