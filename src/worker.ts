@@ -26,7 +26,11 @@ import { Throttle } from './throttle';
 import { JwtTokenVerifier, RemoteTokenVerifier } from './steps/tokenVerifier';
 import type { ImageProvider, Notifier, TokenVerifier } from './types';
 
-const NOTIFIER_START_WAIT_MS = 3000;
+/**
+ * How long start waits for the notification service, so the first jobs' progress events have a connection. It
+ * answers in milliseconds when it is up; when it is away, jobs start anyway and their deliveries wait for it.
+ */
+const NOTIFIER_START_WAIT_MS = 1000;
 /** After shutdown runs out of time, how long aborted jobs get to hand themselves back. */
 const HAND_BACK_LIMIT_MS = 2000;
 /** How long start waits for Redis before saying so (and again every 30 s). */
