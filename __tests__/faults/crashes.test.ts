@@ -14,7 +14,7 @@ describe('process faults: crashes', () => {
   useTestSystem('procfaults', (s) => (sys = s));
 
   it('kill -9 during a slow generation: a second worker delivers the job', async () => {
-    sys.xai.setDefault({ ...successAnswer(), delayMs: 1000 });
+    sys.xai.script([{ ...successAnswer(), delayMs: 1000 }]);
     const alice = await sys.user('alice');
     const first = sys.spawnWorker(FAST_RECOVERY);
     await first.ready;
@@ -22,6 +22,8 @@ describe('process faults: crashes', () => {
     await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
     first.child.kill('SIGKILL');
     await first.exited;
+    // Its lease would lapse LOCK_DURATION_MS after its last renewal: the test writes the lapse instead.
+    await sys.lapseLeases();
 
     const second = sys.spawnWorker(FAST_RECOVERY);
     await second.ready;

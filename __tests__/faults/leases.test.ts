@@ -15,8 +15,10 @@ describe('process faults: leases', () => {
   useTestSystem('procfaults', (s) => (sys = s));
 
   it('a worker frozen past its lease mid-request (SIGSTOP) and resumed: one picture, paid at most twice, caps exact', async () => {
-    sys.xai.setDefault({ ...successAnswer(), delayMs: 2000 });
+    // The frozen worker's request is slow; the other worker's answers come at once.
+    sys.xai.script([{ ...successAnswer(), delayMs: 2000 }]);
     const alice = await sys.user('alice');
+    // Its lease lapses by itself here: the frozen worker is alive, and must find out it lost it.
     const settings = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '300', USER_CONCURRENCY: '1' };
     const frozen = sys.spawnWorker(settings);
     await frozen.ready;
@@ -52,6 +54,8 @@ describe('process faults: leases', () => {
     await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
     first.child.kill('SIGKILL');
     await first.exited;
+    // Its lease would lapse LOCK_DURATION_MS after its last renewal: the test writes the lapse instead.
+    await sys.lapseLeases();
 
     const second = sys.spawnWorker(settings);
     await second.ready;

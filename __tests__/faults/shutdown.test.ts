@@ -17,7 +17,8 @@ describe('process faults: shutdown', () => {
   useTestSystem('procfaults', (s) => (sys = s));
 
   it('SIGTERM during a slow generation: the job is delivered, exit 0, and a job added after the signal is not lost', async () => {
-    sys.xai.setDefault({ ...successAnswer(), delayMs: 1500 });
+    // The first request is slow; the late job's, on the next worker, is answered at once.
+    sys.xai.script([{ ...successAnswer(), delayMs: 1500 }]);
     const alice = await sys.user('alice');
     const worker = sys.spawnWorker();
     await worker.ready;

@@ -2,7 +2,7 @@ import Bull, { JobOptions } from 'bull';
 import Redis from 'ioredis';
 import { FairJob, FairQueue, FairQueueOptions } from '../../src/queue/fairQueue';
 import { redisOptionsFromUrl } from '../../src/redis';
-import { redisUrl, uniqueQueueName } from '../support/harness';
+import { lapseLeases as lapseAll, redisUrl, uniqueQueueName } from '../support/harness';
 
 /**
  * The fair queue's scripts against real Redis (Bull's Lua needs cmsgpack, which ioredis-mock lacks), behind a
@@ -57,10 +57,7 @@ async function claimAll(fair: FairQueue): Promise<FairJob[]> {
 const users = (jobs: FairJob[]): string[] => jobs.map((j) => j.userId);
 
 /** Makes every lease lapse now, as if its worker had frozen past LOCK_DURATION_MS. */
-async function lapseLeases(): Promise<void> {
-  const members = await redis.zrange(`${prefix}fq:active`, 0, -1);
-  for (const m of members) await redis.zadd(`${prefix}fq:active`, 0, m);
-}
+const lapseLeases = (): Promise<void> => lapseAll(redis, prefix);
 
 describe('who goes next', () => {
   it('the user with the fewest jobs waiting goes first, so stories complete one after another', async () => {

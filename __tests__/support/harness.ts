@@ -312,6 +312,11 @@ export class TestSystem {
     return this.producer.add(data, { attempts: 1, removeOnComplete: true, removeOnFail: true, ...opts });
   }
 
+  /** See lapseLeases: every lease of this system's queue lapses now. */
+  lapseLeases(): Promise<void> {
+    return lapseLeases(this.redis, `bull:${this.queueName}:`);
+  }
+
   async keys(): Promise<string[]> {
     return (await this.redis.keys(`bull:${this.queueName}:*`)).sort();
   }
@@ -351,6 +356,16 @@ export function useTestSystem(label: string, assign: (sys: TestSystem) => void, 
     await current?.cleanup();
     current = undefined;
   });
+}
+
+/**
+ * Makes every lease of the fair queue under `prefix` lapse now, as if each holder had stopped renewing a lease
+ * ago: a test writes the lapse rather than sleeping through it. Only for jobs whose worker is dead; a live one
+ * would lose its lease as a frozen worker does.
+ */
+export async function lapseLeases(redis: Redis, prefix: string): Promise<void> {
+  const members = await redis.zrange(`${prefix}fq:active`, 0, -1);
+  for (const m of members) await redis.zadd(`${prefix}fq:active`, 0, m);
 }
 
 /** Polls `condition` until it holds, failing after `timeoutMs`. */
