@@ -1,5 +1,6 @@
 import { USER_MESSAGES } from '../src/errors';
-import { fidOf, isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { fidOf, isFinal, signToken, waitUntil } from './support/helpers';
+import { TestSystem, useTestSystem } from './support/harness';
 import type { ImageProvider } from '../src/types';
 
 /** Image API faults, injected by the local xAI-contract server, seen through the whole worker. */

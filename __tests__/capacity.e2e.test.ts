@@ -1,7 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { TINY_PNG_BASE64 } from './support/fakeXai';
-import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { isFinal, signToken, waitUntil } from './support/helpers';
+import { TestSystem, useTestSystem } from './support/harness';
 
 /**
  * An image API that enforces a team limit the way xAI does: at most `max` requests admitted in any rolling

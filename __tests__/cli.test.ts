@@ -12,7 +12,7 @@ import { freePort } from '../src/demo/redisServer';
 import { createImageQueue, enqueueImageJob } from '../src/producer';
 import { redisOptionsFromUrl } from '../src/redis';
 import { JwtTokenVerifier } from '../src/steps/tokenVerifier';
-import { redisUrl, signToken, uniqueQueueName } from './support/harness';
+import { redisUrl, signToken, uniqueQueueName } from './support/helpers';
 import { startStorybangJwt, StorybangJwt } from './support/storybangJwt';
 
 const SECRET = 'cli-test-secret-0123456789';

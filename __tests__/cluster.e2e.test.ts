@@ -2,7 +2,8 @@ import type Bull from 'bull';
 import { startRelay, Relay } from '../src/demo/notificationService';
 import { createImageQueue, PRODUCER_DEFAULTS } from '../src/producer';
 import { FakeXai, startFakeXai, successAnswer } from './support/fakeXai';
-import { isFinal, isImage, JWT_SECRET, signToken, spawnWorker, uniqueQueueName, UserClient, waitUntil, WorkerProcess } from './support/harness';
+import { isFinal, isImage, JWT_SECRET, signToken, uniqueQueueName, waitUntil } from './support/helpers';
+import { spawnWorker, UserClient, WorkerProcess } from './support/harness';
 import { RedisCluster, startRedisCluster } from './support/redisCluster';
 
 /**

@@ -2,7 +2,8 @@ import Bull from 'bull';
 import { RedisServer, startRedisServer } from '../src/demo/redisServer';
 import { USER_MESSAGES } from '../src/errors';
 import { PRODUCER_DEFAULTS } from '../src/producer';
-import { isFinal, spawnWorker, TestSystem, useTestSystem } from './support/harness';
+import { isFinal } from './support/helpers';
+import { spawnWorker, TestSystem, useTestSystem } from './support/harness';
 import { startStorybangJwt, StorybangJwt } from './support/storybangJwt';
 
 const MODERATED = {

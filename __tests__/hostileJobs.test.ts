@@ -5,7 +5,8 @@ import { createLogger } from '../src/logger';
 import { runJob } from '../src/pipeline';
 import { JwtTokenVerifier } from '../src/steps/tokenVerifier';
 import type { GeneratedImage } from '../src/types';
-import { isFinal, isImage, recordingNotifier, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { isFinal, isImage, recordingNotifier, signToken, waitUntil } from './support/helpers';
+import { TestSystem, useTestSystem } from './support/harness';
 
 const SECRET = 'property-secret';
 const ERROR_CODES = ['INVALID_JOB', 'INVALID_TOKEN', 'SESSION_EXPIRED', 'CONTENT_REJECTED', 'GENERATION_FAILED'];

@@ -6,7 +6,7 @@ import { buildPayload, LegacyPayload, SchemaPayload } from '../src/steps/payload
 import { runJob } from '../src/pipeline';
 import type { JobEvent } from '../src/types';
 import { FakeResponse, FakeXai, startFakeXai, TINY_PNG_BASE64 } from './support/fakeXai';
-import { recordingNotifier } from './support/harness';
+import { recordingNotifier } from './support/helpers';
 
 /**
  * Whatever the prompt and whatever the image API answers, a person is shown one of the fixed sentences

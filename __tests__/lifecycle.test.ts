@@ -9,7 +9,8 @@ import { createLogger } from '../src/logger';
 import { startWorker } from '../src/worker';
 import type { Notifier } from '../src/types';
 import { successAnswer } from './support/fakeXai';
-import { LogCapture, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { LogCapture, signToken, waitUntil } from './support/helpers';
+import { TestSystem, useTestSystem } from './support/harness';
 
 /**
  * The worker's own life: a start that fails half-way, a start before Redis is up, a shutdown that cannot

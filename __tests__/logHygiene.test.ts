@@ -1,4 +1,5 @@
-import { JWT_SECRET, isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { JWT_SECRET, isFinal, signToken, waitUntil } from './support/helpers';
+import { TestSystem, useTestSystem } from './support/harness';
 
 /**
  * Runs jobs with known secrets through the real worker at the most verbose level and reads every log

@@ -1,4 +1,5 @@
-import { isFinal, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { isFinal, signToken, waitUntil } from './support/helpers';
+import { TestSystem, useTestSystem } from './support/harness';
 
 /** The lines operators grep and chart: their names and fields are an interface. */
 describe('operational log lines', () => {

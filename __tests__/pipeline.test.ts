@@ -1,4 +1,4 @@
-import { LogCapture } from './support/harness';
+import { LogCapture } from './support/helpers';
 import { abortError, permanentError, rateLimitedError, transientError, USER_MESSAGES, WorkerError } from '../src/errors';
 import { createLogger } from '../src/logger';
 import { failureEvent, failureOutcome, JobRun, PipelineDeps, PipelineSettings, runJob } from '../src/pipeline';

@@ -13,7 +13,7 @@ import {
   PRODUCER_PREFIX,
 } from '../src/producer';
 import { redisOptionsFromUrl } from '../src/redis';
-import { redisUrl, signToken, uniqueQueueName } from './support/harness';
+import { redisUrl, signToken, uniqueQueueName } from './support/helpers';
 
 describe('enqueueImageJob against real Redis', () => {
   let queueName: string;

@@ -7,7 +7,7 @@ import { redisOptionsFromUrl } from '../src/redis';
 import { RedisRefusalMemory } from '../src/steps/refusalMemory';
 import type { JobEvent, Notifier } from '../src/types';
 import { FakeXai, startFakeXai } from './support/fakeXai';
-import { redisUrl, uniqueQueueName } from './support/harness';
+import { redisUrl, uniqueQueueName } from './support/helpers';
 
 const USER = 'alice@example.com';
 const PROMPT = 'Style: a very specific forbidden picture';

@@ -7,7 +7,7 @@ import { createLogger } from '../src/logger';
 import { SocketNotifier, SocketNotifierOptions } from '../src/steps/socketNotifier';
 import { SESSION_EXPIRED_MESSAGE } from '../src/steps/tokenVerifier';
 import type { JobEvent } from '../src/types';
-import { waitUntil } from './support/harness';
+import { waitUntil } from './support/helpers';
 
 const SUFFIX = '_Grok_Image_Generator';
 const USER = 'user-7';

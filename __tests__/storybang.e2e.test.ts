@@ -1,6 +1,7 @@
 import { USER_MESSAGES } from '../src/errors';
 import { successAnswer } from './support/fakeXai';
-import { isFinal, isImage, signToken, TestSystem, useTestSystem, waitUntil, WaitPage } from './support/harness';
+import { isFinal, isImage, signToken, waitUntil } from './support/helpers';
+import { TestSystem, useTestSystem, WaitPage } from './support/harness';
 
 /**
  * What StoryBang's wait page does to a worker: it asks for every page of a story at once, asks again at once

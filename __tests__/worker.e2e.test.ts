@@ -1,7 +1,8 @@
 import { USER_MESSAGES } from '../src/errors';
 import { hashUserId } from '../src/steps/grokProvider';
 import { successAnswer, TINY_PNG_BASE64 } from './support/fakeXai';
-import { isFinal, isImage, signToken, TestSystem, useTestSystem, waitUntil } from './support/harness';
+import { isFinal, isImage, signToken, waitUntil } from './support/helpers';
+import { TestSystem, useTestSystem } from './support/harness';
 
 const MODERATED = { status: 400, json: { code: 'Client specified an invalid argument', error: 'Generated image rejected by content moderation.' } };
 

@@ -3,7 +3,7 @@ import { transientError, WorkerError } from '../../src/errors';
 import { createLogger } from '../../src/logger';
 import type { Pacer } from '../../src/capacity/pacer';
 import type { GeneratedImage, ImageProvider, ImageRequest } from '../../src/types';
-import { LogCapture } from '../support/harness';
+import { LogCapture } from '../support/helpers';
 
 const IMAGE: GeneratedImage = { base64: 'aGk=', mimeType: 'image/png' };
 const REQUEST: ImageRequest = { prompt: 'a fox', userId: 'alice' };

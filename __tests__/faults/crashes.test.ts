@@ -1,5 +1,6 @@
 import { successAnswer } from '../support/fakeXai';
-import { isFinal, jobEnds, signToken, TestSystem, useTestSystem, waitUntil } from '../support/harness';
+import { isFinal, signToken, waitUntil } from '../support/helpers';
+import { jobEnds, TestSystem, useTestSystem } from '../support/harness';
 
 /**
  * Faults that need the worker as a real process. Workers that die or crowd one queue.

@@ -1,6 +1,7 @@
 import { successAnswer } from '../support/fakeXai';
 import { USER_MESSAGES } from '../../src/errors';
-import { isFinal, jobEnds, signToken, TestSystem, useTestSystem, waitUntil } from '../support/harness';
+import { isFinal, signToken, waitUntil } from '../support/helpers';
+import { jobEnds, TestSystem, useTestSystem } from '../support/harness';
 
 /**
  * Faults that need the worker as a real process. A worker that freezes past its lease, a job whose worker keeps dying: the leases and their fencing.

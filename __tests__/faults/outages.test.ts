@@ -1,6 +1,7 @@
 import Bull from 'bull';
 import { freeFixedPort, startRedisServer, RedisServer } from '../../src/demo/redisServer';
-import { fidOf, isFinal, jobEnds, signToken, TestSystem, useTestSystem, waitUntil } from '../support/harness';
+import { fidOf, isFinal, signToken, waitUntil } from '../support/helpers';
+import { jobEnds, TestSystem, useTestSystem } from '../support/harness';
 import { redisOptionsFromUrl } from '../../src/redis';
 
 /**

@@ -1,5 +1,6 @@
 import { successAnswer } from '../support/fakeXai';
-import { fidOf, isFinal, jobEnds, signToken, TestSystem, useTestSystem, waitUntil, WorkerProcess } from '../support/harness';
+import { fidOf, isFinal, signToken, waitUntil } from '../support/helpers';
+import { jobEnds, TestSystem, useTestSystem, WorkerProcess } from '../support/harness';
 
 /**
  * Faults that need the worker as a real process. Shutdown as a platform does it: SIGTERM, a limit that runs out, a second signal.
@@ -31,7 +32,14 @@ describe('process faults: shutdown', () => {
 
     expect(await worker.exited).toEqual({ code: 0, signal: null });
     // Emitted before the exit; the relay's hop to the browser may still be on its way.
-    expect(await alice.waitFor((p) => p.Number === 1 && isFinal(p))).toMatchObject({ Status: true });
+    const first = await alice
+      .waitFor((p) => p.Number === 1 && isFinal(p))
+      .catch((err: Error) => {
+        throw new Error(
+          `${err.message}; the relay received ${JSON.stringify(sys.relay.received.map((p) => (p as Record<string, unknown>).Number))}; worker logs: ${JSON.stringify(worker.logs)}`,
+        );
+      });
+    expect(first).toMatchObject({ Status: true });
     expect(worker.logs.find((l) => l.msg === 'shutdown complete')).toMatchObject({ finishedInFlight: true });
     // The late job was finished before exit, or left for the next worker (in Bull, or in the fair queue), never dropped.
     const lateState = await (await sys.producer.getJob(late.id!))?.getState();

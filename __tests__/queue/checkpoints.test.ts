@@ -3,7 +3,7 @@ import { Checkpoints, encodeCheckpoint, parseCheckpoint } from '../../src/queue/
 import { FairJob, FairQueue } from '../../src/queue/fairQueue';
 import { redisOptionsFromUrl } from '../../src/redis';
 import type { GeneratedImage } from '../../src/types';
-import { redisUrl, uniqueQueueName } from '../support/harness';
+import { redisUrl, uniqueQueueName } from '../support/helpers';
 
 const FINGERPRINT = 'user-42:1700000000000';
 const IMAGE: GeneratedImage = { base64: 'iVBORw0KGgoAAAANSUhEUg==', mimeType: 'image/png', revisedPrompt: 'a fox, "revised"\nwith a newline', costUsd: 0.07 };

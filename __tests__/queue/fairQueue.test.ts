@@ -2,7 +2,7 @@ import Bull, { JobOptions } from 'bull';
 import Redis from 'ioredis';
 import { FairJob, FairQueue, FairQueueOptions } from '../../src/queue/fairQueue';
 import { redisOptionsFromUrl } from '../../src/redis';
-import { lapseLeases as lapseAll, redisUrl, uniqueQueueName } from '../support/harness';
+import { lapseLeases as lapseAll, redisUrl, uniqueQueueName } from '../support/helpers';
 
 /**
  * The fair queue's scripts against real Redis (Bull's Lua needs cmsgpack, which ioredis-mock lacks), behind a

@@ -4,7 +4,7 @@ import { FairQueue } from '../../src/queue/fairQueue';
 import { BullIntake } from '../../src/queue/intake';
 import { createLogger } from '../../src/logger';
 import { redisOptionsFromUrl } from '../../src/redis';
-import { fidOf, redisUrl, uniqueQueueName, waitUntil } from '../support/harness';
+import { fidOf, redisUrl, uniqueQueueName, waitUntil } from '../support/helpers';
 
 /**
  * The intake against real Redis and a real Bull queue: a blocking read on Bull's wait list, and a stop that

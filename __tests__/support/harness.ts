@@ -1,60 +1,20 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import readline from 'node:readline';
-import { Writable } from 'node:stream';
 import Bull from 'bull';
 import Redis from 'ioredis';
-import jwt from 'jsonwebtoken';
 import { io, Socket } from 'socket.io-client';
 import { loadConfig } from '../../src/config';
 import { track } from '../../src/liveResources';
-import type { JobEvent, Notifier } from '../../src/types';
 import { startRelay, Relay, RelayOptions } from '../../src/demo/notificationService';
 import { createLogger } from '../../src/logger';
 import { redisOptionsFromUrl } from '../../src/redis';
 import { RunningWorker, startWorker, WorkerOverrides } from '../../src/worker';
 import { FakeXai, startFakeXai } from './fakeXai';
+import { JWT_SECRET, LogCapture, lapseLeases, redisUrl, signToken, uniqueQueueName } from './helpers';
 
-export const JWT_SECRET = 'test-secret-0123456789abcdef';
 const ROOM_SUFFIX = '_Grok_Image_Generator';
 const WORKER_ENTRY = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
-
-export function redisUrl(): string {
-  const url = process.env.TEST_REDIS_URL;
-  if (!url) throw new Error('TEST_REDIS_URL is not set: run the tests through jest (globalSetup starts Redis)');
-  return url;
-}
-
-export function uniqueQueueName(label: string): string {
-  return `test_${label}_${randomBytes(4).toString('hex')}`;
-}
-
-/** A job's identity in the fair queue: Bull's creation time and id. */
-export function fidOf(job: Bull.Job): string {
-  return `${job.timestamp}-${job.id}`;
-}
-
-export function signToken(userId: string, options: { expiresInS?: number; secret?: string } = {}): string {
-  const now = Math.floor(Date.now() / 1000);
-  return jwt.sign({ Id: userId, iat: now - 60, exp: now + (options.expiresInS ?? 3600) }, options.secret ?? JWT_SECRET);
-}
-
-/** Pino lines captured in memory, parsed. */
-export class LogCapture extends Writable {
-  readonly lines: Array<Record<string, unknown>> = [];
-  readonly raw: string[] = [];
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    for (const line of chunk.toString().split('\n').filter(Boolean)) {
-      this.raw.push(line);
-      this.lines.push(JSON.parse(line) as Record<string, unknown>);
-    }
-    done();
-  }
-  jobEnds(): Array<Record<string, unknown>> {
-    return this.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('job end'));
-  }
-}
 
 /**
  * A user's browser: joined to its room, collecting what the notification service relays. Behind the default
@@ -114,15 +74,6 @@ function summary(p: Record<string, unknown>): Record<string, unknown> {
   return { Id: p.Id, Number: p.Number, status: p.status, code: p.code, Status: p.Status };
 }
 
-export function isFinal(p: Record<string, unknown>): boolean {
-  return p.status === 'completed' || p.status === 'failed' || typeof p.Status === 'boolean';
-}
-
-/** What a StoryBang browser gets for a delivered image: `Status` true and the image as a data URL. */
-export function isImage(p: Record<string, unknown>): boolean {
-  return p.Status === true && typeof p.Message === 'string' && /^data:image\/[a-z0-9.+-]+;base64,[A-Za-z0-9+/]+=*$/.test(p.Message);
-}
-
 /**
  * How a test system speaks to its users. Default: the worker's default format (legacy) through a relay that
  * behaves like StoryBang's. `schema` sets NOTIFY_FORMAT=schema and relays the whole payload, as a service
@@ -151,7 +102,9 @@ function workerEnv(
     GROK_API_KEY: 'xai-test-key-SECRET',
     JWT_SECRET,
     PORT_MESSAGES_USERS: h.relay.url,
-    LOG_LEVEL: 'debug',
+    // The operator's default. Debug lines (a few per job, each parsed here) cost CPU the whole suite shares; a
+    // test about them asks for them.
+    LOG_LEVEL: 'info',
     STATS_INTERVAL_MS: '0',
     // The shared pace spaces requests 210 ms apart: only the tests about it turn it on.
     GROK_RATE_LIMIT: '0',
@@ -356,35 +309,4 @@ export function useTestSystem(label: string, assign: (sys: TestSystem) => void, 
     await current?.cleanup();
     current = undefined;
   });
-}
-
-/**
- * Makes every lease of the fair queue under `prefix` lapse now, as if each holder had stopped renewing a lease
- * ago: a test writes the lapse rather than sleeping through it. Only for jobs whose worker is dead; a live one
- * would lose its lease as a frozen worker does.
- */
-export async function lapseLeases(redis: Redis, prefix: string): Promise<void> {
-  const members = await redis.zrange(`${prefix}fq:active`, 0, -1);
-  for (const m of members) await redis.zadd(`${prefix}fq:active`, 0, m);
-}
-
-/** Polls `condition` until it holds, failing after `timeoutMs`. */
-export async function waitUntil(condition: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** A notifier that delivers everything at once and keeps each event it was given, for unit tests of the pipeline. */
-export function recordingNotifier(): Notifier & { events: JobEvent[] } {
-  const events: JobEvent[] = [];
-  return {
-    events,
-    notify: async (event) => void events.push(event),
-    tryNotify: (event) => (events.push(event), true),
-    tryDeliver: (event) => (events.push(event), true),
-    close: async () => undefined,
-  };
 }
