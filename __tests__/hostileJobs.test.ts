@@ -119,6 +119,8 @@ describe('hostile and malformed job data', () => {
         30_000,
         'every job ended in Bull',
       );
+      // Each job's `job end` line is written just after its end is recorded in Bull.
+      await waitUntil(() => sys.logs.jobEnds().length === samples.length + 1, 5000, 'a job end line for every job');
 
       const ends = sys.logs.jobEnds();
       for (const end of ends) {
