@@ -1,7 +1,7 @@
 import Bull from 'bull';
 import { freeFixedPort, startRedisServer, RedisServer } from '../../src/demo/redisServer';
 import { fidOf, isFinal, signToken, waitUntil } from '../support/helpers';
-import { jobEnds, TestSystem, useTestSystem } from '../support/harness';
+import { TestSystem, useTestSystem } from '../support/harness';
 import { redisOptionsFromUrl } from '../../src/redis';
 
 /**
@@ -31,12 +31,12 @@ describe('process faults: outages', () => {
 
     await sys.restartRelay(port);
     const alice = await sys.user('alice');
-    const second = sys.spawnWorker({ ...FAST_RECOVERY, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
-    await second.ready;
+    // The restarted worker runs in this process: only the one killed must be a process of its own.
+    await sys.startWorker({ ...FAST_RECOVERY, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
     expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: true, Number: 1 });
     expect(sys.xai.calls).toHaveLength(1);
-    await second.waitForLog((l) => l.msg === 'job end');
-    expect(jobEnds(second)[0]).toMatchObject({ outcome: 'completed', fromCheckpoint: true });
+    await waitUntil(() => sys.logs.jobEnds().length > 0, 10_000, 'the restarted worker ended the job');
+    expect(sys.logs.jobEnds()[0]).toMatchObject({ outcome: 'completed', fromCheckpoint: true });
     // Removed with the job's end, which is recorded before the job-end line.
     expect(await sys.redis.exists(checkpointKey)).toBe(0);
   });

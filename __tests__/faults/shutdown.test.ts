@@ -47,8 +47,8 @@ describe('process faults: shutdown', () => {
     const deliveredBeforeExit = alice.finals().some((p) => p.Number === 2);
     expect(deliveredBeforeExit ? 'delivered' : heldByFairQueue ? 'fair queue' : lateState).toMatch(/^(delivered|waiting|fair queue)$/);
 
-    const next = sys.spawnWorker();
-    await next.ready;
+    // The next worker runs in this process: only the one signalled must be a process of its own.
+    await sys.startWorker();
     expect(await alice.waitFor((p) => p.Number === 2 && isFinal(p))).toMatchObject({ Status: true });
     expect(alice.finals().filter((p) => p.Number === 2)).toHaveLength(1);
   });
@@ -73,8 +73,7 @@ describe('process faults: shutdown', () => {
 
     sys.xai.setDefault(successAnswer());
     // Default lock settings: only the hand-back, not stalled recovery, can make this quick.
-    const next = sys.spawnWorker();
-    await next.ready;
+    await sys.startWorker();
     expect(await alice.waitFor(isFinal, 8000)).toMatchObject({ Status: true, Number: 1 });
   });
 
@@ -86,15 +85,15 @@ describe('process faults: shutdown', () => {
     await stopping.ready;
     await sys.enqueue({ Id: 'alice', Prompt: 'long one', Token: signToken('alice'), Number: 1 });
     await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
-    const other = sys.spawnWorker(shortLeases);
-    await other.ready;
+    // It runs in this process: only the one signalled must be a process of its own.
+    await sys.startWorker(shortLeases);
 
     stopping.child.kill('SIGTERM');
     expect(await stopping.exited).toEqual({ code: 0, signal: null });
     expect(jobEnds(stopping)).toEqual([expect.objectContaining({ outcome: 'completed' })]);
     // The other worker reaps every 200 ms: a lease left to lapse (1 s) would have been taken and paid again.
     expect(sys.xai.calls).toHaveLength(1);
-    expect(jobEnds(other)).toEqual([]);
+    expect(sys.logs.jobEnds()).toEqual([]);
     // Emitted before the exit; the relay's hop to the browser may still be on its way.
     await alice
       .waitFor((p) => p.Number === 1 && isFinal(p))
