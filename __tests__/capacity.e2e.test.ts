@@ -73,7 +73,8 @@ describe('sharing the image API', () => {
       const env = { GROK_API: api.url, GROK_RATE_LIMIT: '5', GROK_RATE_WINDOW_MS: '1000', CONCURRENCY: '4' };
       await sys.startWorker(env);
       await sys.startWorker(env);
-      const total = 14;
+      // Twice the window's worth: two workers of CONCURRENCY 4 that did not share the pace would send 8 at once.
+      const total = 10;
       for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 4}`, Prompt: `picture ${n}`, Token: signToken(`user${n % 4}`), Number: n });
       await waitUntil(() => sys.logs.jobEnds().length >= total, 20_000, 'all ended');
       expect(sys.logs.jobEnds().every((l) => l.outcome === 'completed')).toBe(true);
@@ -89,7 +90,7 @@ describe('sharing the image API', () => {
     const api = await startLimitedApi(3, 1000, 20);
     try {
       await sys.startWorker({ GROK_API: api.url, GROK_RATE_LIMIT: '6', GROK_RATE_WINDOW_MS: '1000', GROK_MAX_RETRIES: '0', CONCURRENCY: '5' });
-      const total = 10;
+      const total = 7;
       for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n}`, Prompt: `picture ${n}`, Token: signToken(`user${n}`), Number: n });
       await waitUntil(() => sys.logs.jobEnds().length >= total, 25_000, 'all ended');
       expect(sys.logs.jobEnds().map((l) => l.outcome)).toEqual(Array(total).fill('completed'));

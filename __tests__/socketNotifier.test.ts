@@ -49,6 +49,7 @@ describe('SocketNotifier', () => {
       logger: createLogger('silent'),
       retryBaseMs: 20,
       retryMaxMs: 100,
+      rejoinDelayMs: 100,
       ...options,
     });
     notifiers.push(created);

@@ -25,8 +25,11 @@ describe('StoryBang at its real habits', () => {
       ['failed', undefined],
       ['held_back', 2000],
     ]);
-    // The worker that held the answer stops; the answer waits in Redis for the next one.
+    // The worker that held the answer stops; the answer waits in Redis for the next one. It is due 2 s after it
+    // was held: the test makes it due now rather than wait.
     await first.close();
+    const held = `bull:${sys.queueName}:fq:held`;
+    for (const fid of await sys.redis.zrange(held, 0, -1)) await sys.redis.zadd(held, 0, fid);
     await sys.startWorker({ STALLED_INTERVAL_MS: '200' });
     await waitUntil(() => page.answers.length === 2, 15_000, 'the held answer, from the next worker');
     // The second answer is asked again at once too: held twice as long.
@@ -54,7 +57,8 @@ describe('StoryBang at its real habits', () => {
   });
 
   it('a reload mid-story: pages still waiting or running join them, one API call and one delivery each', async () => {
-    sys.xai.setDefault({ ...successAnswer(), delayMs: 1500 });
+    // The first page is slow, so the reload comes while it is drawn and the others wait behind it.
+    sys.xai.script([{ ...successAnswer(), delayMs: 1500 }]);
     const before = await sys.user('alice');
     await sys.startWorker({ CONCURRENCY: '1' });
     const pages = [1, 2, 3].map((n) => ({ Id: 'alice', Prompt: `page ${n}`, Number: n }));

@@ -24,6 +24,8 @@ export interface SocketNotifierOptions {
   /** Backoff between delivery attempts while connected but unacknowledged. */
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Wait before connecting again after the service disconnected us on purpose (default 1 s). */
+  rejoinDelayMs?: number;
   /**
    * Emitted bytes the connection may hold unsent before deliveries wait (default 8 MB). socket.io emits
    * without backpressure: a service that stops reading would otherwise pile every image up in memory.
@@ -40,8 +42,7 @@ const CLOSE_FLUSH_LIMIT_MS = 1000;
 /** socket.io servers refuse larger messages by default (maxHttpBufferSize). */
 const SOCKET_IO_DEFAULT_MAX_BYTES = 1_000_000;
 
-/** Wait before connecting again after the service disconnected us on purpose. */
-const SERVER_DISCONNECT_REJOIN_MS = 1000;
+const DEFAULT_REJOIN_DELAY_MS = 1000;
 
 /** One socket.io connection per process to the notification service, reconnecting forever. */
 export class SocketNotifier implements Notifier {
@@ -87,7 +88,7 @@ export class SocketNotifier implements Notifier {
   private rejoin(): void {
     if (this.closed.signal.aborted) return;
     clearTimeout(this.rejoinTimer);
-    this.rejoinTimer = setTimeout(() => this.socket.connect(), SERVER_DISCONNECT_REJOIN_MS);
+    this.rejoinTimer = setTimeout(() => this.socket.connect(), this.options.rejoinDelayMs ?? DEFAULT_REJOIN_DELAY_MS);
   }
 
   get connected(): boolean {
