@@ -22,8 +22,9 @@ export default defineConfig(
     },
   },
   {
-    // jest.config.js is CommonJS.
+    // jest.config.js and the test transformer are CommonJS, loaded by jest as they are.
     files: ['**/*.js'],
     languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly', __dirname: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

@@ -1,8 +1,9 @@
 /** @type {import('jest').Config} */
 module.exports = {
   // ts-jest compiles each file on its own (tsconfig.json sets isolatedModules), without type checking: types are
-  // checked once, by `npm run typecheck`, not again in every jest worker.
-  preset: 'ts-jest',
+  // checked once, by `npm run typecheck`, not again in every jest worker. It is loaded only when a file is not in
+  // jest's cache yet (support/tsTransformer.js).
+  transform: { '^.+\\.ts$': ['<rootDir>/__tests__/support/tsTransformer.js', {}] },
   testEnvironment: 'node',
   roots: ['<rootDir>/__tests__'],
   testMatch: ['**/*.test.ts'],

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { GlobalConfig } from 'jest';
-import ts from 'typescript';
 
 /**
  * Some tests run what ships: a worker as a real process (dist/index.js, through the harness's spawnWorker) or the
@@ -66,17 +65,19 @@ function selectionRunsCompiledOutput(config: GlobalConfig): boolean {
 }
 
 /** Builds dist when this run needs it and it is not current. */
-export function ensureCompiledOutput(config: GlobalConfig): 'built' | 'up to date' | 'not needed' {
+export async function ensureCompiledOutput(config: GlobalConfig): Promise<'built' | 'up to date' | 'not needed'> {
   if (!selectionRunsCompiledOutput(config)) return 'not needed';
   const digest = inputsDigest();
   if (upToDate(digest)) return 'up to date';
-  transpileBuild();
+  await transpileBuild();
   fs.writeFileSync(STAMP, digest);
   return 'built';
 }
 
 /** What `npm run build` writes, but each file transpiled on its own, unchecked. */
-function transpileBuild(): void {
+async function transpileBuild(): Promise<void> {
+  // Loaded only to build: the compiler is 9 MB of JavaScript.
+  const { default: ts } = await import('typescript');
   const configFile = path.join(ROOT, 'tsconfig.build.json');
   const { config } = ts.readConfigFile(configFile, (file) => ts.sys.readFile(file));
   const { options, fileNames, errors } = ts.parseJsonConfigFileContent(config, ts.sys, ROOT, undefined, configFile);

@@ -7,7 +7,7 @@ import { ensureCompiledOutput } from './compiledOutput';
  * from the current sources when a selected test runs a worker as a real process (see compiledOutput.ts).
  */
 export default async function globalSetup(config: GlobalConfig): Promise<void> {
-  ensureCompiledOutput(config);
+  await ensureCompiledOutput(config);
   const server = await startRedisServer();
   process.env.TEST_REDIS_URL = server.url;
   (globalThis as { __TEST_REDIS__?: unknown }).__TEST_REDIS__ = server;
