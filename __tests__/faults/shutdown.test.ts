@@ -78,7 +78,8 @@ describe('process faults: shutdown', () => {
   });
 
   it('while shutdown waits for a running job its lease is still renewed: no other worker takes it over', async () => {
-    sys.xai.setDefault({ ...successAnswer(), delayMs: 3000 });
+    // Twice the lease: without renewals during the shutdown's wait it would lapse and be taken over.
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 2000 });
     const alice = await sys.user('alice');
     const shortLeases = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '200' };
     const stopping = sys.spawnWorker(shortLeases);
