@@ -166,7 +166,8 @@ describe('one round trip between jobs', () => {
 
 describe('the pace', () => {
   it('a job that never asks the image API gives its slot back at once', async () => {
-    const fair = fairQueue({ paced: true });
+    // A hold far longer than the calls: a slow machine cannot see it run out between them.
+    const fair = fairQueue({ paced: true, claimHoldMs: 60_000 });
     await add('alice');
     await add('bob');
     await takeIn(fair);

@@ -46,6 +46,8 @@ export interface FairQueueOptions {
   paced: boolean;
   /** Each this many ms of waiting counts as one job fewer in a user's line (aging; see AGING_MS). */
   agingMs?: number;
+  /** With the pace on, how long a claim holds the next slot for its job (see CLAIM_HOLD_MS). */
+  claimHoldMs?: number;
 }
 
 /**
@@ -102,8 +104,8 @@ export class FairQueue {
   }
 
   private claimArgs(): number[] {
-    const { leaseMs, userConcurrency, paced } = this.options;
-    return [leaseMs, userConcurrency, paced ? 1 : 0, CLAIM_HOLD_MS];
+    const { leaseMs, userConcurrency, paced, claimHoldMs = CLAIM_HOLD_MS } = this.options;
+    return [leaseMs, userConcurrency, paced ? 1 : 0, claimHoldMs];
   }
 
   /**
