@@ -13,8 +13,8 @@ module.exports = {
   // Fails any test that leaves a worker, notifier or test system open.
   setupFilesAfterEnv: ['<rootDir>/__tests__/support/leakCheck.ts'],
   testTimeout: 30000,
-  // The integration suites mostly wait (on leases, timers, child workers and Redis): a whole run keeps about one of
-  // the two cores busy. Measured on two cores: 3 files at once 56 s, 5 at once 40 s, 7 at once 36 s (the longest
-  // file then sets the pace); 5 keeps the fault tests' short leases clear of the CPU they share.
+  // The integration suites wait on leases, timers, child workers and Redis, and the rest is CPU (module loading,
+  // Node processes): 5 files at once keeps both cores busy. Measured on two cores with a warm cache, alternating
+  // runs: 4 at once 29 s, 5 at once 25-29 s, 6 at once 28-29 s.
   maxWorkers: 5,
 };
