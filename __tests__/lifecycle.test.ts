@@ -8,7 +8,6 @@ import { freeFixedPort, RedisServer, startRedisServer } from '../src/demo/redisS
 import { createLogger } from '../src/logger';
 import { startWorker } from '../src/worker';
 import type { Notifier } from '../src/types';
-import { successAnswer } from './support/fakeXai';
 import { LogCapture, signToken, waitUntil } from './support/helpers';
 import { TestSystem, useTestSystem } from './support/harness';
 
@@ -81,7 +80,7 @@ describe('worker lifecycle', () => {
     const server = await ownRedis();
     const proxy = await startFreezableProxy(server.port);
     closers.push(() => proxy.close());
-    sys.xai.setDefault({ ...successAnswer(), delayMs: 5000 });
+    sys.xai.setDefault({ hang: true });
     const worker = sys.spawnWorker({ REDIS_URL: `redis://127.0.0.1:${proxy.port}`, SHUTDOWN_TIMEOUT_MS: '200' });
     await worker.ready;
     // The worker's Redis is its own: the job goes there, as the front end would add it.

@@ -1,5 +1,4 @@
 import { USER_MESSAGES } from '../src/errors';
-import { successAnswer } from './support/fakeXai';
 import { isFinal, isImage, signToken, waitUntil } from './support/helpers';
 import { TestSystem, useTestSystem, WaitPage } from './support/harness';
 
@@ -20,16 +19,21 @@ describe('StoryBang at its real habits', () => {
     const page = new WaitPage(sys, browser, 'alice', { Prompt: '   ', Number: 4 });
     await page.ask();
     await waitUntil(() => ends().some((e) => e.outcome === 'held_back'), 10_000, 'the repeat held back');
+    // Held where no worker's timer can bring it back before this one is gone.
+    const held = `bull:${sys.queueName}:fq:held`;
+    const holdAll = async (due: number): Promise<void> => {
+      for (const fid of await sys.redis.zrange(held, 0, -1)) await sys.redis.zadd(held, due, fid);
+    };
+    await holdAll(Date.now() + 3_600_000);
     expect(page.answers).toHaveLength(1);
     expect(ends().map((e) => [e.outcome, e.heldMs])).toEqual([
       ['failed', undefined],
       ['held_back', 2000],
     ]);
-    // The worker that held the answer stops; the answer waits in Redis for the next one. It is due 2 s after it
+    // The worker that held the answer stops; the answer waits in Redis for the next one. It was due 2 s after it
     // was held: the test makes it due now rather than wait.
     await first.close();
-    const held = `bull:${sys.queueName}:fq:held`;
-    for (const fid of await sys.redis.zrange(held, 0, -1)) await sys.redis.zadd(held, 0, fid);
+    await holdAll(0);
     await sys.startWorker({ STALLED_INTERVAL_MS: '200' });
     await waitUntil(() => page.answers.length === 2, 15_000, 'the held answer, from the next worker');
     // The second answer is asked again at once too: held twice as long.
@@ -57,17 +61,20 @@ describe('StoryBang at its real habits', () => {
   });
 
   it('a reload mid-story: pages still waiting or running join them, one API call and one delivery each', async () => {
-    // The first page is slow, so the reload comes while it is drawn and the others wait behind it.
-    sys.xai.script([{ ...successAnswer(), delayMs: 1500 }]);
+    // The first page is drawn until the reload's asks are in, so they come while it runs and the others wait.
+    const release = sys.xai.hold();
     const before = await sys.user('alice');
     await sys.startWorker({ CONCURRENCY: '1' });
     const pages = [1, 2, 3].map((n) => ({ Id: 'alice', Prompt: `page ${n}`, Number: n }));
     const firstAsks = await Promise.all(pages.map((p) => sys.enqueue({ ...p, Token: signToken('alice') }, { removeOnComplete: false })));
-    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'first page being drawn');
+    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'first page being drawn');
     // The reload: the old page is gone, the new one joins the room once and asks for every page again.
     before.close();
     const after = await sys.user('alice');
     const secondAsks = await Promise.all(pages.map((p) => sys.enqueue({ ...p, Token: signToken('alice') }, { removeOnComplete: false })));
+    const joined = async (): Promise<number> => Number(await sys.redis.hget(`bull:${sys.queueName}:fq:stats`, 'joined'));
+    await waitUntil(async () => (await joined()) === 3, 10_000, 'every second ask joined its page');
+    release();
     await waitUntil(() => after.finals().length === 3, 15_000, 'every page on the new page');
     const finished = await Promise.all([...firstAsks, ...secondAsks].map((job) => job.finished()));
     expect(finished.every((r) => (r as { delivered?: boolean }).delivered === true)).toBe(true);
@@ -93,7 +100,7 @@ describe('StoryBang at its real habits', () => {
     // way there, or there already.
     const pictureSent = (): boolean =>
       sys.relay.received.some((p) => (p as Record<string, unknown>).Number === 1 && (p as Record<string, unknown>).Status === true);
-    await waitUntil(pictureSent, 2000, 'the picture at the notification service');
+    await waitUntil(pictureSent, 10_000, 'the picture at the notification service');
     expect(result).toEqual({ delivered: true, fromCheckpoint: false, imageBytes: expect.any(Number) });
     await expect(expired.finished()).rejects.toThrow('SESSION_EXPIRED');
     await browser.waitFor((p) => p.Number === 2 && isFinal(p));

@@ -1,42 +1,44 @@
 import { successAnswer } from '../support/fakeXai';
-import { isFinal, signToken, waitUntil } from '../support/helpers';
+import { isFinal, KEPT_LEASES, SHORT_LEASES, signToken, waitUntil } from '../support/helpers';
 import { jobEnds, TestSystem, useTestSystem } from '../support/harness';
 
 /**
  * Faults that need the worker as a real process. Workers that die or crowd one queue.
- * Short leases make the fair queue's stalled-job recovery quick enough to watch.
  */
-const FAST_RECOVERY = { LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' };
 
 jest.setTimeout(45_000);
 
 describe('process faults: crashes', () => {
   let sys: TestSystem;
   useTestSystem('procfaults', (s) => (sys = s));
+  /** The final notifications the relay has received (a worker's job end line can come before them). */
+  const finalsAtRelay = (): Array<Record<string, unknown>> =>
+    sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
 
   it('kill -9 during a slow generation: a second worker delivers the job', async () => {
     sys.xai.script([{ ...successAnswer(), delayMs: 1000 }]);
     const alice = await sys.user('alice');
-    const first = sys.spawnWorker(FAST_RECOVERY);
+    const first = sys.spawnWorker(SHORT_LEASES);
     await first.ready;
     await sys.enqueue({ Id: 'alice', Prompt: 'doomed', Token: signToken('alice'), Number: 1 });
-    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
     first.child.kill('SIGKILL');
     await first.exited;
     // Its lease would lapse LOCK_DURATION_MS after its last renewal: the test writes the lapse instead.
     await sys.lapseLeases();
 
     // The worker that takes over runs in this process: only the one that dies must be a process of its own.
-    await sys.startWorker(FAST_RECOVERY);
+    await sys.startWorker(KEPT_LEASES);
     expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: true, Number: 1 });
     expect(alice.finals()).toHaveLength(1);
   });
 
   it('kill -9 of one of two workers in the middle of a burst: every page delivered, only cut-off requests asked again', async () => {
     sys.xai.setDefault({ ...successAnswer(), delayMs: 300 });
-    const settings = { ...FAST_RECOVERY, CONCURRENCY: '3', GROK_RATE_LIMIT: '10', GROK_RATE_WINDOW_MS: '1000' };
-    const doomed = sys.spawnWorker(settings);
-    const survivor = sys.spawnWorker(settings);
+    const settings = { CONCURRENCY: '3', GROK_RATE_LIMIT: '10', GROK_RATE_WINDOW_MS: '1000' };
+    // The doomed worker's leases lapse by themselves after its death; the survivor's outlast any pause.
+    const doomed = sys.spawnWorker({ ...settings, ...SHORT_LEASES });
+    const survivor = sys.spawnWorker({ ...settings, ...KEPT_LEASES });
     await Promise.all([doomed.ready, survivor.ready]);
     const total = 12;
     for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `page ${n}`, Token: signToken(`user${n % 3}`), Number: n });
@@ -48,7 +50,9 @@ describe('process faults: crashes', () => {
     const ends = [...jobEnds(doomed), ...jobEnds(survivor)];
     expect(ends.every((l) => l.outcome === 'completed')).toBe(true);
     expect(new Set(ends.map((l) => l.jobId)).size).toBe(total);
-    const finals = sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
+    // Logged after the delivery, but on another channel than the relay's: wait for the relay to have them all.
+    await waitUntil(() => new Set(finalsAtRelay().map((p) => p.Number)).size >= total, 5000, 'every page at the relay');
+    const finals = finalsAtRelay();
     expect([...new Set(finals.map((p) => p.Number))].sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: total }, (_, i) => i + 1));
     expect(finals.every((p) => p.Status === true)).toBe(true);
     // Run again: only what the killed worker had in flight (at most its CONCURRENCY). A page it had just handed to
@@ -67,7 +71,8 @@ describe('process faults: crashes', () => {
     for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `picture ${n}`, Token: signToken(`user${n % 3}`), Number: n });
 
     await waitUntil(() => workers.flatMap(jobEnds).length >= total, 20_000, 'all ended');
-    const finals = sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
+    await waitUntil(() => finalsAtRelay().length >= total, 5000, 'every picture at the relay');
+    const finals = finalsAtRelay();
     expect(finals.map((p) => p.Number).sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: total }, (_, i) => i + 1));
     expect(finals.every((p) => p.Status === true)).toBe(true);
     expect(sys.xai.calls).toHaveLength(total);

@@ -1,13 +1,11 @@
 import { successAnswer } from '../support/fakeXai';
 import { USER_MESSAGES } from '../../src/errors';
-import { isFinal, signToken, waitUntil } from '../support/helpers';
+import { isFinal, KEPT_LEASES, SHORT_LEASES, signToken, waitUntil } from '../support/helpers';
 import { jobEnds, TestSystem, useTestSystem } from '../support/harness';
 
 /**
  * Faults that need the worker as a real process. A worker that freezes past its lease, a job whose worker keeps dying: the leases and their fencing.
- * Short leases make the fair queue's stalled-job recovery quick enough to watch.
  */
-const FAST_RECOVERY = { LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' };
 
 jest.setTimeout(45_000);
 
@@ -24,12 +22,12 @@ describe('process faults: leases', () => {
     const frozen = sys.spawnWorker(settings);
     await frozen.ready;
     await sys.enqueue({ Id: 'alice', Prompt: 'frozen', Token: signToken('alice'), Number: 1 });
-    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
     frozen.child.kill('SIGSTOP');
 
     // Another worker reaps the lapsed lease and runs the job itself.
-    // It runs in this process: only the frozen one must be a process of its own.
-    await sys.startWorker(settings);
+    // It runs in this process (only the frozen one must be a process of its own), with a lease it keeps.
+    await sys.startWorker({ ...settings, ...KEPT_LEASES });
     await waitUntil(() => sys.xai.calls.length === 2, 10_000, 'the job taken over');
     frozen.child.kill('SIGCONT');
     await frozen.waitForLog((l) => l.msg === 'job end', 10_000);
@@ -46,20 +44,20 @@ describe('process faults: leases', () => {
   });
 
   it('a job that stalls more than MAX_STALLED_COUNT times fails, and its user is still told', async () => {
-    sys.xai.setDefault({ ...successAnswer(), delayMs: 5000 });
+    sys.xai.setDefault({ hang: true });
     const alice = await sys.user('alice');
-    const settings = { ...FAST_RECOVERY, MAX_STALLED_COUNT: '0' };
+    const settings = { ...SHORT_LEASES, MAX_STALLED_COUNT: '0' };
     const first = sys.spawnWorker(settings);
     await first.ready;
     await sys.enqueue({ Id: 'alice', Prompt: 'kills its worker', Token: signToken('alice'), Number: 9 });
-    await waitUntil(() => sys.xai.calls.length === 1, 5000, 'generation started');
+    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
     first.child.kill('SIGKILL');
     await first.exited;
     // Its lease would lapse LOCK_DURATION_MS after its last renewal: the test writes the lapse instead.
     await sys.lapseLeases();
 
     // The worker that takes over runs in this process: only the one that dies must be a process of its own.
-    await sys.startWorker(settings);
+    await sys.startWorker({ ...settings, ...KEPT_LEASES });
     expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED, Number: 9 });
     await waitUntil(() => sys.logs.jobEnds().length > 0, 10_000, 'the second worker ended the job');
     expect(sys.logs.jobEnds()[0]).toMatchObject({

@@ -1,14 +1,12 @@
 import Bull from 'bull';
 import { freeFixedPort, startRedisServer, RedisServer } from '../../src/demo/redisServer';
-import { fidOf, isFinal, signToken, waitUntil } from '../support/helpers';
+import { fidOf, isFinal, KEPT_LEASES, SHORT_LEASES, signToken, waitUntil } from '../support/helpers';
 import { TestSystem, useTestSystem } from '../support/harness';
 import { redisOptionsFromUrl } from '../../src/redis';
 
 /**
  * Faults that need the worker as a real process. The notification service and Redis going away and coming back.
- * Short leases make the fair queue's stalled-job recovery quick enough to watch.
  */
-const FAST_RECOVERY = { LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' };
 
 jest.setTimeout(45_000);
 
@@ -19,7 +17,7 @@ describe('process faults: outages', () => {
   it('notification service down while the image is made, worker killed, both restarted: delivered, generated once', async () => {
     const port = await freeFixedPort();
     await sys.relay.close();
-    const first = sys.spawnWorker({ ...FAST_RECOVERY, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
+    const first = sys.spawnWorker({ ...SHORT_LEASES, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
     await first.ready;
     const job = await sys.enqueue({ Id: 'alice', Prompt: 'keep me', Token: signToken('alice'), Number: 1 });
     const checkpointKey = `bull:${sys.queueName}:checkpoint:${fidOf(job)}`;
@@ -32,7 +30,7 @@ describe('process faults: outages', () => {
     await sys.restartRelay(port);
     const alice = await sys.user('alice');
     // The restarted worker runs in this process: only the one killed must be a process of its own.
-    await sys.startWorker({ ...FAST_RECOVERY, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
+    await sys.startWorker({ ...KEPT_LEASES, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
     expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: true, Number: 1 });
     expect(sys.xai.calls).toHaveLength(1);
     await waitUntil(() => sys.logs.jobEnds().length > 0, 10_000, 'the restarted worker ended the job');

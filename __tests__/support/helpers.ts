@@ -12,6 +12,14 @@ import type { JobEvent, Notifier } from '../../src/types';
 
 export const JWT_SECRET = 'test-secret-0123456789abcdef';
 
+/**
+ * Lease settings for tests of workers that die, freeze or stop. A worker whose lease a test lets lapse (or
+ * writes lapsed) holds short leases, reaped every 500 ms by the others; a worker that takes a job over and must
+ * keep it holds a lease no pause of a loaded machine outlasts. Each claim takes its own worker's lease length.
+ */
+export const SHORT_LEASES = { LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' };
+export const KEPT_LEASES = { LOCK_DURATION_MS: '15000', STALLED_INTERVAL_MS: '500' };
+
 export function redisUrl(): string {
   const url = process.env.TEST_REDIS_URL;
   if (!url) throw new Error('TEST_REDIS_URL is not set: run the tests through jest (globalSetup starts Redis)');
