@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { io as connectClient, Socket } from 'socket.io-client';
 import type { NotifyFormat } from '../src/config';
 import { startRelay, Relay } from '../src/demo/notificationService';
@@ -26,7 +27,10 @@ describe('SocketNotifier', () => {
   const notifiers: SocketNotifier[] = [];
   const clients: Socket[] = [];
 
+  const closers: Array<() => Promise<void>> = [];
+
   afterEach(async () => {
+    for (const close of closers.splice(0)) await close();
     for (const client of clients.splice(0)) client.close();
     await Promise.all(notifiers.splice(0).map((n) => n.close()));
     await Promise.all(relays.splice(0).map((r) => r.close()));
@@ -285,6 +289,21 @@ describe('SocketNotifier', () => {
   });
 
   describe('close', () => {
+    it('the last delivery reaches the service even when the service reads it together with the close', async () => {
+      const r = await relay();
+      const proxy = await startHoldingProxy(r.port);
+      closers.push(() => proxy.close());
+      const n = notifier(proxy.url);
+      expect(await n.waitForConnection(5000)).toBe(true);
+      // A busy service reads late: the picture and whatever close() sends after it arrive in one chunk.
+      proxy.hold();
+      await n.notify(completed, new AbortController().signal);
+      await n.close();
+      proxy.release();
+      await waitUntil(() => r.received.length === 1, 5000, 'the picture at the service');
+      expect(r.received[0]).toMatchObject({ Id: ROOM, jobId: '31' });
+    });
+
     it('is safe to call twice and disconnects', async () => {
       const r = await relay();
       const n = notifier(r.url);
@@ -371,3 +390,35 @@ describe('SocketNotifier', () => {
     });
   });
 });
+
+/**
+ * A TCP proxy to a local port. While held, what the client sends is kept; released, it goes on in one write, so
+ * the server reads it in one chunk, as a busy server reads what piled up.
+ */
+async function startHoldingProxy(port: number): Promise<{ url: string; hold(): void; release(): void; close(): Promise<void> }> {
+  let holding = false;
+  const pairs: Array<{ client: net.Socket; upstream: net.Socket; held: Buffer[] }> = [];
+  const server = net.createServer((client) => {
+    const pair = { client, upstream: net.connect(port, '127.0.0.1'), held: [] as Buffer[] };
+    pairs.push(pair);
+    for (const s of [client, pair.upstream]) s.on('error', () => undefined);
+    client.on('data', (d) => (holding ? pair.held.push(d) : pair.upstream.write(d)));
+    pair.upstream.on('data', (d) => client.write(d));
+    client.on('close', () => pair.upstream.destroy());
+    pair.upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    hold: () => void (holding = true),
+    release: () => {
+      holding = false;
+      for (const pair of pairs) if (pair.held.length > 0) pair.upstream.write(Buffer.concat(pair.held.splice(0)));
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const { client, upstream } of pairs) [client, upstream].forEach((s) => s.destroy());
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -234,6 +234,12 @@ export class SocketNotifier implements Notifier {
       await this.flushed(CLOSE_FLUSH_LIMIT_MS);
       const websocket = this.websocket();
       this.socket.removeAllListeners();
+      // The connection is closed under the socket.io socket, without a socket.io disconnect: a socket.io server runs
+      // a received event on the next tick and drops it if the socket disconnected meanwhile, which a disconnect
+      // read in the same chunk does (a busy service reads the last picture and the disconnect together). A closed
+      // websocket ends the socket only once its connection has closed, after that tick.
+      this.socket.io.reconnection(false);
+      this.socket.io.engine?.close();
       this.socket.close();
       // ...and reach the service: the websocket's closing handshake ends once the service has read every frame sent
       // before it. A process that exits sooner can leave data unread on its side of the connection; the kernel then
