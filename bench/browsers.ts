@@ -1,125 +1,69 @@
 import type Bull from 'bull';
 import jwt from 'jsonwebtoken';
-import { io, Socket } from 'socket.io-client';
-import { PRODUCER_DEFAULTS } from '../src/producer';
+import { PageState, StoryServer, WaitPage, Watch } from './waitPage';
 
-/** One picture a browser waits for: a story page, or a single image. */
-export interface Page {
+/** One picture one of the crowd waits for. */
+export interface Page extends PageState {
   user: string;
-  number: number;
-  prompt: string;
-  /** performance.now() of the first ask, and of the first Status true. */
-  askedAt: number;
-  deliveredAt?: number;
-  /** Times the browser asked (1 + re-asks after failures). */
-  asks: number;
-  /** Status false notifications seen for this page. */
-  failures: number;
 }
 
-const ROOM_SUFFIX = '_Grok_Image_Generator';
-
 /**
- * StoryBang's browsers: each user joins room `Id + "_Grok_Image_Generator"` on the relay; every page is one
- * `queue.add({Id, Prompt, Token, Number}, {attempts: 1, removeOnComplete, removeOnFail})` with a fresh HS256 token;
- * on `Status == false` the same page is asked again at once; a page is done at its first `Status == true`.
+ * A crowd of StoryBang users, for the capacity scenarios: one wait page per user (waitPage.ts, the one model of
+ * StoryBang's browser), behind one StoryBang server whose tokens are signed here (HS256, an hour).
  */
 export class Browsers {
-  readonly pages = new Map<string, Page>();
-  duplicates = 0;
-  /** Notifications for a Number this user never asked for. */
-  strays = 0;
-  private readonly sockets = new Map<string, Socket>();
-  private waiters: Array<() => void> = [];
-  private stopped = false;
+  private readonly tabs = new Map<string, WaitPage>();
+  private readonly watch = new Watch();
+  private readonly server: StoryServer;
 
   constructor(
     private readonly relayUrl: string,
-    private readonly queue: Bull.Queue,
-    private readonly secret: string,
-  ) {}
+    queue: Bull.Queue,
+    secret: string,
+  ) {
+    this.server = new StoryServer(queue, async (Id) => jwt.sign({ Id }, secret, { algorithm: 'HS256', expiresIn: '1h' }));
+  }
 
-  /** Connects every user's browser and joins its room. */
+  /** Opens every user's wait page and joins its room. */
   async join(users: string[]): Promise<void> {
-    await Promise.all(
-      users.map(
-        (user) =>
-          new Promise<void>((resolve, reject) => {
-            const socket = io(this.relayUrl, { transports: ['websocket'], reconnection: false });
-            this.sockets.set(user, socket);
-            socket.once('connect_error', reject);
-            socket.once('connect', () => {
-              socket.emit('joinRoom', user + ROOM_SUFFIX);
-              resolve();
-            });
-            socket.on('Profile_Response', (m: { Message?: unknown; Status?: unknown; Number?: unknown }) => this.onResponse(user, m));
-          }),
-      ),
-    );
+    await Promise.all(users.map((user) => this.tab(user).open()));
     // The relay never acknowledges: give it a moment to have handled every joinRoom before anything is asked.
     await new Promise((resolve) => setTimeout(resolve, 300));
   }
 
-  /** Asks for pages (all at once, as a story does). */
+  /** Asks for pages, all at once (as a story does); a user who never joined asks without listening. */
   async ask(pages: Array<{ user: string; number: number; prompt: string }>): Promise<void> {
-    const now = performance.now();
-    const added = pages.map((p) => {
-      const page: Page = { ...p, askedAt: now, asks: 0, failures: 0 };
-      this.pages.set(key(p.user, p.number), page);
-      return this.add(page);
-    });
-    await Promise.all(added);
+    const byUser = new Map<string, Array<{ number: number; prompt: string }>>();
+    for (const { user, number, prompt } of pages) byUser.set(user, [...(byUser.get(user) ?? []), { number, prompt }]);
+    await Promise.all([...byUser].map(([user, own]) => this.tab(user).ask(own)));
   }
 
-  /** Resolves once `done(this)` holds, checked after every notification; false after `timeoutMs`. */
+  /** Resolves true once `done(this)` holds, checked after every notification; false after `timeoutMs`. */
   until(done: (b: Browsers) => boolean, timeoutMs: number): Promise<boolean> {
-    if (done(this)) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== check);
-        resolve(false);
-      }, timeoutMs);
-      const check = (): void => {
-        if (!done(this)) return;
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== check);
-        resolve(true);
-      };
-      this.waiters.push(check);
-    });
+    return this.watch.until(() => done(this), timeoutMs);
+  }
+
+  pages(): Page[] {
+    return [...this.tabs.values()].flatMap((tab) => [...tab.pages.values()].map((page) => ({ ...page, user: tab.user })));
   }
 
   delivered(filter: (p: Page) => boolean = () => true): Page[] {
-    return [...this.pages.values()].filter((p) => p.deliveredAt !== undefined && filter(p));
+    return this.pages().filter((p) => p.deliveredAt !== undefined && filter(p));
   }
 
-  /** Stops re-asking and disconnects every browser. */
+  /** Pictures that came again for a page that already had one. */
+  get duplicates(): number {
+    return this.pages().reduce((sum, p) => sum + Math.max(0, p.deliveries - 1), 0);
+  }
+
+  /** Stops re-asking and closes every wait page. */
   close(): void {
-    this.stopped = true;
-    for (const socket of this.sockets.values()) socket.disconnect();
+    for (const tab of this.tabs.values()) tab.close();
   }
 
-  private add(page: Page): Promise<unknown> {
-    page.asks++;
-    const Token = jwt.sign({ Id: page.user }, this.secret, { algorithm: 'HS256', expiresIn: '1h' });
-    return this.queue.add({ Id: page.user, Prompt: page.prompt, Token, Number: page.number }, PRODUCER_DEFAULTS);
-  }
-
-  private onResponse(user: string, m: { Status?: unknown; Number?: unknown }): void {
-    const page = this.pages.get(key(user, Number(m.Number)));
-    if (!page) {
-      this.strays++;
-      return;
-    }
-    if (m.Status === true) {
-      if (page.deliveredAt !== undefined) this.duplicates++;
-      else page.deliveredAt = performance.now();
-    } else if (page.deliveredAt === undefined) {
-      page.failures++;
-      if (!this.stopped) void this.add(page).catch(() => undefined);
-    }
-    for (const wake of [...this.waiters]) wake();
+  private tab(user: string): WaitPage {
+    let tab = this.tabs.get(user);
+    if (!tab) this.tabs.set(user, (tab = new WaitPage(user, this.relayUrl, this.server, this.watch.changed)));
+    return tab;
   }
 }
-
-const key = (user: string, number: number): string => `${user}\u0000${number}`;

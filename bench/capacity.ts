@@ -277,7 +277,7 @@ async function rateLimitRun(ctx: Context, entries: Map<string, string>, v: Varia
     const delivered = browsers.delivered();
     const lastAt = Math.max(t0, ...delivered.map((p) => p.deliveredAt!));
     const api = ctx.system.xai.counters();
-    const pages = [...browsers.pages.values()];
+    const pages = browsers.pages();
     return {
       pages: plan.jobs,
       delivered: delivered.length,
@@ -345,7 +345,7 @@ async function storyRun(ctx: Context, entries: Map<string, string>, v: Variant, 
     const wanted = pages.length - 1;
     const done = await browsers.until((b) => b.delivered((p) => !isModerated(p.user, p.number)).length === wanted, plan.capMs);
     const end = performance.now();
-    const all = [...browsers.pages.values()];
+    const all = browsers.pages();
     const normal = all.filter((p) => !isModerated(p.user, p.number));
     let completed = 0;
     let slowest = 0;
