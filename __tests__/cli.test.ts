@@ -574,4 +574,13 @@ describe('the compiled commands', () => {
     expect(result.stderr).toMatch(/ECONNREFUSED/);
     expect(result.stdout).toBe('');
   });
+
+  it('queue:stats exits 1 by itself when no node of a Redis Cluster answers, and names the cluster', async () => {
+    const node = `redis://127.0.0.1:${await freePort()}`;
+    const result = await runScript('queueStats.js', ['--json'], { ...env, REDIS_CLUSTER_NODES: node, QUEUE_PREFIX: '{bull}' }, dir);
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`the cluster of ${node}`);
+    expect(result.stdout).toBe('');
+  });
 });

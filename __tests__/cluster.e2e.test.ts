@@ -1,4 +1,6 @@
 import type Bull from 'bull';
+import { main as enqueue } from '../src/cli/enqueue';
+import { main as queueStats } from '../src/cli/queueStats';
 import { startRelay, Relay } from '../src/demo/notificationService';
 import { createImageQueue, PRODUCER_DEFAULTS } from '../src/producer';
 import { FakeXai, startFakeXai, successAnswer } from './support/fakeXai';
@@ -100,6 +102,19 @@ describe('on a Redis Cluster', () => {
     // Each job ends in Bull just after its picture is sent.
     await waitUntil(async () => (await producer.getJobCounts()).active === 0, 5000, 'every job ended in Bull');
     expect(await producer.getJobCounts()).toMatchObject({ waiting: 0, active: 0, completed: 1 });
+  });
+
+  it("the operator's commands work on the cluster: enqueue adds a job, queue:stats counts it", async () => {
+    // REDIS_URL leads nowhere: only the cluster's nodes can serve them.
+    const env = { REDIS_CLUSTER_NODES: cluster.urls.join(','), REDIS_URL: 'redis://127.0.0.1:1', QUEUE_PREFIX: '{bull}', QUEUE_NAME: queueName, JWT_SECRET };
+    const out: string[] = [];
+    const io = { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => out.push(s) } };
+    expect(await enqueue(['--id', 'alice', '--prompt', 'A comet', '--number', '1'], env, io)).toBe(0);
+    expect(await producer.getWaitingCount()).toBe(1);
+    out.length = 0;
+    expect(await queueStats(['--json'], env, io)).toBe(0);
+    // No worker runs: the job waits in Bull.
+    expect(JSON.parse(out.join(''))).toMatchObject({ counts: { waiting: 1, active: 0 }, fair: { waiting: 0, running: 0 } });
   });
 
   it('kill -9 during a slow generation: a second worker delivers the job', async () => {

@@ -41,7 +41,7 @@ export interface ImageQueueOptions {
   prefix?: string;
   /** A Redis Cluster's nodes (`redis://` or `rediss://` URLs, the worker's REDIS_CLUSTER_NODES): the URL is then unused. */
   clusterNodes?: string[];
-  /** Extra ioredis options laid over the ones taken from the URL (e.g. `connectTimeout` for a short-lived CLI). */
+  /** Extra ioredis options laid over the ones taken from the URL or the nodes (e.g. `connectTimeout` for a short-lived CLI). */
   redis?: RedisOptions;
 }
 
@@ -63,7 +63,7 @@ export function createImageQueue(
     const queue = new Bull(queueName || DEFAULT_QUEUE_NAME, {
       prefix,
       createClient: (type) => {
-        const client = connectRedis(target, `producer:${type}`, type !== 'client');
+        const client = connectRedis(target, `producer:${type}`, type !== 'client', opts.redis);
         clients.push(client);
         return client as never;
       },

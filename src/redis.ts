@@ -77,9 +77,16 @@ export function redisClientFactory(target: RedisTarget, logger: Logger): { creat
   return { create, closeAll };
 }
 
-/** One connection to `target`, named in CLIENT LIST; `blocking` for one that blocks or subscribes. */
-export function connectRedis(target: RedisTarget, type: string, blocking: boolean): RedisClient {
-  const extra: RedisOptions = { connectionName: `grok-image-worker:${type}`, ...(blocking ? { maxRetriesPerRequest: null, enableReadyCheck: false } : {}) };
+/**
+ * One connection to `target`, named in CLIENT LIST; `blocking` for one that blocks or subscribes. `options` are laid
+ * under the ones a blocking connection needs (a command that gives up at once, for a short-lived CLI).
+ */
+export function connectRedis(target: RedisTarget, type: string, blocking: boolean, options: RedisOptions = {}): RedisClient {
+  const extra: RedisOptions = {
+    ...options,
+    connectionName: `grok-image-worker:${type}`,
+    ...(blocking ? { maxRetriesPerRequest: null, enableReadyCheck: false } : {}),
+  };
   if (target.clusterNodes.length === 0) return new Redis({ ...redisOptionsFromUrl(target.url, target.tlsRejectUnauthorized), ...extra });
   const nodes = target.clusterNodes.map((url) => redisOptionsFromUrl(url, target.tlsRejectUnauthorized));
   const { username, password, tls } = nodes[0];
@@ -88,7 +95,9 @@ export function connectRedis(target: RedisTarget, type: string, blocking: boolea
     {
       redisOptions: { username, password, tls, ...extra },
       enableReadyCheck: !blocking,
-      ...(blocking ? { maxRetriesPerRequest: null } : {}),
+      // In a cluster, when to give up reconnecting and retrying a command are the cluster's options, not a node's.
+      ...(extra.retryStrategy ? { clusterRetryStrategy: extra.retryStrategy } : {}),
+      ...(extra.maxRetriesPerRequest !== undefined ? { maxRetriesPerRequest: extra.maxRetriesPerRequest } : {}),
     } as ConstructorParameters<typeof Cluster>[1],
   );
 }

@@ -35,7 +35,7 @@ export class UsageError extends Error {
 export type { QueueSettings };
 
 /**
- * REDIS_URL, QUEUE_NAME, QUEUE_PREFIX and REDIS_TLS_REJECT_UNAUTHORIZED read by src/config, as the worker reads
+ * REDIS_URL (or REDIS_CLUSTER_NODES), QUEUE_NAME, QUEUE_PREFIX and REDIS_TLS_REJECT_UNAUTHORIZED read by src/config, as the worker reads
  * them: the same defaults, and the original StoryBang worker's BULL_GENERATOR_HOST/PORT when REDIS_URL is absent.
  */
 export function readQueueSettings(env: Env): QueueSettings {
@@ -67,6 +67,7 @@ export function openQueue(settings: QueueSettings): CliQueue {
   const queue = createImageQueue(settings.redisUrl, settings.queueName, {
     tlsRejectUnauthorized: settings.redisTlsRejectUnauthorized,
     prefix: settings.queuePrefix,
+    clusterNodes: settings.redisClusterNodes,
     redis: CLI_REDIS_OPTIONS,
   });
   let lastError: Error | undefined;
@@ -81,10 +82,16 @@ export async function closeQueue(queue: Bull.Queue): Promise<void> {
   await Promise.race([queue.close().catch(() => undefined), timeLimit(2000)]);
 }
 
+/** Where the queue's Redis is, its password left out: the URL, or the cluster's nodes. */
+export function redisWhere(settings: QueueSettings): string {
+  const nodes = settings.redisClusterNodes;
+  return nodes.length > 0 ? `the cluster of ${nodes.map(redactUrl).join(', ')}` : String(redactUrl(settings.redisUrl));
+}
+
 /** One line for the operator: where, and why (with a hint when it is the certificate). */
 export function redisFailureMessage(settings: QueueSettings, err: unknown, connectionError: Error | undefined): string {
   const cause = connectionError ?? (err instanceof Error ? err : new Error(String(err)));
-  const where = `${redactUrl(settings.redisUrl)} (queue ${settings.queueName})`;
+  const where = `${redisWhere(settings)} (queue ${settings.queueName})`;
   const hint = /certificate/i.test(cause.message) ? '; for a self-signed certificate set REDIS_TLS_REJECT_UNAUTHORIZED=false' : '';
   return `Redis at ${where} failed: ${cause.message || cause.name}${hint}`;
 }

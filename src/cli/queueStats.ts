@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util';
 import type Bull from 'bull';
-import { DEFAULTS, redactUrl } from '../config';
+import { Cluster } from 'ioredis';
+import { DEFAULTS } from '../config';
 import { FairCounts, FairQueue } from '../queue/fairQueue';
+import type { RedisClient } from '../redisScripts';
 import {
   CliIO,
   closeQueue,
@@ -13,6 +15,7 @@ import {
   QueueSettings,
   readQueueSettings,
   redisFailureMessage,
+  redisWhere,
   runAsScript,
   UsageError,
 } from './args';
@@ -72,13 +75,17 @@ async function oldestWaitingAgeMs(queue: Bull.Queue, now: number): Promise<numbe
 }
 
 async function countKeys(queue: Bull.Queue, pattern: string): Promise<number> {
-  let cursor = '0';
+  // On a cluster a SCAN reaches one node: every master is asked (the queue's hash-tagged keys are on one of them).
+  const client = queue.client as unknown as RedisClient;
   let count = 0;
-  do {
-    const [next, keys] = await queue.client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    cursor = next;
-    count += keys.length;
-  } while (cursor !== '0');
+  for (const node of client instanceof Cluster ? client.nodes('master') : [client]) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      count += keys.length;
+    } while (cursor !== '0');
+  }
   return count;
 }
 
@@ -109,7 +116,7 @@ export function formatAge(ms: number): string {
 
 export function formatTable(stats: QueueStats, settings: QueueSettings): string {
   const rows: Array<[string, string]> = [
-    ['queue', `${stats.queue} on ${redactUrl(settings.redisUrl)}`],
+    ['queue', `${stats.queue} on ${redisWhere(settings)}`],
     ...STATES.map((state): [string, string] => [state, String(stats.counts[state])]),
     ['oldest waiting', stats.oldestWaitingAgeMs === null ? '-' : `${formatAge(stats.oldestWaitingAgeMs)} (${stats.oldestWaitingAgeMs} ms)`],
     ['checkpoints', String(stats.checkpoints)],
