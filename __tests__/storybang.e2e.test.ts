@@ -76,7 +76,9 @@ describe('StoryBang at its real habits', () => {
     await waitUntil(async () => (await joined()) === 3, 10_000, 'every second ask joined its page');
     release();
     await waitUntil(() => after.finals().length === 3, 15_000, 'every page on the new page');
-    const finished = await Promise.all([...firstAsks, ...secondAsks].map((job) => job.finished()));
+    // One at a time: Bull's finished() adds listeners to its event connection until that connection is ready.
+    const finished: unknown[] = [];
+    for (const job of [...firstAsks, ...secondAsks]) finished.push(await job.finished());
     expect(finished.every((r) => (r as { delivered?: boolean }).delivered === true)).toBe(true);
     expect(sys.xai.calls).toHaveLength(3);
     expect(
