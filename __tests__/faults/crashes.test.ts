@@ -1,5 +1,6 @@
+import type Bull from 'bull';
 import { successAnswer } from '../support/fakeXai';
-import { isFinal, KEPT_LEASES, SHORT_LEASES, signToken, waitUntil } from '../support/helpers';
+import { fidOf, isFinal, KEPT_LEASES, SHORT_LEASES, signToken, waitUntil } from '../support/helpers';
 import { jobEnds, TestSystem, useTestSystem } from '../support/harness';
 
 /**
@@ -41,12 +42,23 @@ describe('process faults: crashes', () => {
     const survivor = sys.spawnWorker({ ...settings, ...KEPT_LEASES });
     await Promise.all([doomed.ready, survivor.ready]);
     const total = 12;
-    for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `page ${n}`, Token: signToken(`user${n % 3}`), Number: n });
+    const jobs: Bull.Job[] = [];
+    for (let n = 1; n <= total; n++) jobs.push(await sys.enqueue({ Id: `user${n % 3}`, Prompt: `page ${n}`, Token: signToken(`user${n % 3}`), Number: n }));
     await waitUntil(() => jobEnds(doomed).length >= 1 && jobEnds(survivor).length >= 1, 15_000, 'both working');
     doomed.child.kill('SIGKILL');
     await doomed.exited;
 
-    await waitUntil(() => jobEnds(doomed).length + jobEnds(survivor).length >= total, 30_000, 'all ended');
+    // A job the killed worker had read from Bull but not yet taken in comes back through Bull's stalled check,
+    // every 30 s (twice at most): the wait allows for it.
+    await waitUntil(() => jobEnds(doomed).length + jobEnds(survivor).length >= total, 65_000, 'all ended').catch(async (err: Error) => {
+      const ended = new Set([...jobEnds(doomed), ...jobEnds(survivor)].map((l) => l.jobId));
+      const missing = await Promise.all(
+        jobs
+          .filter((j) => !ended.has(String(j.id)))
+          .map(async (j) => `${j.id}: ${await j.getState()}, in the fair queue: ${await sys.redis.exists(`bull:${sys.queueName}:fq:job:${fidOf(j)}`)}`),
+      );
+      throw new Error(`${err.message}; not ended: ${missing.join('; ')}`);
+    });
     const ends = [...jobEnds(doomed), ...jobEnds(survivor)];
     expect(ends.every((l) => l.outcome === 'completed')).toBe(true);
     expect(new Set(ends.map((l) => l.jobId)).size).toBe(total);
@@ -61,7 +73,7 @@ describe('process faults: crashes', () => {
     expect(sys.xai.calls.length).toBeGreaterThanOrEqual(total);
     expect(sys.xai.calls.length).toBeLessThanOrEqual(total + 3);
     expect(await sys.redis.zcard(`bull:${sys.queueName}:fq:active`)).toBe(0);
-  });
+  }, 90_000);
 
   it('three worker processes on one queue: every job generated and notified exactly once', async () => {
     sys.xai.setDefault({ ...successAnswer(), delayMs: 50 });
