@@ -19,14 +19,8 @@ describe('process faults: crashes', () => {
   it('kill -9 during a slow generation: a second worker delivers the job', async () => {
     sys.xai.script([{ ...successAnswer(), delayMs: 1000 }]);
     const alice = await sys.user('alice');
-    const first = sys.spawnWorker(SHORT_LEASES);
-    await first.ready;
-    await sys.enqueue({ Id: 'alice', Prompt: 'doomed', Token: signToken('alice'), Number: 1 });
-    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
-    first.child.kill('SIGKILL');
-    await first.exited;
-    // Its lease would lapse LOCK_DURATION_MS after its last renewal: the test writes the lapse instead.
-    await sys.lapseLeases();
+    const { worker: first } = await sys.spawnWorkerDrawing({ Prompt: 'doomed', Number: 1 }, SHORT_LEASES);
+    await sys.killWorker(first);
 
     // The worker that takes over runs in this process: only the one that dies must be a process of its own.
     await sys.startWorker(KEPT_LEASES);

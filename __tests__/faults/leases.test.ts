@@ -19,10 +19,7 @@ describe('process faults: leases', () => {
     const alice = await sys.user('alice');
     // Its lease lapses by itself here: the frozen worker is alive, and must find out it lost it.
     const settings = { LOCK_DURATION_MS: '1000', STALLED_INTERVAL_MS: '300', USER_CONCURRENCY: '1' };
-    const frozen = sys.spawnWorker(settings);
-    await frozen.ready;
-    await sys.enqueue({ Id: 'alice', Prompt: 'frozen', Token: signToken('alice'), Number: 1 });
-    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
+    const { worker: frozen } = await sys.spawnWorkerDrawing({ Prompt: 'frozen', Number: 1 }, settings);
     frozen.child.kill('SIGSTOP');
 
     // Another worker reaps the lapsed lease and runs the job itself.
@@ -47,14 +44,8 @@ describe('process faults: leases', () => {
     sys.xai.setDefault({ hang: true });
     const alice = await sys.user('alice');
     const settings = { ...SHORT_LEASES, MAX_STALLED_COUNT: '0' };
-    const first = sys.spawnWorker(settings);
-    await first.ready;
-    await sys.enqueue({ Id: 'alice', Prompt: 'kills its worker', Token: signToken('alice'), Number: 9 });
-    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
-    first.child.kill('SIGKILL');
-    await first.exited;
-    // Its lease would lapse LOCK_DURATION_MS after its last renewal: the test writes the lapse instead.
-    await sys.lapseLeases();
+    const { worker: first } = await sys.spawnWorkerDrawing({ Prompt: 'kills its worker', Number: 9 }, settings);
+    await sys.killWorker(first);
 
     // The worker that takes over runs in this process: only the one that dies must be a process of its own.
     await sys.startWorker({ ...settings, ...KEPT_LEASES });

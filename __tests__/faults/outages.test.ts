@@ -22,10 +22,7 @@ describe('process faults: outages', () => {
     const job = await sys.enqueue({ Id: 'alice', Prompt: 'keep me', Token: signToken('alice'), Number: 1 });
     const checkpointKey = `bull:${sys.queueName}:checkpoint:${fidOf(job)}`;
     await waitUntil(async () => (await sys.redis.exists(checkpointKey)) === 1, 10_000, 'checkpoint saved');
-    first.child.kill('SIGKILL');
-    await first.exited;
-    // Its lease would lapse LOCK_DURATION_MS after its last renewal: the test writes the lapse instead.
-    await sys.lapseLeases();
+    await sys.killWorker(first);
 
     await sys.restartRelay(port);
     const alice = await sys.user('alice');

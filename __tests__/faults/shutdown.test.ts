@@ -1,5 +1,5 @@
 import { successAnswer } from '../support/fakeXai';
-import { fidOf, isFinal, signToken, waitUntil } from '../support/helpers';
+import { fidOf, isFinal, signToken } from '../support/helpers';
 import { jobEnds, TestSystem, useTestSystem, WorkerProcess } from '../support/harness';
 
 /**
@@ -21,10 +21,7 @@ describe('process faults: shutdown', () => {
     // The first request is slow; the late job's, on the next worker, is answered at once.
     sys.xai.script([{ ...successAnswer(), delayMs: 1500 }]);
     const alice = await sys.user('alice');
-    const worker = sys.spawnWorker();
-    await worker.ready;
-    await sys.enqueue({ Id: 'alice', Prompt: 'slow one', Token: signToken('alice'), Number: 1 });
-    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
+    const { worker } = await sys.spawnWorkerDrawing({ Prompt: 'slow one', Number: 1 });
 
     worker.child.kill('SIGTERM');
     await worker.waitForLog((l) => l.msg === 'signal received');
@@ -56,10 +53,7 @@ describe('process faults: shutdown', () => {
   it('shutdown out of time: the unfinished job is handed back at once and another worker delivers it', async () => {
     sys.xai.setDefault({ ...successAnswer(), delayMs: 4000 });
     const alice = await sys.user('alice');
-    const worker = sys.spawnWorker({ SHUTDOWN_TIMEOUT_MS: '300' });
-    await worker.ready;
-    const job = await sys.enqueue({ Id: 'alice', Prompt: 'very slow', Token: signToken('alice'), Number: 1 });
-    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
+    const { worker, job } = await sys.spawnWorkerDrawing({ Prompt: 'very slow', Number: 1 }, { SHUTDOWN_TIMEOUT_MS: '300' });
 
     worker.child.kill('SIGTERM');
     expect(await worker.exited).toEqual({ code: 0, signal: null });
@@ -83,10 +77,7 @@ describe('process faults: shutdown', () => {
     sys.xai.setDefault({ ...successAnswer(), delayMs: 3200 });
     const alice = await sys.user('alice');
     const shortLeases = { LOCK_DURATION_MS: '1500', STALLED_INTERVAL_MS: '200' };
-    const stopping = sys.spawnWorker(shortLeases);
-    await stopping.ready;
-    await sys.enqueue({ Id: 'alice', Prompt: 'long one', Token: signToken('alice'), Number: 1 });
-    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
+    const { worker: stopping } = await sys.spawnWorkerDrawing({ Prompt: 'long one', Number: 1 }, shortLeases);
     // It runs in this process: only the one signalled must be a process of its own.
     await sys.startWorker(shortLeases);
 
@@ -109,10 +100,7 @@ describe('process faults: shutdown', () => {
 
   it('a second signal exits at once, non-zero, without waiting for the running job', async () => {
     sys.xai.setDefault({ hang: true });
-    const worker = sys.spawnWorker();
-    await worker.ready;
-    await sys.enqueue({ Id: 'alice', Prompt: 'slow', Token: signToken('alice'), Number: 1 });
-    await waitUntil(() => sys.xai.calls.length === 1, 15_000, 'generation started');
+    const { worker } = await sys.spawnWorkerDrawing({ Prompt: 'slow', Number: 1 });
     worker.child.kill('SIGTERM');
     await worker.waitForLog((l) => l.msg === 'signal received');
     worker.child.kill('SIGINT');

@@ -11,7 +11,7 @@ import { createLogger } from '../../src/logger';
 import { redisOptionsFromUrl } from '../../src/redis';
 import { RunningWorker, startWorker, WorkerOverrides } from '../../src/worker';
 import { FakeXai, startFakeXai } from './fakeXai';
-import { JWT_SECRET, LogCapture, lapseLeases, redisUrl, signToken, uniqueQueueName } from './helpers';
+import { JWT_SECRET, LogCapture, lapseLeases, redisUrl, signToken, uniqueQueueName, waitUntil } from './helpers';
 
 const ROOM_SUFFIX = '_Grok_Image_Generator';
 const WORKER_ENTRY = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
@@ -252,6 +252,28 @@ export class TestSystem {
     const proc = spawnWorker(this.env(overrides));
     this.processes.push(proc);
     return proc;
+  }
+
+  /**
+   * A worker process with one of alice's pages under way: its request has reached the image API (the test's
+   * first). For tests that then kill, freeze or signal the worker mid-generation.
+   */
+  async spawnWorkerDrawing(
+    page: { Prompt: string; Number: number },
+    overrides: Record<string, string> = {},
+  ): Promise<{ worker: WorkerProcess; job: Bull.Job }> {
+    const worker = this.spawnWorker(overrides);
+    await worker.ready;
+    const job = await this.enqueue({ Id: 'alice', Token: signToken('alice'), ...page });
+    await waitUntil(() => this.xai.calls.length === 1, 15_000, 'generation started');
+    return { worker, job };
+  }
+
+  /** kill -9. Its lease would lapse LOCK_DURATION_MS after its last renewal: the lapse is written instead. */
+  async killWorker(proc: WorkerProcess): Promise<void> {
+    proc.child.kill('SIGKILL');
+    await proc.exited;
+    await this.lapseLeases();
   }
 
   async user(userId: string): Promise<UserClient> {
