@@ -10,7 +10,7 @@ import type { StorybangPlan } from './plan';
 import { share429 } from './storybangReport';
 import { commandCounts, commandDelta } from './redisFootprint';
 import type { BenchSystem } from './system';
-import { StoryServer, WaitPage, Watch } from './waitPage';
+import { ROOM_SUFFIX, StoryServer, WaitPage, Watch } from './waitPage';
 import { Delay, delays, describeDelay, meanDelayMs, XaiBehaviour, XaiCounters } from './xaiServer';
 import { mergeCounts, WorkerProcess } from './workerProcess';
 import { PRODUCER_DEFAULTS } from '../src/producer';
@@ -31,7 +31,6 @@ const IMAGE_BYTES = 2000;
 const REFUSED_MARK = 'a scene the moderation refuses';
 /** StoryBang's server does not cut or trim what the person typed: a blank page prompt reaches the queue as is. */
 const BLANK_PROMPT = '   ';
-const ROOM_SUFFIX = '_Grok_Image_Generator';
 
 /** What the stand-in API saw during a run (requests per prompt left out). */
 export type ApiFigures = Omit<XaiCounters, 'byPrompt'>;

@@ -2,7 +2,8 @@ import type Bull from 'bull';
 import { io, Socket } from 'socket.io-client';
 import { PRODUCER_DEFAULTS } from '../src/producer';
 
-const ROOM_SUFFIX = '_Grok_Image_Generator';
+/** The room StoryBang's wait page joins: its user's Id and this. */
+export const ROOM_SUFFIX = '_Grok_Image_Generator';
 
 /**
  * StoryBang's server side of an image request: a fresh token from the JWT service (`Create_Jwt` with the Id the
