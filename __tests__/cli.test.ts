@@ -416,7 +416,7 @@ describe('queue:stats', () => {
         checkpoints: 0,
         // `waiting` is Bull's active list less what the fair queue runs, retries and holds: here the one job a
         // plain Bull consumer holds active.
-        fair: { usersWaiting: 0, waiting: 1, running: 0, retrying: 0, heldBack: 0, joined: 0, heldBackTotal: 0 },
+        fair: { usersWaiting: 0, waiting: 1, running: 0, retrying: 0, heldBack: 0, answers: 0, joined: 0, heldBackTotal: 0 },
       },
     ]);
     const rows = table.stdout();
@@ -426,7 +426,7 @@ describe('queue:stats', () => {
     }
     expect(rows).toMatch(/\noldest waiting +1m 30s \(90000 ms\)\n/);
     expect(rows).toMatch(
-      /\ncheckpoints +0\nfair queue +1 waiting \(0 users\), 0 running, 0 retrying later, 0 answers held back, 0 joined to an identical job\n$/,
+      /\ncheckpoints +0\nfair queue +1 waiting \(0 users\), 0 running, 0 retrying later, 0 answers held back, 0 answers to tell, 0 joined to an identical job\n$/,
     );
   });
 
@@ -445,7 +445,7 @@ describe('queue:stats', () => {
       counts: { waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0, paused: 0 },
       oldestWaitingAgeMs: null,
       checkpoints: 0,
-      fair: { usersWaiting: 0, waiting: 0, running: 0, retrying: 0, heldBack: 0, joined: 0, heldBackTotal: 0 },
+      fair: { usersWaiting: 0, waiting: 0, running: 0, retrying: 0, heldBack: 0, answers: 0, joined: 0, heldBackTotal: 0 },
     });
   });
 

@@ -1,131 +1,19 @@
 import { LogCapture } from './support/helpers';
-import { abortError, permanentError, rateLimitedError, transientError, USER_MESSAGES, WorkerError } from '../src/errors';
+import { FAKE_IMAGE as IMAGE, FakeCheckpoints, FakeNotifier, FakeProvider, FakeRefusals, FakeVerifier } from './support/fakes';
+import { permanentError, rateLimitedError, transientError, USER_MESSAGES, WorkerError } from '../src/errors';
 import { createLogger } from '../src/logger';
-import { failureEvent, failureOutcome, JobRun, PipelineDeps, PipelineSettings, runJob } from '../src/pipeline';
+import { failureEvent, failureOutcome, JobRun, PipelineDeps, PipelineSettings, RunOutcome, runJob } from '../src/pipeline';
 import { SESSION_EXPIRED_MESSAGE } from '../src/steps/tokenVerifier';
-import type { CheckpointStore, GeneratedImage, ImageProvider, ImageRequest, JobEvent, Notifier, RefusalMemory, TokenVerifier } from '../src/types';
+import type { JobEvent } from '../src/types';
 
 const USER = 'user-42';
 const CREATED_AT = 1_700_000_000_000;
 const FINGERPRINT = `${USER}:${CREATED_AT}`;
-const IMAGE: GeneratedImage = { base64: 'aGVsbG8gd29ybGQ=', mimeType: 'image/png', revisedPrompt: 'a fox, revised', costUsd: 0.07 };
 
-/** Resolves when `signal` aborts, with the AbortError a real step would throw. */
-function untilAborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(abortError(signal.reason));
-    signal.addEventListener('abort', () => reject(abortError(signal.reason)), { once: true });
-  });
-}
-
-class FakeVerifier implements TokenVerifier {
-  readonly calls: Array<{ token: string; userId: string }> = [];
-  error?: unknown;
-  constructor(private readonly timeline: string[]) {}
-  async verify(token: string, userId: string): Promise<void> {
-    this.calls.push({ token, userId });
-    this.timeline.push('verify');
-    if (this.error !== undefined) throw this.error;
-  }
-}
-
-class FakeProvider implements ImageProvider {
-  readonly prompts: string[] = [];
-  readonly requests: ImageRequest[] = [];
-  /** What each call does, in order; the last entry repeats. */
-  script: unknown[] = [IMAGE];
-  onCall?: () => void;
-  constructor(private readonly timeline: string[]) {}
-  async generate(request: ImageRequest, signal: AbortSignal): Promise<GeneratedImage> {
-    this.requests.push(request);
-    this.prompts.push(request.prompt);
-    this.timeline.push('generate');
-    this.onCall?.();
-    const step = this.script[Math.min(this.prompts.length - 1, this.script.length - 1)];
-    if (step === 'hang') return untilAborted(signal);
-    if (typeof step === 'object' && step !== null && 'base64' in step) return step as GeneratedImage;
-    throw step;
-  }
-}
-
-class FakeNotifier implements Notifier {
-  /** Events that reached the user. */
-  readonly delivered: JobEvent[] = [];
-  /** Every `notify` call, delivered or not. */
-  readonly notifyCalls: JobEvent[] = [];
-  /** The next `failures` notify calls reject as the real notifier does when it gives up. */
-  failures = 0;
-  hang = false;
-  connected = true;
-  constructor(private readonly timeline: string[]) {}
-  async notify(event: JobEvent, signal: AbortSignal): Promise<void> {
-    this.notifyCalls.push(event);
-    this.timeline.push(`notify:${event.status}`);
-    if (this.hang) return untilAborted(signal);
-    if (this.failures > 0) {
-      this.failures--;
-      throw transientError('Notification not delivered within 120000 ms: service unreachable');
-    }
-    this.delivered.push(event);
-  }
-  /** False: deliveries need waiting (as when the service must acknowledge). */
-  instant = true;
-  /** Delivers at once unless disconnected, failing or hanging (then the pipeline must wait through notify). */
-  tryDeliver(event: JobEvent): boolean {
-    this.timeline.push(`deliver:${event.status}`);
-    if (!this.instant || !this.connected || this.failures > 0 || this.hang) return false;
-    this.delivered.push(event);
-    return true;
-  }
-  tryNotify(event: JobEvent): boolean {
-    this.timeline.push(`try:${event.status}`);
-    if (!this.connected) return false;
-    this.delivered.push(event);
-    return true;
-  }
-  async close(): Promise<void> {}
-}
-
-class FakeCheckpoints implements CheckpointStore {
-  readonly saved = new Map<string, { fingerprint: string; image: GeneratedImage }>();
-  readonly ops: string[] = [];
-  failOn = new Set<'open' | 'save'>();
-  constructor(private readonly timeline: string[]) {}
-  async load(jobId: string, fingerprint: string): Promise<GeneratedImage | null> {
-    this.record('open', jobId);
-    const entry = this.saved.get(jobId);
-    return entry && entry.fingerprint === fingerprint ? entry.image : null;
-  }
-  async save(jobId: string, fingerprint: string, image: GeneratedImage): Promise<void> {
-    this.record('save', jobId);
-    this.saved.set(jobId, { fingerprint, image });
-  }
-  private record(op: 'open' | 'save', jobId: string): void {
-    this.ops.push(op);
-    this.timeline.push(`checkpoint:${op}`);
-    if (this.failOn.has(op)) throw new Error(`redis down during ${op} of ${jobId}`);
-  }
-}
-
-/** Remembered refusals in memory; `failOn` makes a call throw as Redis would when it is away. */
-class FakeRefusals implements RefusalMemory {
-  readonly refused = new Set<string>();
-  readonly calls: string[] = [];
-  failOn = new Set<'has' | 'remember'>();
-  constructor(private readonly timeline: string[]) {}
-  async has(userId: string, prompt: string): Promise<boolean> {
-    this.record('has');
-    return this.refused.has(JSON.stringify([userId, prompt]));
-  }
-  async remember(userId: string, prompt: string): Promise<void> {
-    this.record('remember');
-    this.refused.add(JSON.stringify([userId, prompt]));
-  }
-  private record(op: 'has' | 'remember'): void {
-    this.calls.push(op);
-    this.timeline.push(`refusals:${op}`);
-    if (this.failOn.has(op)) throw new Error(`redis down during ${op}`);
-  }
+/** The failure a run reported; a delivery fails the test. */
+function failure(outcome: RunOutcome): Extract<RunOutcome, { delivered: false }> {
+  if (outcome.delivered) throw new Error('expected the run to fail, but it delivered');
+  return outcome;
 }
 
 function setup(settings: Partial<PipelineSettings> = {}) {
@@ -172,12 +60,11 @@ const statuses = (events: JobEvent[]): string[] => events.map((e) => e.status);
 describe('runJob: the completed path', () => {
   it('verifies, reports progress, generates and delivers the image at once, without writing a checkpoint', async () => {
     const t = setup();
-    const result = await runJob(jobRun(), t.deps, signal());
+    const outcome = await runJob(jobRun(), t.deps, signal());
 
-    expect(result).toMatchObject({ outcome: 'completed', userId: USER, promptChars: 'a red fox in the snow'.length, imageBytes: 11, costUsd: 0.07 });
-    expect(result.error).toBeUndefined();
-    expect(result.fromCheckpoint).toBe(false);
-    expect(Object.keys(result.steps).sort()).toEqual(['generate', 'notify', 'token']);
+    expect(outcome.delivered).toBe(true);
+    expect(outcome.report).toMatchObject({ userId: USER, promptChars: 'a red fox in the snow'.length, imageBytes: 11, costUsd: 0.07, fromCheckpoint: false });
+    expect(Object.keys(outcome.report.steps).sort()).toEqual(['generate', 'notify', 'token']);
 
     expect(t.verifier.calls).toEqual([{ token: 'header.payload.signature', userId: USER }]);
     expect(t.provider.prompts).toEqual(['a red fox in the snow']);
@@ -187,22 +74,22 @@ describe('runJob: the completed path', () => {
     ]);
     // Delivered at once: nothing to wait for, so the image is never written to Redis.
     expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'generate', 'deliver:completed']);
-    expect(t.checkpoints.saved.size).toBe(0);
+    expect(t.checkpoints.saved).toBeUndefined();
   });
 
   it('checkpoints the image before waiting for a delivery that cannot happen at once', async () => {
     const t = setup();
     t.notifier.connected = false;
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'generate', 'deliver:completed', 'checkpoint:save', 'notify:completed']);
-    expect(t.checkpoints.saved.get('17')).toEqual({ fingerprint: FINGERPRINT, image: IMAGE });
+    expect(t.checkpoints.saved).toEqual({ fingerprint: FINGERPRINT, image: IMAGE });
   });
 
   it('sends no progress event when NOTIFY_PROGRESS is off', async () => {
     const t = setup({ notifyProgress: false });
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(statuses(t.notifier.delivered)).toEqual(['completed']);
     expect(t.timeline).not.toContain('try:processing');
   });
@@ -210,8 +97,8 @@ describe('runJob: the completed path', () => {
   it('completes even when the progress event cannot be sent (disconnected)', async () => {
     const t = setup();
     t.notifier.connected = false;
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(statuses(t.notifier.delivered)).toEqual(['completed']);
   });
 
@@ -223,10 +110,10 @@ describe('runJob: the completed path', () => {
 
   it('sends prefix + prompt, cut at a word boundary when too long, and logs the cut', async () => {
     const t = setup({ promptPrefix: 'Style: watercolour. ', promptMaxLength: 12 });
-    const result = await runJob(jobRun({ data: { Id: USER, Token: 't', Prompt: 'a red fox in the snow' } }), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun({ data: { Id: USER, Token: 't', Prompt: 'a red fox in the snow' } }), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(t.provider.prompts).toEqual(['Style: watercolour. a red fox in']);
-    expect(result.promptChars).toBe('a red fox in'.length);
+    expect(outcome.report.promptChars).toBe('a red fox in'.length);
     const cut = t.logs.lines.find((l) => l.msg === 'prompt cut to PROMPT_MAX_LENGTH');
     expect(cut).toMatchObject({ jobId: '17', originalChars: 21, sentChars: 12 });
   });
@@ -239,35 +126,28 @@ describe('runJob: the completed path', () => {
   });
 });
 
-describe('runJob: invalid job data', () => {
-  it('with a usable Id: fails INVALID_JOB and tells that user, echoing Number', async () => {
+describe('runJob: a failure is reported, never told', () => {
+  it('with a usable Id: INVALID_JOB, and the user to tell with Number echoed; the pipeline itself tells nobody', async () => {
     const t = setup();
-    const result = await runJob(jobRun({ data: { Id: USER, Token: 't', Prompt: '   ', Number: 'slot-2' } }), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error).toBeInstanceOf(WorkerError);
-    expect(result.error!.code).toBe('INVALID_JOB');
-    expect(result.userId).toBe(USER);
-    expect(t.notifier.delivered).toHaveLength(1);
-    expect(t.notifier.delivered[0]).toEqual({
-      userId: USER,
-      number: 'slot-2',
-      jobId: '17',
-      status: 'failed',
-      error: { code: 'INVALID_JOB', message: USER_MESSAGES.INVALID_JOB },
-    });
+    const failed = failure(await runJob(jobRun({ data: { Id: USER, Token: 't', Prompt: '   ', Number: 'slot-2' } }), t.deps, signal()));
+    expect(failed.error).toBeInstanceOf(WorkerError);
+    expect(failed.error.code).toBe('INVALID_JOB');
+    expect(failed.report.userId).toBe(USER);
+    expect(failed.owner).toEqual({ userId: USER, number: 'slot-2' });
+    expect(failed.serviceAway).toBe(false);
+    expect(t.notifier.delivered).toEqual([]);
     // The detail is for the log line, not for the person.
-    expect(result.error!.message).toMatch(/Prompt/);
+    expect(failed.error.message).toMatch(/Prompt/);
     expect(t.verifier.calls).toHaveLength(0);
     expect(t.provider.prompts).toHaveLength(0);
     expect(t.checkpoints.ops).toHaveLength(0);
   });
 
-  it('fails INVALID_JOB even when Bull attempts remain (not worth retrying)', async () => {
+  it('INVALID_JOB is not worth retrying, even when Bull attempts remain', async () => {
     const t = setup();
-    const result = await runJob(jobRun({ data: { Id: USER, Prompt: 'a fox' }, attempt: 1, maxAttempts: 3 }), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error!.code).toBe('INVALID_JOB');
-    expect(statuses(t.notifier.delivered)).toEqual(['failed']);
+    const failed = failure(await runJob(jobRun({ data: { Id: USER, Prompt: 'a fox' }, attempt: 1, maxAttempts: 3 }), t.deps, signal()));
+    expect(failed.error.code).toBe('INVALID_JOB');
+    expect(failureOutcome(failed.error, { attempt: 1, maxAttempts: 3 })).toBe('failed');
   });
 
   it.each([
@@ -278,14 +158,13 @@ describe('runJob: invalid job data', () => {
     ['a blank Id', { Id: '   ', Token: 't', Prompt: 'a fox' }],
     ['an Id too long', { Id: 'x'.repeat(129), Token: 't', Prompt: 'a fox' }],
     ['a numeric Id', { Id: 42, Token: 't', Prompt: 'a fox' }],
-  ])('with %s: fails INVALID_JOB and notifies nobody', async (_label, data) => {
+  ])('with %s: INVALID_JOB, and nobody to tell', async (_label, data) => {
     const t = setup();
-    const result = await runJob(jobRun({ data }), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error!.code).toBe('INVALID_JOB');
-    expect(result.userId).toBeUndefined();
+    const failed = failure(await runJob(jobRun({ data }), t.deps, signal()));
+    expect(failed.error.code).toBe('INVALID_JOB');
+    expect(failed.report.userId).toBeUndefined();
+    expect(failed.owner).toBeUndefined();
     expect(t.notifier.notifyCalls).toHaveLength(0);
-    expect(t.notifier.delivered).toHaveLength(0);
     expect(t.provider.prompts).toHaveLength(0);
   });
 });
@@ -294,16 +173,16 @@ describe('runJob: the token', () => {
   it.each([
     ['INVALID_TOKEN', 'Invalid token'],
     ['SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE],
-  ] as const)('%s is permanent: failed, the user told, nothing generated, no progress before it', async (code, detail) => {
+  ] as const)('%s is permanent: nothing generated, no progress before it', async (code, detail) => {
     const t = setup();
     t.verifier.error = permanentError(code, detail);
-    const result = await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error!.code).toBe(code);
+    const failed = failure(await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal()));
+    expect(failed.error.code).toBe(code);
+    expect(failureOutcome(failed.error, { attempt: 1, maxAttempts: 3 })).toBe('failed');
+    expect(failed.owner).toEqual({ userId: USER, number: 3 });
     expect(t.verifier.calls).toHaveLength(1);
     expect(t.provider.prompts).toHaveLength(0);
-    expect(t.notifier.delivered).toEqual([{ userId: USER, number: 3, jobId: '17', status: 'failed', error: { code, message: SESSION_EXPIRED_MESSAGE } }]);
-    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'notify:failed']);
+    expect(t.timeline).toEqual(['checkpoint:open', 'verify']);
   });
 
   it('a transient verification failure is retried and then succeeds', async () => {
@@ -315,18 +194,18 @@ describe('runJob: the token', () => {
         if (calls === 1) throw transientError('JWT service unreachable');
       },
     };
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(calls).toBe(2);
   });
 });
 
 describe('runJob: retries of the image API', () => {
-  it('a transient error twice, then success: exactly three calls, completed', async () => {
+  it('a transient error twice, then success: exactly three calls, delivered', async () => {
     const t = setup({ maxRetries: 3 });
     t.provider.script = [transientError('503'), transientError('503'), IMAGE];
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(t.provider.prompts).toHaveLength(3);
     expect(statuses(t.notifier.delivered)).toEqual(['processing', 'completed']);
     const retries = t.logs.lines.filter((l) => l.msg === 'generate failed, retrying');
@@ -345,50 +224,36 @@ describe('runJob: retries of the image API', () => {
     expect(waits).toEqual([7, 14]);
   });
 
-  it('transient on every call, last attempt: 1 + maxRetries calls, failed, GENERATION_FAILED notified', async () => {
+  it('transient on every call: 1 + maxRetries calls, GENERATION_FAILED, transient (a Bull retry while attempts are left)', async () => {
     const t = setup({ maxRetries: 2 });
     t.provider.script = [transientError('Image API answered 503')];
-    const result = await runJob(jobRun({ attempt: 3, maxAttempts: 3 }), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error!.code).toBe('GENERATION_FAILED');
-    expect(result.error!.transient).toBe(true);
+    const failed = failure(await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal()));
+    expect(failed.error.code).toBe('GENERATION_FAILED');
+    expect(failed.error.transient).toBe(true);
+    expect(failed.error.message).toBe('Image API answered 503');
+    expect(failureOutcome(failed.error, { attempt: 1, maxAttempts: 3 })).toBe('retry');
+    expect(failureOutcome(failed.error, { attempt: 3, maxAttempts: 3 })).toBe('failed');
     expect(t.provider.prompts).toHaveLength(3);
-    expect(statuses(t.notifier.delivered)).toEqual(['processing', 'failed']);
-    expect(t.notifier.delivered[1].error).toEqual({ code: 'GENERATION_FAILED', message: USER_MESSAGES.GENERATION_FAILED });
-    expect(result.error!.message).toBe('Image API answered 503');
+    expect(statuses(t.notifier.delivered)).toEqual(['processing']);
     expect(t.checkpoints.ops).toEqual(['open']);
   });
 
-  it('transient on every call with Bull attempts left: retry, and no failure event yet', async () => {
-    const t = setup({ maxRetries: 2 });
-    t.provider.script = [transientError('Image API answered 503')];
-    const result = await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal());
-    expect(result.outcome).toBe('retry');
-    expect(result.error!.code).toBe('GENERATION_FAILED');
-    expect(t.provider.prompts).toHaveLength(3);
-    expect(t.notifier.notifyCalls).toHaveLength(0);
-    expect(t.notifier.delivered.some((e) => e.status === 'failed')).toBe(false);
-  });
-
-  it('CONTENT_REJECTED is never retried: one call, failed, the user told', async () => {
+  it('CONTENT_REJECTED is never retried: one call', async () => {
     const t = setup({ maxRetries: 3 });
     t.provider.script = [permanentError('CONTENT_REJECTED', 'The image was refused by moderation'), IMAGE];
-    const result = await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error!.code).toBe('CONTENT_REJECTED');
+    const failed = failure(await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal()));
+    expect(failed.error.code).toBe('CONTENT_REJECTED');
+    expect(failureOutcome(failed.error, { attempt: 1, maxAttempts: 3 })).toBe('failed');
     expect(t.provider.prompts).toHaveLength(1);
-    expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toMatchObject({ status: 'failed', error: { code: 'CONTENT_REJECTED' } });
   });
 
-  it('a plain TypeError from the provider is a bug: failed GENERATION_FAILED, not retried', async () => {
+  it('a plain TypeError from the provider is a bug: GENERATION_FAILED, not retried', async () => {
     const t = setup({ maxRetries: 3 });
     t.provider.script = [new TypeError("Cannot read properties of undefined (reading 'b64_json')"), IMAGE];
-    const result = await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error!.code).toBe('GENERATION_FAILED');
-    expect(result.error!.transient).toBe(false);
+    const failed = failure(await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal()));
+    expect(failed.error.code).toBe('GENERATION_FAILED');
+    expect(failed.error.transient).toBe(false);
     expect(t.provider.prompts).toHaveLength(1);
-    expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toMatchObject({ status: 'failed', error: { code: 'GENERATION_FAILED' } });
     expect(t.logs.lines.some((l) => l.msg === 'unexpected error in the pipeline' && l.level === 'error')).toBe(true);
   });
 });
@@ -397,11 +262,11 @@ describe('runJob: checkpoints', () => {
   it('a checkpoint of this very job is delivered without calling the provider, even once the token expired', async () => {
     const t = setup();
     const saved = { ...IMAGE, base64: 'c2F2ZWQ=' };
-    t.checkpoints.saved.set('17', { fingerprint: FINGERPRINT, image: saved });
+    t.checkpoints.saved = { fingerprint: FINGERPRINT, image: saved };
     // The earlier run verified the token before it paid for the image; it may have expired since.
     t.verifier.error = permanentError('SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE);
-    const result = await runJob(jobRun({ attempt: 2, maxAttempts: 2 }), t.deps, signal());
-    expect(result).toMatchObject({ outcome: 'completed', fromCheckpoint: true, costUsd: 0 });
+    const outcome = await runJob(jobRun({ attempt: 2, maxAttempts: 2 }), t.deps, signal());
+    expect(outcome).toMatchObject({ delivered: true, report: { fromCheckpoint: true, costUsd: 0 } });
     expect(t.provider.prompts).toHaveLength(0);
     expect(t.verifier.calls).toHaveLength(0);
     expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toEqual({ userId: USER, number: 3, jobId: '17', status: 'completed', image: saved });
@@ -411,10 +276,9 @@ describe('runJob: checkpoints', () => {
   it('a checkpoint with another fingerprint (a reused job id, another user) is ignored', async () => {
     const t = setup();
     const foreign = { ...IMAGE, base64: 'b3RoZXI=' };
-    t.checkpoints.saved.set('17', { fingerprint: `someone-else:${CREATED_AT - 5000}`, image: foreign });
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
-    expect(result.fromCheckpoint).toBe(false);
+    t.checkpoints.saved = { fingerprint: `someone-else:${CREATED_AT - 5000}`, image: foreign };
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome).toMatchObject({ delivered: true, report: { fromCheckpoint: false } });
     expect(t.verifier.calls).toHaveLength(1);
     expect(t.provider.prompts).toHaveLength(1);
     expect(t.notifier.delivered[t.notifier.delivered.length - 1].image).toEqual(IMAGE);
@@ -422,7 +286,7 @@ describe('runJob: checkpoints', () => {
 
   it('the same user with a different createdAt (a new job reusing the id) is not served the old image', async () => {
     const t = setup();
-    t.checkpoints.saved.set('17', { fingerprint: `${USER}:${CREATED_AT - 1}`, image: { ...IMAGE, base64: 'b2xk' } });
+    t.checkpoints.saved = { fingerprint: `${USER}:${CREATED_AT - 1}`, image: { ...IMAGE, base64: 'b2xk' } };
     await runJob(jobRun(), t.deps, signal());
     expect(t.provider.prompts).toHaveLength(1);
     expect(t.notifier.delivered[t.notifier.delivered.length - 1].image).toEqual(IMAGE);
@@ -432,36 +296,47 @@ describe('runJob: checkpoints', () => {
     const t = setup();
     t.checkpoints.failOn.add(op);
     t.notifier.instant = false;
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(t.provider.prompts).toHaveLength(1);
     expect(statuses(t.notifier.delivered)).toEqual(['processing', 'completed']);
     expect(t.logs.lines.some((l) => l.level === 'warn' && typeof l.msg === 'string' && l.msg.startsWith('checkpoint'))).toBe(true);
   });
+
+  it('keptOnly (an answer with a paid picture after all): the kept picture, without verifying the token', async () => {
+    const t = setup();
+    t.checkpoints.saved = { fingerprint: FINGERPRINT, image: IMAGE };
+    t.verifier.error = permanentError('SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE);
+    const answer = permanentError('GENERATION_FAILED', 'stalled out');
+    const outcome = await runJob(jobRun({ keptOnly: answer }), t.deps, signal());
+    expect(outcome).toMatchObject({ delivered: true, report: { fromCheckpoint: true } });
+    expect(t.verifier.calls).toHaveLength(0);
+    expect(t.provider.prompts).toHaveLength(0);
+  });
+
+  it('keptOnly without a kept picture: fails with the answer, never generates', async () => {
+    const t = setup();
+    const answer = permanentError('GENERATION_FAILED', 'stalled out');
+    const failed = failure(await runJob(jobRun({ keptOnly: answer }), t.deps, signal()));
+    expect(failed.error).toBe(answer);
+    expect(failed.owner).toEqual({ userId: USER, number: 3 });
+    expect(t.verifier.calls).toHaveLength(0);
+    expect(t.provider.prompts).toHaveLength(0);
+  });
 });
 
 describe('runJob: delivery failures', () => {
-  it('with attempts left: retry, the checkpoint kept for the next attempt, no failure notification', async () => {
+  it('the service away past NOTIFY_MAX_WAIT_MS: a transient failure of the delivery, the checkpoint kept for the next attempt', async () => {
     const t = setup();
     t.notifier.failures = 1;
-    const result = await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal());
-    expect(result.outcome).toBe('retry');
-    expect(result.error!.transient).toBe(true);
+    const failed = failure(await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal()));
+    expect(failed.error.transient).toBe(true);
+    expect(failed.serviceAway).toBe(true);
+    expect(failed.report.steps.notify).toBeDefined();
     expect(t.provider.prompts).toHaveLength(1);
     expect(t.notifier.notifyCalls.map((e) => e.status)).toEqual(['completed']);
-    expect(t.checkpoints.saved.get('17')).toEqual({ fingerprint: FINGERPRINT, image: IMAGE });
-  });
-
-  it('on the last attempt: failed, the checkpoint kept, and the failure only sent if the connection is back', async () => {
-    const t = setup();
-    t.notifier.failures = 5;
-    const result = await runJob(jobRun({ attempt: 1, maxAttempts: 1 }), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error!.code).toBe('GENERATION_FAILED');
-    expect(result.steps.notify).toBeDefined();
-    expect(t.notifier.notifyCalls.map((e) => e.status)).toEqual(['completed']);
-    expect(t.timeline.slice(-3)).toEqual(['checkpoint:save', 'notify:completed', 'try:failed']);
-    expect(t.checkpoints.saved.has('17')).toBe(true);
+    expect(t.timeline.slice(-2)).toEqual(['checkpoint:save', 'notify:completed']);
+    expect(t.checkpoints.saved).toEqual({ fingerprint: FINGERPRINT, image: IMAGE });
   });
 
   it('the next attempt delivers the kept image without paying again', async () => {
@@ -469,20 +344,19 @@ describe('runJob: delivery failures', () => {
     t.notifier.failures = 1;
     const first = await runJob(jobRun({ attempt: 1, maxAttempts: 2 }), t.deps, signal());
     const second = await runJob(jobRun({ attempt: 2, maxAttempts: 2 }), t.deps, signal());
-    expect([first.outcome, second.outcome]).toEqual(['retry', 'completed']);
-    expect(second.fromCheckpoint).toBe(true);
+    expect([first.delivered, second.delivered]).toEqual([false, true]);
+    expect(second.report.fromCheckpoint).toBe(true);
     expect(t.provider.prompts).toHaveLength(1);
     expect(t.notifier.delivered.filter((e) => e.status === 'completed')).toHaveLength(1);
   });
 
-  it('a failure notification that cannot be delivered is logged, the job still ends failed', async () => {
+  it('a run whose claim is gone before delivery delivers nothing, keeps the paid picture and stops', async () => {
     const t = setup();
-    t.provider.script = [permanentError('CONTENT_REJECTED', 'refused')];
-    t.notifier.failures = 1;
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error!.code).toBe('CONTENT_REJECTED');
-    expect(t.logs.lines.some((l) => l.msg === 'failure notification not delivered')).toBe(true);
+    t.deps.claim = { stillHeld: async () => false };
+    await expect(runJob(jobRun(), t.deps, signal())).rejects.toMatchObject({ name: 'ClaimLostError' });
+    expect(t.provider.prompts).toHaveLength(1);
+    expect(t.notifier.delivered.filter((e) => e.status === 'completed')).toEqual([]);
+    expect(t.checkpoints.saved).toEqual({ fingerprint: FINGERPRINT, image: IMAGE });
   });
 });
 
@@ -517,7 +391,7 @@ describe('runJob: abort (shutdown)', () => {
     while (t.notifier.notifyCalls.length === 0) await new Promise((r) => setImmediate(r));
     controller.abort();
     await expect(running).rejects.toMatchObject({ name: 'AbortError' });
-    expect(t.checkpoints.saved.has('17')).toBe(true);
+    expect(t.checkpoints.saved).toBeDefined();
   });
 });
 
@@ -561,8 +435,8 @@ describe('runJob: the image request', () => {
     const NOW = 1_750_000_000_000;
     const clock = jest.spyOn(Date, 'now').mockReturnValue(NOW);
     try {
-      const result = await runJob(jobRun(), t.deps, signal());
-      expect(result.outcome).toBe('completed');
+      const outcome = await runJob(jobRun(), t.deps, signal());
+      expect(outcome.delivered).toBe(true);
     } finally {
       clock.mockRestore();
     }
@@ -575,15 +449,14 @@ describe('runJob: the image request', () => {
     t.deps.retryDelay = () => 60_000;
     t.deps.sleep = async (ms) => void waits.push(ms);
     t.provider.script = [transientError('Image API 503: busy', { status: 503 })];
-    const result = await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal());
-    expect(result.outcome).toBe('failed');
-    expect(result.error).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
-    expect(result.error!.message).toMatch(/GENERATION_DEADLINE_MS/);
-    expect(result.error!.cause).toMatchObject({ message: 'Image API 503: busy' });
+    const failed = failure(await runJob(jobRun({ attempt: 1, maxAttempts: 3 }), t.deps, signal()));
+    expect(failed.error).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
+    expect(failed.error.message).toMatch(/GENERATION_DEADLINE_MS/);
+    expect(failed.error.cause).toMatchObject({ message: 'Image API 503: busy' });
+    expect(failureOutcome(failed.error, { attempt: 1, maxAttempts: 3 })).toBe('failed');
     expect(t.provider.prompts).toHaveLength(1);
     expect(waits).toEqual([]);
     expect(t.logs.lines.filter((l) => l.msg === 'generate failed, retrying')).toEqual([]);
-    expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toMatchObject({ status: 'failed', error: { code: 'GENERATION_FAILED' } });
   });
 
   it("honours the deadline for a rate limit's Retry-After under the default delay policy", async () => {
@@ -592,8 +465,8 @@ describe('runJob: the image request', () => {
     delete t.deps.retryDelay;
     t.deps.sleep = async (ms) => void waits.push(ms);
     t.provider.script = [rateLimitedError('Image API 429: slow down', { status: 429, retryAfterMs: 60_000 })];
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.error).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
+    const failed = failure(await runJob(jobRun(), t.deps, signal()));
+    expect(failed.error).toMatchObject({ code: 'GENERATION_FAILED', transient: false });
     expect(waits).toEqual([]);
     expect(t.provider.prompts).toHaveLength(1);
   });
@@ -604,8 +477,8 @@ describe('runJob: the image request', () => {
     t.deps.retryDelay = () => 1000;
     t.deps.sleep = async (ms) => void waits.push(ms);
     t.provider.script = [transientError('503'), transientError('503'), IMAGE];
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(waits).toEqual([1000, 1000]);
   });
 
@@ -620,8 +493,8 @@ describe('runJob: the image request', () => {
         if (calls++ === 0) throw transientError('JWT service unreachable');
       },
     };
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(waits).toEqual([5000]);
   });
 });
@@ -631,11 +504,11 @@ describe('runJob: refusal memory', () => {
     const t = setup({ promptPrefix: 'Style: ' });
     const refusals = withRefusals(t);
     t.provider.script = [moderated()];
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result).toMatchObject({ outcome: 'failed', error: { code: 'CONTENT_REJECTED' } });
-    expect(result.refusalRemembered).toBeUndefined();
+    const failed = failure(await runJob(jobRun(), t.deps, signal()));
+    expect(failed.error.code).toBe('CONTENT_REJECTED');
+    expect(failed.report.refusalRemembered).toBeUndefined();
     expect([...refusals.refused]).toEqual([JSON.stringify([USER, 'Style: a red fox in the snow'])]);
-    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'refusals:has', 'generate', 'refusals:remember', 'notify:failed']);
+    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'refusals:has', 'generate', 'refusals:remember']);
   });
 
   it('refuses the same prompt again without calling the API, after the token is verified, and says so', async () => {
@@ -644,18 +517,12 @@ describe('runJob: refusal memory', () => {
     t.provider.script = [moderated(), IMAGE];
     await runJob(jobRun(), t.deps, signal());
     t.timeline.length = 0;
-    const again = await runJob(jobRun({ jobId: '18' }), t.deps, signal());
-    expect(again).toMatchObject({ outcome: 'failed', refusalRemembered: true, error: { code: 'CONTENT_REJECTED', transient: false } });
-    expect(again.steps.generate).toEqual(expect.any(Number));
+    const again = failure(await runJob(jobRun({ jobId: '18' }), t.deps, signal()));
+    expect(again).toMatchObject({ report: { refusalRemembered: true }, error: { code: 'CONTENT_REJECTED', transient: false } });
+    expect(again.report.steps.generate).toEqual(expect.any(Number));
+    expect(again.owner).toEqual({ userId: USER, number: 3 });
     expect(t.provider.prompts).toHaveLength(1);
-    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'refusals:has', 'notify:failed']);
-    expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toEqual({
-      userId: USER,
-      number: 3,
-      jobId: '18',
-      status: 'failed',
-      error: { code: 'CONTENT_REJECTED', message: USER_MESSAGES.CONTENT_REJECTED },
-    });
+    expect(t.timeline).toEqual(['checkpoint:open', 'verify', 'try:processing', 'refusals:has']);
     expect(refusals.calls.filter((c) => c === 'remember')).toHaveLength(1);
   });
 
@@ -666,7 +533,7 @@ describe('runJob: refusal memory', () => {
     await runJob(jobRun(), t.deps, signal());
     const otherUser = await runJob(jobRun({ data: { Id: 'user-43', Token: 't', Prompt: 'a red fox in the snow' } }), t.deps, signal());
     const otherPrompt = await runJob(jobRun({ data: { Id: USER, Token: 't', Prompt: 'a red fox in the rain' } }), t.deps, signal());
-    expect([otherUser.outcome, otherPrompt.outcome]).toEqual(['completed', 'completed']);
+    expect([otherUser.delivered, otherPrompt.delivered]).toEqual([true, true]);
     expect(t.provider.prompts).toHaveLength(3);
   });
 
@@ -687,29 +554,28 @@ describe('runJob: refusal memory', () => {
     const t = setup();
     const refusals = withRefusals(t);
     refusals.failOn.add('has');
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(t.provider.prompts).toHaveLength(1);
     expect(t.logs.lines).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'refusal memory unreadable, asking the image API', jobId: '17' }));
   });
 
-  it('a refusal that cannot be remembered still ends CONTENT_REJECTED, warned, and the user told', async () => {
+  it('a refusal that cannot be remembered still ends CONTENT_REJECTED, warned', async () => {
     const t = setup();
     const refusals = withRefusals(t);
     refusals.failOn.add('remember');
     t.provider.script = [moderated()];
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result).toMatchObject({ outcome: 'failed', error: { code: 'CONTENT_REJECTED' } });
+    const failed = failure(await runJob(jobRun(), t.deps, signal()));
+    expect(failed.error.code).toBe('CONTENT_REJECTED');
     expect(t.logs.lines).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'refusal not remembered' }));
-    expect(t.notifier.delivered[t.notifier.delivered.length - 1]).toMatchObject({ status: 'failed', error: { code: 'CONTENT_REJECTED' } });
   });
 
   it('is not consulted for an image already checkpointed', async () => {
     const t = setup();
     const refusals = withRefusals(t);
-    t.checkpoints.saved.set('17', { fingerprint: FINGERPRINT, image: IMAGE });
-    const result = await runJob(jobRun(), t.deps, signal());
-    expect(result.outcome).toBe('completed');
+    t.checkpoints.saved = { fingerprint: FINGERPRINT, image: IMAGE };
+    const outcome = await runJob(jobRun(), t.deps, signal());
+    expect(outcome.delivered).toBe(true);
     expect(refusals.calls).toEqual([]);
   });
 });

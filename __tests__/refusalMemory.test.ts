@@ -2,7 +2,7 @@ import Redis from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { createLogger } from '../src/logger';
 import { GrokImageProvider } from '../src/steps/grokProvider';
-import { runJob } from '../src/pipeline';
+import { failureEvent, runJob } from '../src/pipeline';
 import { redisOptionsFromUrl } from '../src/redis';
 import { RedisRefusalMemory } from '../src/steps/refusalMemory';
 import type { JobEvent, Notifier } from '../src/types';
@@ -113,13 +113,16 @@ describe("the front end's re-ask loop on a moderated prompt", () => {
       results.push(await runJob({ jobId: String(ask), data, attempt: 1, maxAttempts: 1, createdAt: ask }, deps, new AbortController().signal));
     }
     expect(xai.calls).toHaveLength(1);
-    expect(results.map((r) => [r.error?.code, r.refusalRemembered ?? false])).toEqual([
+    expect(results.map((r) => [r.delivered ? null : r.error.code, r.report.refusalRemembered ?? false])).toEqual([
       ['CONTENT_REJECTED', false],
       ['CONTENT_REJECTED', true],
       ['CONTENT_REJECTED', true],
       ['CONTENT_REJECTED', true],
       ['CONTENT_REJECTED', true],
     ]);
-    expect(new Set(events.map((e) => JSON.stringify(e.error)))).toEqual(new Set([JSON.stringify(events[0].error)]));
+    // Each is told the same sentence (the pipeline reports the failure; telling it is the queue's).
+    const told = results.map((r) => (r.delivered ? null : failureEvent(r.report.userId!, r.owner!, r.error.code).error));
+    expect(new Set(told.map((e) => JSON.stringify(e)))).toEqual(new Set([JSON.stringify(told[0])]));
+    expect(events).toEqual([]);
   });
 });

@@ -18,7 +18,7 @@ describe('StoryBang at its real habits', () => {
     const first = await sys.startWorker({ STALLED_INTERVAL_MS: '200' });
     const page = new WaitPage(sys, browser, 'alice', { Prompt: '   ', Number: 4 });
     await page.ask();
-    await waitUntil(() => ends().some((e) => e.outcome === 'held_back'), 10_000, 'the repeat held back');
+    await waitUntil(() => sys.events('job:heldBack').length > 0, 10_000, 'the repeat held back');
     // Held where no worker's timer can bring it back before this one is gone.
     const held = `bull:${sys.queueName}:fq:held`;
     const holdAll = async (due: number): Promise<void> => {
@@ -26,10 +26,9 @@ describe('StoryBang at its real habits', () => {
     };
     await holdAll(Date.now() + 3_600_000);
     expect(page.answers).toHaveLength(1);
-    expect(ends().map((e) => [e.outcome, e.heldMs])).toEqual([
-      ['failed', undefined],
-      ['held_back', 2000],
-    ]);
+    // The repeat held back has no job end line yet: it ends when its answer is told.
+    expect(ends().map((e) => [e.outcome, e.heldMs])).toEqual([['failed', undefined]]);
+    expect(sys.events('job:heldBack').map((e) => e.heldMs)).toEqual([2000]);
     // The worker that held the answer stops; the answer waits in Redis for the next one. It was due 2 s after it
     // was held: the test makes it due now rather than wait.
     await first.close();
@@ -37,14 +36,16 @@ describe('StoryBang at its real habits', () => {
     await sys.startWorker({ STALLED_INTERVAL_MS: '200' });
     await waitUntil(() => page.answers.length === 2, 15_000, 'the held answer, from the next worker');
     // The second answer is asked again at once too: held twice as long.
-    await waitUntil(() => ends().filter((e) => e.outcome === 'held_back').length === 2, 5000, 'the next repeat held back');
+    await waitUntil(() => sys.events('job:heldBack').length === 2, 5000, 'the next repeat held back');
     page.stop();
     expect(page.answers.every((a) => a.Status === false && a.Message === USER_MESSAGES.INVALID_JOB)).toBe(true);
-    expect(
-      ends()
-        .filter((e) => e.outcome === 'held_back')
-        .map((e) => e.heldMs),
-    ).toEqual([2000, 4000]);
+    expect(sys.events('job:heldBack').map((e) => e.heldMs)).toEqual([2000, 4000]);
+    // One job end line per job: the held answer's says how long it was held back, at warn.
+    await waitUntil(() => ends().length === 2, 5000, 'the held answer ended');
+    expect(ends().map((e) => [e.outcome, e.heldMs, e.level])).toEqual([
+      ['failed', undefined, 'warn'],
+      ['failed', 2000, 'warn'],
+    ]);
     expect(sys.xai.calls).toHaveLength(0);
   });
 

@@ -35,9 +35,9 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
       response_format: 'b64_json',
       user: hashUserId('alice'),
     });
-    // What stays: Bull's id counter and stalled-check mark, and the fair queue's pace and intake counter.
+    // What stays: Bull's id counter, the fair queue's pace and intake counter, and the mark of this round's sweep.
     await waitUntil(
-      async () => (await sys.keys()).every((k) => /:(id|stalled-check|stalled|fq:pace|fq:stats)$/.test(k)),
+      async () => (await sys.keys()).every((k) => /:(id|fq:pace|fq:stats|fq:swept)$/.test(k)),
       15000,
       `only counters left: ${(await sys.keys()).join(' ')}`,
     );

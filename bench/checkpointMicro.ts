@@ -20,7 +20,7 @@ export interface CheckpointWriteCost {
  */
 export async function measureCheckpointWrite(redisUrl: string, imageBytes: number, saves: number, rounds = 3): Promise<CheckpointWriteCost> {
   const redis = new Redis(redisUrl);
-  const fair = new FairQueue(redis, 'bench:checkpoint-write:', { leaseMs: 60_000, userConcurrency: 0, paced: false });
+  const fair = new FairQueue(redis, 'bench:checkpoint-write:', { leaseMs: 60_000, userConcurrency: 0, paced: false, promiseMs: 50, lockMs: 60_000 });
   const image: GeneratedImage = {
     base64: randomBytes(imageBytes).toString('base64'),
     mimeType: 'image/png',

@@ -195,12 +195,12 @@ export function abortError(cause?: unknown): Error {
 }
 
 /**
- * The run's lease on its job was lost (it lapsed while the worker was frozen or cut off, and the job may be
- * running elsewhere): the run stops without paying, delivering or recording anything.
+ * The run's claim on its job was lost (it lapsed while the worker was frozen or cut off, or its worker looked gone,
+ * and the job was taken back): the run stops without paying, delivering, telling or ending anything.
  */
-export class LeaseLostError extends Error {
+export class ClaimLostError extends Error {
   constructor(readonly jobId: string) {
-    super(`Lease on job ${jobId} lost: another worker may hold it now`);
-    this.name = 'LeaseLostError';
+    super(`Claim on job ${jobId} lost: the job was taken back`);
+    this.name = 'ClaimLostError';
   }
 }

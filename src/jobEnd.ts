@@ -1,13 +1,13 @@
-import { errorSummary } from './errors';
+import { errorSummary, WorkerError } from './errors';
 import type { Logger } from './logger';
-import type { JobResult } from './pipeline';
+import type { RunReport } from './pipeline';
 
 /**
- * How a job's run ended: completed, failed, retry (the producer's next attempt comes later), held_back (a
- * repeated failure's answer is told later), handed_back (shutdown ran out of time), lease_lost (the run stopped:
- * another worker may hold the job).
+ * How a job's run ended: completed or failed (the job ended, its user was told, or nobody could be), retry (the
+ * producer's next attempt comes later), handed_back (shutdown ran out of time), claim_lost (the run stopped: the job
+ * was taken back and runs again).
  */
-export type JobEndOutcome = Exclude<JobResult['outcome'], 'held'> | 'held_back' | 'handed_back' | 'lease_lost';
+export type JobEndOutcome = 'completed' | 'failed' | 'retry' | 'handed_back' | 'claim_lost';
 
 export interface JobEnd {
   jobId: string;
@@ -18,7 +18,13 @@ export interface JobEnd {
   /** How long the job waited before this run, from its creation. */
   waitedMs?: number;
   outcome: JobEndOutcome;
-  result: Omit<JobResult, 'outcome'>;
+  report: RunReport & {
+    error?: WorkerError;
+    /** The failure's answer was held back this long before it was told (the wait page asked again in a loop). */
+    heldMs?: number;
+    /** This job joined an identical one (the same user, page and prompt) and ended with it: the leader's job id. */
+    joinedTo?: string;
+  };
 }
 
 /** What an operator must act on, if anything: the alert an error carries. */
@@ -32,25 +38,25 @@ const HINTS: Record<string, string> = {
  * grep and chart them. An operator alert (`alert`, with a `hint`) is logged at error level.
  */
 export function logJobEnd(logger: Logger, end: JobEnd): void {
-  const { result } = end;
-  const error = result.error;
+  const { report } = end;
+  const error = report.error;
   const alert = error?.alert;
   const line = {
     jobId: end.jobId,
-    userId: result.userId,
+    userId: report.userId,
     outcome: end.outcome,
     code: error?.code ?? null,
     attempt: end.attempt,
     durationMs: Date.now() - end.startedAt,
     waitedMs: end.waitedMs,
-    steps: result.steps,
-    promptChars: result.promptChars,
-    imageBytes: result.imageBytes,
-    fromCheckpoint: result.fromCheckpoint ?? false,
-    refusalRemembered: result.refusalRemembered,
-    costUsd: result.costUsd,
-    heldMs: result.heldMs,
-    joinedTo: result.joinedTo,
+    steps: report.steps,
+    promptChars: report.promptChars,
+    imageBytes: report.imageBytes,
+    fromCheckpoint: report.fromCheckpoint ?? false,
+    refusalRemembered: report.refusalRemembered,
+    costUsd: report.costUsd,
+    heldMs: report.heldMs,
+    joinedTo: report.joinedTo,
     alert,
     hint: alert ? HINTS[alert] : undefined,
     error: error ? errorSummary(error) : undefined,

@@ -1,4 +1,4 @@
-import { ErrorCode, errorSummary, isAbortError, LeaseLostError, permanentError, toError, userMessage, WorkerError } from './errors';
+import { ClaimLostError, ErrorCode, errorSummary, isAbortError, permanentError, toError, userMessage, WorkerError } from './errors';
 import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './steps/jobData';
 import type { Logger } from './logger';
 import { PreparedPrompt, preparePrompt } from './steps/prompt';
@@ -15,22 +15,17 @@ export interface PipelineDeps {
   refusals?: RefusalMemory;
   logger: Logger;
   settings: PipelineSettings;
-  /** The job's lease in the queue, when the queue fences its runs. Absent: the run always holds its job. */
-  lease?: JobLease;
+  /** The run's claim on its job, when the queue fences its runs. Absent: the run always holds its job. */
+  claim?: RunClaim;
   /** Overrides for tests: how long to wait before retry `attempt`, and how to wait. */
   retryDelay?: (attempt: number, err: unknown) => number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
-/** What the pipeline asks of the queue that leased it the job. */
-interface JobLease {
+/** What the pipeline asks of the queue that claimed it the job. */
+interface RunClaim {
   /** Whether this run still holds its job. Asked before delivering: a run that lost it must not deliver. */
   stillHeld(): Promise<boolean>;
-  /**
-   * A failure is about to be told: how long its answer is held back instead (the same failure was told for
-   * this page a moment ago, and the wait page is asking in a loop), 0 to tell it now, -1 when the lease was lost.
-   */
-  holdFailure(code: ErrorCode): Promise<number>;
 }
 
 export interface PipelineSettings {
@@ -56,17 +51,15 @@ export interface JobRun {
   maxAttempts: number;
   /** When the job was created: with the user it fingerprints a checkpoint to this very job. */
   createdAt: number;
+  /**
+   * Deliver the picture an earlier run kept, or fail with this error; never verify, never generate (an answer
+   * held back, or a job whose claims kept lapsing, that has a paid picture after all).
+   */
+  keptOnly?: WorkerError;
 }
 
-type Outcome = 'completed' | 'failed' | 'retry' | 'held';
-
-export interface JobResult {
-  outcome: Outcome;
-  /**
-   * The failure, when not completed. `retry`: transient, hand back to the queue for another attempt. `held`: its
-   * answer is held back for `heldMs` (a repeat of a failure just told); the queue tells it then.
-   */
-  error?: WorkerError;
+/** What a run found out, for the job's end line. */
+export interface RunReport {
   userId?: string;
   steps: { token?: number; generate?: number; notify?: number };
   promptChars?: number;
@@ -76,10 +69,23 @@ export interface JobResult {
   /** CONTENT_REJECTED from the refusal memory: the image API was not asked (and not paid) again. */
   refusalRemembered?: boolean;
   costUsd?: number;
-  heldMs?: number;
-  /** This job joined an identical one (the same user, page and prompt) and ended with it: the leader's job id. */
-  joinedTo?: string;
 }
+
+/**
+ * How a run went. The pipeline tells nobody of a failure: the queue's side decides whether to tell it now, hold it
+ * back, or try the job again later (src/queue/ending.ts).
+ */
+export type RunOutcome =
+  | { delivered: true; report: RunReport }
+  | {
+      delivered: false;
+      error: WorkerError;
+      report: RunReport;
+      /** Whom to tell, when the data names a usable user. */
+      owner?: JobOwner;
+      /** The failure was the delivery's: the notification service is away, so waiting to tell a failure is futile. */
+      serviceAway: boolean;
+    };
 
 /** How far a run got; a failure in `deliver` means the notification service is away. */
 type Phase = 'validate' | 'token' | 'generate' | 'deliver';
@@ -89,37 +95,37 @@ interface RunState {
   run: JobRun;
   deps: PipelineDeps;
   signal: AbortSignal;
-  result: JobResult;
+  report: RunReport;
   phase: Phase;
   job?: ImageJob;
 }
 
 /**
- * validate job -> validate token -> generate image -> notify. Never throws except on abort (shutdown) and
- * when the run's lease was lost (LeaseLostError): then nothing more is recorded or told.
+ * validate job -> validate token -> generate image -> notify, and how it went. Never throws except on abort
+ * (shutdown) and when the run's claim was lost (ClaimLostError): then nothing more is recorded or told.
  */
-export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSignal): Promise<JobResult> {
-  const state: RunState = { run, deps, signal, result: { outcome: 'failed', steps: {} }, phase: 'validate' };
+export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSignal): Promise<RunOutcome> {
+  const state: RunState = { run, deps, signal, report: { steps: {} }, phase: 'validate' };
   try {
     const job = validate(state);
     const fingerprint = `${job.userId}:${run.createdAt}`;
     // An image checkpointed by an earlier run of this very job was only made after its token was verified:
     // it is delivered even if the token has expired since (a Bull backoff, a restart), never paid for again.
     const saved = await loadCheckpoint(state, fingerprint);
+    if (!saved && run.keptOnly) throw run.keptOnly;
     if (!saved) await verifyToken(state, job);
     announceProgress(state, job);
     const prompt = prepare(state, job);
-    state.result.fromCheckpoint = saved !== null;
+    state.report.fromCheckpoint = saved !== null;
     const image = saved ?? (await generate(state, job, prompt));
-    state.result.imageBytes = base64Bytes(image.base64);
+    state.report.imageBytes = base64Bytes(image.base64);
     // A checkpointed image was paid for by an earlier run, and logged there.
-    state.result.costUsd = saved ? 0 : image.costUsd;
+    state.report.costUsd = saved ? 0 : image.costUsd;
     await deliver(state, job, image, saved ? undefined : fingerprint);
-    state.result.outcome = 'completed';
-    return state.result;
+    return { delivered: true, report: state.report };
   } catch (err) {
-    if (err instanceof LeaseLostError || (signal.aborted && isAbortError(err))) throw err;
-    return endWithFailure(state, err);
+    if (err instanceof ClaimLostError || (signal.aborted && isAbortError(err))) throw err;
+    return failed(state, err);
   }
 }
 
@@ -138,13 +144,13 @@ export function failureEvent(jobId: string, owner: JobOwner, code: ErrorCode): J
 
 function validate(state: RunState): ImageJob {
   state.job = validateJobData(state.run.data);
-  state.result.userId = state.job.userId;
+  state.report.userId = state.job.userId;
   return state.job;
 }
 
 async function loadCheckpoint(state: RunState, fingerprint: string): Promise<GeneratedImage | null> {
   const { run, deps } = state;
-  return deps.checkpoints.load(run.jobId, fingerprint).catch((err: unknown) => {
+  return deps.checkpoints.load(fingerprint).catch((err: unknown) => {
     deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'checkpoint unreadable, generating');
     return null;
   });
@@ -161,9 +167,9 @@ function announceProgress(state: RunState, job: ImageJob): void {
 }
 
 function prepare(state: RunState, job: ImageJob): PreparedPrompt {
-  const { run, deps, result } = state;
+  const { run, deps, report } = state;
   const prompt = preparePrompt(job.prompt, deps.settings.promptPrefix, deps.settings.promptMaxLength);
-  result.promptChars = prompt.sentLength;
+  report.promptChars = prompt.sentLength;
   if (prompt.cut) {
     deps.logger.info({ jobId: run.jobId, originalChars: prompt.originalLength, sentChars: prompt.sentLength }, 'prompt cut to PROMPT_MAX_LENGTH');
   }
@@ -179,7 +185,7 @@ async function generate(state: RunState, job: ImageJob, prompt: PreparedPrompt):
   state.phase = 'generate';
   return timed(state, 'generate', async () => {
     if (await refusedBefore(state, job.userId, prompt.text)) {
-      state.result.refusalRemembered = true;
+      state.report.refusalRemembered = true;
       throw permanentError('CONTENT_REJECTED', 'Refused by moderation earlier for this user and prompt: the image API was not asked again');
     }
     const { generationDeadlineMs } = state.deps.settings;
@@ -224,11 +230,11 @@ async function deliver(state: RunState, job: ImageJob, image: GeneratedImage, ch
   state.phase = 'deliver';
   const completed: JobEvent = { ...eventFor(run, job, 'completed'), image };
   await timed(state, 'notify', async () => {
-    if (deps.lease && !(await deps.lease.stillHeld())) {
-      // Another worker may hold the job now: it must not get two pictures. The one paid for here is kept for
-      // whoever holds the job (unless it has ended meanwhile), so it is not paid for again.
+    if (deps.claim && !(await deps.claim.stillHeld())) {
+      // The job was taken back: the next run must not get a second picture out. The one paid for here is kept for
+      // that run (unless the job has ended meanwhile), so it is not paid for again.
       if (checkpointAs !== undefined) await saveCheckpoint(state, checkpointAs, image);
-      throw new LeaseLostError(run.jobId);
+      throw new ClaimLostError(run.jobId);
     }
     if (deps.notifier.tryDeliver(completed)) return;
     // Delivery has to wait (the service is away, or must acknowledge): the image is kept in Redis meanwhile,
@@ -242,64 +248,26 @@ async function deliver(state: RunState, job: ImageJob, image: GeneratedImage, ch
 async function saveCheckpoint(state: RunState, fingerprint: string, image: GeneratedImage): Promise<void> {
   const { run, deps } = state;
   // Losing the checkpoint only risks paying again after a crash; it never stops the delivery.
-  await deps.checkpoints.save(run.jobId, fingerprint, image).catch((err: unknown) => {
+  await deps.checkpoints.save(fingerprint, image).catch((err: unknown) => {
     deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'checkpoint not saved');
   });
 }
 
-async function endWithFailure(state: RunState, err: unknown): Promise<JobResult> {
-  const { run, deps, signal, result, job } = state;
+/** A failed run: what went wrong and whom to tell. Telling, holding back and retrying are the queue's to decide. */
+function failed(state: RunState, err: unknown): RunOutcome {
+  const { run, deps, report, job } = state;
   const error = asWorkerError(err, deps.logger, run.jobId);
-  result.error = error;
-  result.userId = job?.userId ?? (error instanceof InvalidJobError ? error.userId : undefined);
-  result.outcome = failureOutcome(error, run);
-  // A retry tells nobody yet; a job without a usable Id has nobody to tell.
-  if (result.outcome === 'retry' || result.userId === undefined) return result;
-  const heldMs = await holdBack(state, error);
-  if (heldMs > 0) {
-    result.outcome = 'held';
-    result.heldMs = heldMs;
-    return result;
-  }
-  const failure = failureEvent(run.jobId, { userId: result.userId, number: job?.number ?? echoableNumber(run.data) }, error.code);
-  // A failed delivery means the service is away: waiting as long again to say so would only block the
-  // worker, so the failure goes out only if the connection happens to be back.
-  if (state.phase === 'deliver') deps.notifier.tryNotify(failure);
-  else await tellFailure(failure, deps, signal);
-  return result;
+  report.userId = job?.userId ?? (error instanceof InvalidJobError ? error.userId : undefined);
+  const owner = report.userId === undefined ? undefined : { userId: report.userId, number: job?.number ?? echoableNumber(run.data) };
+  return { delivered: false, error, report, owner, serviceAway: state.phase === 'deliver' };
 }
 
-/** How long the queue holds this failure's answer back (0: tell it now). When the queue cannot say, it is told now. */
-async function holdBack(state: RunState, error: WorkerError): Promise<number> {
-  const { run, deps } = state;
-  if (!deps.lease) return 0;
-  let heldMs: number;
-  try {
-    heldMs = await deps.lease.holdFailure(error.code);
-  } catch (err) {
-    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'failure answer not checked for repeats: telling it now');
-    return 0;
-  }
-  if (heldMs < 0) throw new LeaseLostError(run.jobId);
-  return heldMs;
-}
-
-/** Tells the user their job failed, waiting for the notification service; a delivery that fails is logged, not thrown. */
-export async function tellFailure(event: JobEvent, deps: Pick<PipelineDeps, 'notifier' | 'logger'>, signal: AbortSignal): Promise<void> {
-  try {
-    await deps.notifier.notify(event, signal);
-  } catch (err) {
-    if (signal.aborted && isAbortError(err)) throw err;
-    deps.logger.warn({ jobId: event.jobId, code: event.error?.code, err: errorSummary(err) }, 'failure notification not delivered');
-  }
-}
-
-async function timed<T>(state: RunState, step: keyof JobResult['steps'], fn: () => Promise<T>): Promise<T> {
+async function timed<T>(state: RunState, step: keyof RunReport['steps'], fn: () => Promise<T>): Promise<T> {
   const started = performance.now();
   try {
     return await fn();
   } finally {
-    state.result.steps[step] = Math.round(performance.now() - started);
+    state.report.steps[step] = Math.round(performance.now() - started);
   }
 }
 

@@ -13,23 +13,36 @@ interface Script {
   lua: string;
 }
 
+const INCLUDE = /^--- @include "([^"]+)"$/gm;
+/** The part every fair-queue script includes: such a script builds keys from the declared prefix. */
+const BUILDS_KEYS = /(^|\/)_lib\.lua$/;
+
 /**
  * Loads a folder of Lua scripts named like BullMQ's, `name-<numberOfKeys>.lua`, once per process. A line
- * `--- @include "_part"` is replaced by `_part.lua` from the same folder (files starting with `_` are parts,
- * not commands). Scripts that build keys from a declared prefix (every such key shares the declared keys'
- * hash slot when the prefix carries a hash tag) say so to Dragonfly, which refuses undeclared keys by default.
+ * `--- @include "<path>"` is replaced by `<path>.lua`, relative to the file that includes it (files whose name
+ * starts with `_` are parts, not commands); a part is included once per script, where it is first named. Scripts
+ * that build keys from a declared prefix (every such key shares the declared keys' hash slot when the prefix
+ * carries a hash tag) say so to Dragonfly, which refuses undeclared keys by default.
  */
 export function loadScripts(dir: string): Script[] {
-  const read = (file: string): string => readFileSync(path.join(dir, file), 'utf8');
-  const expand = (lua: string): string => lua.replace(/^--- @include "(_[a-z-]+)"$/gm, (_, part: string) => expand(read(`${part}.lua`)));
   return readdirSync(dir)
     .filter((file) => /^[a-z][a-z-]*-\d+\.lua$/.test(file))
     .map((file) => {
       const [, name, keys] = /^([a-z-]+)-(\d+)\.lua$/.exec(file)!;
-      const source = read(file);
-      const lua = source.includes('--- @include') ? `--!df flags=allow-undeclared-keys\n${expand(source)}` : source;
-      return { name: camelCase(name), numberOfKeys: Number(keys), lua };
+      const included = new Set<string>();
+      const lua = expand(path.join(dir, file), included);
+      const flagged = [...included].some((part) => BUILDS_KEYS.test(part)) ? `--!df flags=allow-undeclared-keys\n${lua}` : lua;
+      return { name: camelCase(name), numberOfKeys: Number(keys), lua: flagged };
     });
+}
+
+function expand(file: string, included: Set<string>): string {
+  return readFileSync(file, 'utf8').replace(INCLUDE, (_, part: string) => {
+    const partFile = path.resolve(path.dirname(file), `${part}.lua`);
+    if (included.has(partFile)) return '';
+    included.add(partFile);
+    return expand(partFile, included);
+  });
 }
 
 /** Defines `scripts` on `client` (once per connection); ioredis then sends each as EVALSHA. */

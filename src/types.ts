@@ -75,8 +75,8 @@ export interface JobOwner {
  */
 export interface CheckpointStore {
   /** The image an earlier run of this job checkpointed, if any. */
-  load(jobId: string, fingerprint: string): Promise<GeneratedImage | null>;
-  save(jobId: string, fingerprint: string, image: GeneratedImage): Promise<void>;
+  load(fingerprint: string): Promise<GeneratedImage | null>;
+  save(fingerprint: string, image: GeneratedImage): Promise<void>;
 }
 
 /**

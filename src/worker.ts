@@ -1,21 +1,26 @@
 import { setMaxListeners } from 'node:events';
 import Bull, { Queue } from 'bull';
 import { InFlightLimit } from './capacity/inFlight';
-import { paceIntervalMs, RedisPacer } from './capacity/pacer';
+import { paceIntervalMs, PROMISE_MS, RedisPacer } from './capacity/pacer';
 import { Config, describeConfig, redactUrl } from './config';
 import { abortError, errorSummary } from './errors';
+import { WorkerEvents } from './events';
+import { logJobEnd } from './jobEnd';
 import { GrokImageProvider } from './steps/grokProvider';
 import { track } from './liveResources';
 import { LocalImageProvider } from './steps/localProvider';
 import type { Logger } from './logger';
 import type { PipelineDeps } from './pipeline';
 import { Checkpoints } from './queue/checkpoints';
+import { Claims } from './queue/claims';
 import { Dispatcher } from './queue/dispatcher';
+import { handBack } from './queue/ending';
 import { FairQueue } from './queue/fairQueue';
 import { BULL_SETTINGS, BullIntake } from './queue/intake';
-import { runClaimedJob } from './queue/jobRun';
-import { Leases } from './queue/leases';
-import { Reaper } from './queue/reaper';
+import { bullLockMs, Keeper } from './queue/keeper';
+import { WorkerPresence } from './queue/presence';
+import { runClaim, RunContext } from './queue/run';
+import { jobVetting } from './queue/vetting';
 import { redisClientFactory } from './redis';
 import type { RedisClient } from './redisScripts';
 import { RedisRefusalMemory } from './steps/refusalMemory';
@@ -24,6 +29,7 @@ import { sleep } from './sleep';
 import { SocketNotifier } from './steps/socketNotifier';
 import { Throttle } from './throttle';
 import { JwtTokenVerifier, RemoteTokenVerifier } from './steps/tokenVerifier';
+import { rememberVerified } from './steps/verifiedTokens';
 import type { ImageProvider, Notifier, TokenVerifier } from './types';
 
 /**
@@ -48,9 +54,11 @@ export interface WorkerOverrides {
 
 export interface RunningWorker {
   queue: Queue;
+  /** What the worker does, as it does it (the JSON log is one listener). */
+  events: WorkerEvents;
   /**
    * Stop taking jobs, let running ones finish within SHUTDOWN_TIMEOUT_MS, hand the rest back, close. Resolves
-   * true when every job finished or was handed back, false when some could not be (Redis hung): their leases
+   * true when every job finished or was handed back, false when some could not be (Redis hung): their claims
    * lapse and another worker runs them. Safe to call twice.
    */
   close(): Promise<boolean>;
@@ -65,7 +73,8 @@ function createProvider(config: Config): ImageProvider {
 function createVerifier(config: Config): TokenVerifier {
   const { jwt } = config;
   if (jwt.mode === 'remote') {
-    return new RemoteTokenVerifier({ url: jwt.verifyUrl!, timeoutMs: jwt.verifyTimeoutMs, userClaim: jwt.userClaim });
+    // Vetting at intake and the run both check a token: the service is asked once.
+    return rememberVerified(new RemoteTokenVerifier({ url: jwt.verifyUrl!, timeoutMs: jwt.verifyTimeoutMs, userClaim: jwt.userClaim }));
   }
   return new JwtTokenVerifier({
     secret: jwt.secret,
@@ -118,11 +127,19 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   if (signal?.aborted) throw abortError();
 
   const prefix = `${config.queuePrefix}:${config.queueName}:`;
-  const fair = new FairQueue(client, prefix, { leaseMs: config.lockDurationMs, userConcurrency: config.userConcurrency, paced: config.rateLimit !== null });
+  const paced = config.rateLimit !== null;
+  const fair = new FairQueue(client, prefix, {
+    leaseMs: config.lockDurationMs,
+    userConcurrency: config.userConcurrency,
+    paced,
+    promiseMs: PROMISE_MS,
+    lockMs: bullLockMs(config.stalledIntervalMs),
+  });
   const pacer = config.rateLimit ? new RedisPacer(client, fair.keys.pace, paceIntervalMs(config.rateLimit)) : null;
   const inFlight = new InFlightLimit(pacer?.intervalMs ?? null, config.concurrency);
+  const verifier = overrides.verifier ?? createVerifier(config);
   const deps: PipelineDeps = {
-    verifier: overrides.verifier ?? createVerifier(config),
+    verifier,
     provider: overrides.provider ?? createProvider(config),
     notifier,
     // Each run gets its job's own store (see Checkpoints.forJob).
@@ -139,45 +156,78 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     retryDelay: overrides.retryDelay,
   };
 
+  const events = new WorkerEvents();
+  events.on('job:end', (end) => logJobEnd(logger, end));
   // Aborted only when shutdown runs out of time: running jobs stop waiting and are handed back.
   const hardStop = new AbortController();
   // Every running job's waits listen to it: as many as are in flight, which may be above Node's warning level.
   setMaxListeners(0, hardStop.signal);
-  const leases = new Leases(fair, config.lockDurationMs, logger);
-  const reaper = new Reaper(fair, { stalledIntervalMs: config.stalledIntervalMs, maxStalledCount: config.maxStalledCount }, logger);
-  const context = {
+  const claims = new Claims(fair, config.lockDurationMs, logger, (claim) =>
+    events.emit('claim:lost', { jobId: claim.job.id, fid: claim.job.fid, claim: claim.token }),
+  );
+  const wake = redis.create('wake');
+  const presence = new WorkerPresence(
+    wake,
+    (worker) => fair.keys.workerChannel(worker),
+    { onDown: () => claims.distrust(), onUp: () => claims.trust() },
+    logger,
+  );
+  const keeper = new Keeper(
     fair,
-    leases,
-    reaper,
+    claims,
+    { stalledIntervalMs: config.stalledIntervalMs, maxStalledCount: config.maxStalledCount, worker: presence.worker, presence: () => presence.presence },
+    logger,
+  );
+  const context: RunContext = {
+    fair,
+    claims,
     checkpoints: new Checkpoints(client, fair, config.checkpointTtlS),
     deps,
     capacity: { pacer, logger },
     inFlight,
     hardStop: hardStop.signal,
-    leaseMs: config.lockDurationMs,
     maxStalledCount: config.maxStalledCount,
-  };
-  const dispatcher = new Dispatcher(
-    fair,
-    (job, onSlot, next) => runClaimedJob(job, context, onSlot, next),
-    () => inFlight.limit,
-    pacer !== null,
+    notifier,
     logger,
-  );
+    events,
+    promoteAfter: (delayMs) => keeper.promoteAfter(delayMs),
+  };
+  const dispatcher = new Dispatcher({
+    fair,
+    token: () => presence.token(),
+    run: (claim, onSlot, next) => runClaim(claim, context, onSlot, next),
+    handBack: (claim) => handBack(claim, { startedAt: Date.now(), askedApi: false }, context),
+    limit: () => inFlight.limit,
+    paced,
+    events,
+    logger,
+  });
 
-  const wake = redis.create('wake');
+  // The fleet's wake messages, and this worker's presence, on one subscription.
   await wake.subscribe(fair.keys.wakeChannel);
-  wake.on('message', () => dispatcher.wake());
-  const intake = new BullIntake(fair, queue, redis.create('intake'), client, logger);
+  wake.on('message', (channel: string, what: string) => channel === fair.keys.wakeChannel && dispatcher.wake(what === 'answers' ? 'answers' : 'line'));
+  // A wake message may have been lost while the subscription was down.
+  wake.on('ready', () => dispatcher.wake('answers'));
+  await presence.start();
+  const vet = jobVetting(fair, verifier, logger);
+  const intake = new BullIntake(fair, queue, redis.create('intake'), client, logger, {
+    lined: (jobs) => void vet(jobs),
+    ready: () => dispatcher.wake('answers'),
+  });
 
   intake.start();
-  leases.start();
-  reaper.start();
+  claims.start();
+  keeper.start();
   dispatcher.start();
 
   const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue, fair, inFlight, dispatcher, logger), config.statsIntervalMs) : undefined;
   stats?.unref();
   logger.info({ queue: config.queueName, concurrency: config.concurrency ?? 'auto', inFlightLimit: inFlight.limit }, 'ready');
+  events.emit('worker:ready', {
+    queue: config.queueName,
+    inFlightLimit: inFlight.limit,
+    limitedBy: config.concurrency ? 'CONCURRENCY' : paced ? 'pace' : 'none',
+  });
   // Tests fail any test that leaves a worker running (__tests__/support/leakCheck.ts).
   const untrack = track('worker', config.queueName);
 
@@ -187,26 +237,30 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
       const started = Date.now();
       clearInterval(stats);
       logger.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: no new jobs, finishing running ones');
-      // No new jobs from Bull, none claimed from the fair queue; running ones keep their leases renewed.
+      events.emit('worker:gracefulShutdown', { timeoutMs: config.shutdownTimeoutMs });
+      // No new jobs from Bull, none claimed from the fair queue; running ones keep their claims renewed.
       const intakeStopped = intake.stop(HAND_BACK_LIMIT_MS);
       const finished = await dispatcher.drain(config.shutdownTimeoutMs);
       let settled = true;
       if (!finished) {
+        events.emit('worker:forcefulShutdown', { running: dispatcher.inFlight });
         hardStop.abort();
         settled = await dispatcher.settled(HAND_BACK_LIMIT_MS);
         if (!settled)
-          logger.error({ running: dispatcher.inFlight }, 'jobs not handed back (Redis does not answer): their leases lapse and another worker runs them');
+          logger.error({ running: dispatcher.inFlight }, 'jobs not handed back (Redis does not answer): their claims lapse and another worker runs them');
       }
-      leases.stop();
-      reaper.stop();
+      claims.stop();
+      keeper.stop();
       // Bounded by its own limit.
       await intakeStopped;
       await releasers.releaseAll();
-      logger.info({ durationMs: Date.now() - started, finishedInFlight: finished, handedBack: settled }, 'shutdown complete');
+      const durationMs = Date.now() - started;
+      logger.info({ durationMs, finishedInFlight: finished, handedBack: settled }, 'shutdown complete');
+      events.emit('worker:stopped', { durationMs, finishedInFlight: finished, handedBack: settled });
       untrack();
       return settled;
     })());
-  return { queue, close };
+  return { queue, events, close };
 }
 
 /** Resolves once Redis answers; until then says what it waits for, once at first and every 30 s after. */

@@ -28,7 +28,7 @@ describe('process faults: leases', () => {
     await waitUntil(() => sys.xai.calls.length === 2, 10_000, 'the job taken over');
     frozen.child.kill('SIGCONT');
     await frozen.waitForLog((l) => l.msg === 'job end', 10_000);
-    expect(jobEnds(frozen)).toEqual([expect.objectContaining({ outcome: 'lease_lost' })]);
+    expect(jobEnds(frozen)).toEqual([expect.objectContaining({ outcome: 'claim_lost' })]);
     await waitUntil(() => sys.logs.jobEnds().length > 0, 10_000, 'the other worker ended the job');
     expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ outcome: 'completed' })]);
 

@@ -1,6 +1,7 @@
 import Redis from 'ioredis';
 import { Checkpoints, encodeCheckpoint, parseCheckpoint } from '../../src/queue/checkpoints';
-import { FairJob, FairQueue } from '../../src/queue/fairQueue';
+import { FairQueue } from '../../src/queue/fairQueue';
+import type { FairJob } from '../../src/queue/replies';
 import { redisOptionsFromUrl } from '../../src/redis';
 import type { GeneratedImage } from '../../src/types';
 import { redisUrl, uniqueQueueName } from '../support/helpers';
@@ -17,7 +18,7 @@ let checkpoints: Checkpoints;
 beforeEach(() => {
   redis = new Redis(redisOptionsFromUrl(redisUrl()));
   prefix = `bull:${uniqueQueueName('checkpoints')}:`;
-  fair = new FairQueue(redis, prefix, { leaseMs: 60_000, userConcurrency: 0, paced: false });
+  fair = new FairQueue(redis, prefix, { leaseMs: 60_000, userConcurrency: 0, paced: false, promiseMs: 50, lockMs: 60_000 });
   checkpoints = new Checkpoints(redis, fair, TTL_S);
 });
 
@@ -28,19 +29,19 @@ afterEach(async () => {
 });
 
 /** A job record as the intake leaves it (only its existence matters to a checkpoint). */
-async function job(fid: string, mayHaveCheckpoint = true): Promise<FairJob> {
+async function job(fid: string, hasCheckpoint = true): Promise<FairJob> {
   await redis.hset(`${prefix}fq:job:${fid}`, 'uid', 'user-42');
   return {
     fid,
     id: fid,
-    token: '1',
     userId: 'user-42',
     data: {},
     createdAt: 0,
     attempts: 1,
     attemptsMade: 0,
     backoff: null,
-    mayHaveCheckpoint,
+    lane: 'line',
+    hasCheckpoint,
     stalledOut: false,
   };
 }
@@ -48,8 +49,8 @@ async function job(fid: string, mayHaveCheckpoint = true): Promise<FairJob> {
 describe('Checkpoints', () => {
   it('returns what was saved when the fingerprint matches, under the queue prefix, with a TTL of at most CHECKPOINT_TTL_S', async () => {
     const store = checkpoints.forJob(await job('1-17'));
-    await store.save('17', FINGERPRINT, IMAGE);
-    expect(await store.load('17', FINGERPRINT)).toStrictEqual(IMAGE);
+    await store.save(FINGERPRINT, IMAGE);
+    expect(await store.load(FINGERPRINT)).toStrictEqual(IMAGE);
     const ttl = await redis.ttl(`${prefix}checkpoint:1-17`);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(TTL_S);
@@ -57,25 +58,27 @@ describe('Checkpoints', () => {
 
   it('returns null for another fingerprint (a reused job id) and for a job never saved', async () => {
     const store = checkpoints.forJob(await job('1-17'));
-    await store.save('17', FINGERPRINT, IMAGE);
-    expect(await store.load('17', 'user-42:1700000000001')).toBeNull();
-    expect(await checkpoints.forJob(await job('1-18')).load('18', FINGERPRINT)).toBeNull();
+    await store.save(FINGERPRINT, IMAGE);
+    expect(await store.load('user-42:1700000000001')).toBeNull();
+    expect(await checkpoints.forJob(await job('1-18')).load(FINGERPRINT)).toBeNull();
   });
 
-  it('keeps nothing for a job that has ended, and spares a first clean run the read', async () => {
+  it('keeps nothing for a job that has ended, marks the job that has one, and spares a job without one the read', async () => {
     const ended: FairJob = { ...(await job('1-19')), fid: '1-20' };
-    await checkpoints.forJob(ended).save('20', FINGERPRINT, IMAGE);
+    await checkpoints.forJob(ended).save(FINGERPRINT, IMAGE);
     expect(await redis.exists(`${prefix}checkpoint:1-20`)).toBe(0);
+    await checkpoints.forJob(await job('1-19')).save(FINGERPRINT, IMAGE);
+    expect(await redis.hget(`${prefix}fq:job:1-19`, 'cp')).toBe('1');
     await redis.set(`${prefix}checkpoint:1-21`, encodeCheckpoint(FINGERPRINT, IMAGE));
-    expect(await checkpoints.forJob(await job('1-21', false)).load('21', FINGERPRINT)).toBeNull();
-    expect(await checkpoints.forJob(await job('1-21', true)).load('21', FINGERPRINT)).toStrictEqual(IMAGE);
+    expect(await checkpoints.forJob(await job('1-21', false)).load(FINGERPRINT)).toBeNull();
+    expect(await checkpoints.forJob(await job('1-21', true)).load(FINGERPRINT)).toStrictEqual(IMAGE);
   });
 
   it('round-trips a 1.5 MB image', async () => {
     const big: GeneratedImage = { base64: Buffer.alloc(1_500_000, 7).toString('base64'), mimeType: 'image/jpeg' };
     const store = checkpoints.forJob(await job('1-22'));
-    await store.save('22', FINGERPRINT, big);
-    expect(await store.load('22', FINGERPRINT)).toStrictEqual(big);
+    await store.save(FINGERPRINT, big);
+    expect(await store.load(FINGERPRINT)).toStrictEqual(big);
   });
 });
 

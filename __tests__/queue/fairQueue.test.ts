@@ -1,17 +1,18 @@
 import Bull, { JobOptions } from 'bull';
 import Redis from 'ioredis';
-import { FairJob, FairQueue, FairQueueOptions } from '../../src/queue/fairQueue';
+import { Claim, FairQueue, FairQueueOptions } from '../../src/queue/fairQueue';
 import { redisOptionsFromUrl } from '../../src/redis';
 import { lapseLeases as lapseAll, redisUrl, uniqueQueueName } from '../support/helpers';
 
 /**
  * The fair queue's scripts against real Redis (Bull's Lua needs cmsgpack, which ioredis-mock lacks), behind a
- * real Bull queue: producers add to Bull, the intake takes jobs in. Each test has its own queue name. Leases
- * lapse because a test writes their deadline into the past, never because it sleeps.
+ * real Bull queue: producers add to Bull, the intake takes jobs in. Each test has its own queue name. Claims lapse
+ * because a test writes their deadline into the past, never because it sleeps.
  */
 let redis: Redis;
 let bull: Bull.Queue;
 let prefix: string;
+let tokens = 0;
 
 beforeEach(() => {
   redis = new Redis(redisOptionsFromUrl(redisUrl()));
@@ -28,7 +29,13 @@ afterEach(async () => {
 });
 
 function fairQueue(options: Partial<FairQueueOptions> = {}): FairQueue {
-  return new FairQueue(redis, prefix, { leaseMs: 60_000, userConcurrency: 0, paced: false, agingMs: 1000, ...options });
+  return new FairQueue(redis, prefix, { leaseMs: 60_000, userConcurrency: 0, paced: false, promiseMs: 50, lockMs: 60_000, agingMs: 1000, ...options });
+}
+
+/** A token as a worker makes them: `<worker>.<n>`. */
+function token(worker = 'w0'): string {
+  tokens += 1;
+  return `${worker}.${tokens}`;
 }
 
 let page = 0;
@@ -39,24 +46,25 @@ async function add(userId: unknown, opts: JobOptions = {}, extra: Record<string,
 
 /** Takes in everything Bull holds, as the intake's loop does. */
 async function takeIn(fair: FairQueue): Promise<void> {
-  for (;;) {
-    const { taken, joined } = await fair.intake(null, 100);
-    if (taken + joined < 100) return;
-  }
+  while ((await fair.intake(null, 100)).read >= 100);
 }
 
-async function claimAll(fair: FairQueue): Promise<FairJob[]> {
-  const claimed: FairJob[] = [];
-  for (;;) {
-    const claim = await fair.claim();
-    if (!claim.job) return claimed;
-    claimed.push(claim.job);
-  }
+async function claim(fair: FairQueue, worker = 'w0'): Promise<Claim | undefined> {
+  const t = token(worker);
+  const reply = await fair.claim(t);
+  return reply.job ? { token: t, job: reply.job } : undefined;
 }
 
-const users = (jobs: FairJob[]): string[] => jobs.map((j) => j.userId);
+async function claimAll(fair: FairQueue): Promise<Claim[]> {
+  const claimed: Claim[] = [];
+  for (let c = await claim(fair); c; c = await claim(fair)) claimed.push(c);
+  return claimed;
+}
 
-/** Makes every lease lapse now, as if its worker had frozen past LOCK_DURATION_MS. */
+const users = (claims: Claim[]): string[] => claims.map((c) => c.job.userId);
+const completed = { how: 'completed', returnValue: null } as const;
+
+/** Makes every claim lapse now, as if its worker had frozen past LOCK_DURATION_MS. */
 const lapseLeases = (): Promise<void> => lapseAll(redis, prefix);
 
 describe('who goes next', () => {
@@ -73,11 +81,10 @@ describe('who goes next', () => {
     const fair = fairQueue();
     for (let i = 0; i < 200; i++) await add('heavy');
     await takeIn(fair);
-    const first = await fair.claim();
-    expect(first.job?.userId).toBe('heavy');
+    expect((await claim(fair))?.job.userId).toBe('heavy');
     await add('light');
     await takeIn(fair);
-    expect((await fair.claim()).job?.userId).toBe('light');
+    expect((await claim(fair))?.job.userId).toBe('light');
   });
 
   it('aging: a user with many jobs who has waited long enough goes before newcomers', async () => {
@@ -89,17 +96,7 @@ describe('who goes next', () => {
     await redis.zadd(`${prefix}fq:users`, score - 5000, 'heavy');
     await add('newcomer');
     await takeIn(fair);
-    expect((await fair.claim()).job?.userId).toBe('heavy');
-  });
-
-  it("honours Bull's priority and lifo within a user's line", async () => {
-    const fair = fairQueue();
-    const plain = await add('alice');
-    const low = await add('alice', { priority: 5 });
-    const high = await add('alice', { priority: 1 });
-    const newest = await add('alice', { lifo: true });
-    await takeIn(fair);
-    expect((await claimAll(fair)).map((j) => j.id)).toEqual([high.id, low.id, newest.id, plain.id].map(String));
+    expect((await claim(fair))?.job.userId).toBe('heavy');
   });
 
   it('hands over the data, creation time and Bull options, and refuses none of them in silence', async () => {
@@ -111,28 +108,33 @@ describe('who goes next', () => {
       { id: String(job.id), option: 'timeout' },
       { id: String(custom.id), option: 'backoff' },
     ]);
-    const [claimed] = (await claimAll(fair)).filter((j) => j.userId === 'alice');
-    expect(claimed).toMatchObject({
+    const claimed = (await claimAll(fair)).find((c) => c.job.userId === 'alice')!;
+    expect(claimed.job).toMatchObject({
       fid: `${job.timestamp}-${job.id}`,
       id: String(job.id),
-      token: '1',
       userId: 'alice',
       data: job.data,
       createdAt: job.timestamp,
       attempts: 3,
       attemptsMade: 0,
       backoff: { type: 'fixed', delay: 50 },
-      mayHaveCheckpoint: false,
+      lane: 'line',
+      hasCheckpoint: false,
       stalledOut: false,
     });
   });
 
-  it('gives data without a usable Id to a worker all the same (it fails there with INVALID_JOB)', async () => {
-    const fair = fairQueue();
+  it('data without an Id that can name a line goes to the answers: a worker fails it there, whatever the pace', async () => {
+    const fair = fairQueue({ paced: true });
+    await redis.hset(`${prefix}fq:pace`, 'tat', Date.now() + 3_600_000);
     await bull.add('not an object');
     await add(42);
-    await takeIn(fair);
-    expect(users(await claimAll(fair))).toEqual(['', '']);
+    expect(await fair.intake(null, 100)).toMatchObject({ lined: 0, answers: 2 });
+    const claimed = await claimAll(fair);
+    expect(claimed.map((c) => [c.job.userId, c.job.lane])).toEqual([
+      ['', 'answers'],
+      ['', 'answers'],
+    ]);
   });
 
   it('USER_CONCURRENCY caps one user across the fleet, and the running count goes back by what the claim recorded', async () => {
@@ -144,9 +146,36 @@ describe('who goes next', () => {
     expect(users([a, b]).sort()).toEqual(['alice', 'bob']);
     // A worker deployed without the cap ends the job: the count still goes back.
     const uncapped = fairQueue({ userConcurrency: 0 });
-    await uncapped.end(a.userId === 'alice' ? a : b, { how: 'completed', returnValue: null });
-    expect(await redis.hget(`${prefix}fq:inflight`, 'alice')).toBeNull();
-    expect((await capped.claim()).job?.userId).toBe('alice');
+    await uncapped.end(a.job.userId === 'alice' ? a : b, completed);
+    expect(await redis.hget(`${prefix}fq:running`, 'alice')).toBeNull();
+    expect((await claim(capped))?.job.userId).toBe('alice');
+  });
+});
+
+describe("Bull's order within a user's line", () => {
+  it('lifo newest first and priority first, for jobs taken in together as for jobs taken in one by one', async () => {
+    // Bull reads lifo jobs first (newest first: they are pushed to the end it reads from), then by priority, then
+    // the rest oldest first; the fair queue keeps that order whether a job comes in alone or in a batch.
+    const together = fairQueue();
+    const lifo = [];
+    for (let i = 0; i < 4; i++) lifo.push(await add('alice', { lifo: true }));
+    const plain = await add('alice');
+    const low = await add('alice', { priority: 5 });
+    const high = await add('alice', { priority: 1 });
+    await takeIn(together);
+    const expected = [...lifo.reverse(), high, low, plain].map((j) => String(j.id));
+    expect((await claimAll(together)).map((c) => c.job.id)).toEqual(expected);
+  });
+
+  it('a lifo job taken in later goes before lifo jobs still waiting, a plain one after the plain ones', async () => {
+    const fair = fairQueue();
+    const early = await add('alice', { lifo: true });
+    const plainEarly = await add('alice');
+    await takeIn(fair);
+    const late = await add('alice', { lifo: true });
+    const plainLate = await add('alice');
+    await takeIn(fair);
+    expect((await claimAll(fair)).map((c) => c.job.id)).toEqual([late, early, plainEarly, plainLate].map((j) => String(j.id)));
   });
 });
 
@@ -156,76 +185,156 @@ describe('one round trip between jobs', () => {
     await add('alice');
     await add('bob');
     await takeIn(fair);
-    const first = (await fair.claim()).job!;
-    const { held, next } = await fair.end(first, { how: 'completed', returnValue: null }, true, true);
-    expect(held).toBe(true);
-    expect(next?.job?.userId).toBe(first.userId === 'alice' ? 'bob' : 'alice');
-    expect((await fair.end(next!.job!, { how: 'completed', returnValue: null }, true, true)).next).toEqual({ retryInMs: null });
+    const first = (await claim(fair))!;
+    const nextToken = token();
+    const { ended, next } = await fair.end(first, completed, true, nextToken);
+    expect(ended).toBe(true);
+    expect(next?.job?.userId).toBe(first.job.userId === 'alice' ? 'bob' : 'alice');
+    expect((await fair.end({ token: nextToken, job: next!.job! }, completed, true, token())).next).toEqual({ retryInMs: null });
   });
 });
 
 describe('the pace', () => {
-  it('a job that never asks the image API gives its slot back at once', async () => {
-    // A hold far longer than the calls: a slow machine cannot see it run out between them.
-    const fair = fairQueue({ paced: true, claimHoldMs: 60_000 });
+  it('a job that never asks the image API gives its promised slot back at once', async () => {
+    // A promise far longer than the calls: a slow machine cannot see it run out between them.
+    const fair = fairQueue({ paced: true, promiseMs: 60_000 });
     await add('alice');
     await add('bob');
     await takeIn(fair);
-    const first = (await fair.claim()).job!;
+    const first = (await claim(fair))!;
     // Claimed for the next free slot: others wait for it to take the slot...
-    expect((await fair.claim()).retryInMs).toBeGreaterThan(0);
+    expect((await fair.claim(token())).retryInMs).toBeGreaterThan(0);
     // ...unless it ends without asking (a bad token, bad data): then the slot is free again.
-    await fair.end(first, { how: 'failed', code: 'SESSION_EXPIRED' }, false);
-    expect((await fair.claim()).job?.userId).toBe('bob');
+    await fair.end(first, { how: 'failed', code: 'SESSION_EXPIRED', shared: false }, false);
+    expect((await claim(fair))?.job.userId).toBe('bob');
+  });
+
+  it('work that needs no image request is claimed while the fleet waits for the pace', async () => {
+    const fair = fairQueue({ paced: true });
+    await add('alice');
+    const bad = await add('bob');
+    await takeIn(fair);
+    // A 429 told the fleet to wait a minute.
+    await redis.hset(`${prefix}fq:pace`, 'tat', Date.now() + 60_000);
+    expect((await fair.claim(token())).retryInMs).toBeGreaterThan(50_000);
+    // Vetting found bob's token refused: his job needs no request, and is claimed now.
+    expect(await fair.expedite([`${bad.timestamp}-${bad.id}`])).toBe(1);
+    const claimed = (await claim(fair))!;
+    expect(claimed.job).toMatchObject({ id: String(bad.id), lane: 'answers' });
+    expect((await fair.claim(token())).retryInMs).toBeGreaterThan(50_000);
   });
 });
 
-describe('leases and fencing', () => {
-  it('a lapsed lease is reaped: the job goes back first in line and the stale holder can no longer touch it', async () => {
+describe('claims and fencing', () => {
+  it('a lapsed claim is taken back: the job goes back where it was and the stale holder can no longer touch it', async () => {
     const fair = fairQueue({ userConcurrency: 1 });
     await add('alice');
     await add('alice');
     await takeIn(fair);
-    const stale = (await fair.claim()).job!;
+    const stale = (await claim(fair))!;
     await lapseLeases();
-    expect(await fair.reap(1)).toEqual({ requeued: 1, stalledOut: 0, promoted: 0 });
-    const fresh = (await fair.claim()).job!;
-    expect(fresh.fid).toBe(stale.fid);
+    expect(await fair.reap({ maxStalls: 1, presence: 'off', graceMs: 5000, worker: 'w1' })).toEqual({ requeued: 1, stalledOut: 0, promoted: 0, suspects: 0 });
+    const fresh = (await claim(fair))!;
+    expect(fresh.job.fid).toBe(stale.job.fid);
     expect(fresh.token).not.toBe(stale.token);
-    expect(fresh.mayHaveCheckpoint).toBe(true);
     // Nothing the stale holder does changes what the new holder owns.
-    expect(await fair.renew([stale])).toEqual([stale.fid]);
-    expect(await fair.hold(stale, 'GENERATION_FAILED')).toBe(-1);
-    expect((await fair.end(stale, { how: 'back' })).held).toBe(false);
-    expect((await fair.end(stale, { how: 'retry', delayMs: 0 })).held).toBe(false);
-    expect((await fair.end(stale, { how: 'completed', returnValue: null })).held).toBe(false);
-    expect(await redis.zrange(`${prefix}fq:active`, 0, -1)).toEqual([`${fresh.token}|${fresh.fid}`]);
+    expect(await fair.renew([stale])).toEqual([stale.token]);
+    expect(await fair.holdBack(stale, 'GENERATION_FAILED')).toEqual({ tell: false, lost: true });
+    expect((await fair.end(stale, { how: 'back' })).ended).toBe(false);
+    expect((await fair.end(stale, { how: 'retry', delayMs: 0 })).ended).toBe(false);
+    expect((await fair.end(stale, completed)).ended).toBe(false);
+    expect(await redis.zrange(`${prefix}fq:claims`, 0, -1)).toEqual([`${fresh.token}|${fresh.job.fid}`]);
     // The cap stays exact: alice's second job waits until the new holder ends.
-    expect((await fair.claim()).job).toBeUndefined();
-    expect((await fair.end(fresh, { how: 'completed', returnValue: null })).held).toBe(true);
-    expect((await fair.claim()).job?.userId).toBe('alice');
+    expect(await claim(fair)).toBeUndefined();
+    expect((await fair.end(fresh, completed)).ended).toBe(true);
+    expect((await claim(fair))?.job.userId).toBe('alice');
   });
 
-  it('renewing keeps a running job from being reaped and reports nothing lost', async () => {
+  it('a claim rolled back by a failover is never handed out again: the next claim has a new token', async () => {
+    // A failover that lost the last writes: the claim script's writes are rolled back (DUMP before, RESTORE after).
+    const fair = fairQueue();
+    await add('alice');
+    await takeIn(fair);
+    const fid = (await redis.keys(`${prefix}fq:job:*`))[0].slice(`${prefix}fq:job:`.length);
+    const keys = [`${prefix}fq:job:${fid}`, `${prefix}fq:q:alice`, `${prefix}fq:users`];
+    const before = await Promise.all(keys.map((k) => redis.dumpBuffer(k)));
+    const lost = (await claim(fair, 'wa'))!;
+    await redis.del(...keys, `${prefix}fq:claims`);
+    for (const [i, k] of keys.entries()) await redis.restore(k, 0, before[i]!);
+    const next = (await claim(fair, 'wb'))!;
+    expect(next.job.fid).toBe(lost.job.fid);
+    expect(next.token).not.toBe(lost.token);
+    // The holder of the rolled-back claim can do nothing: it renews nothing, ends nothing, tells nothing.
+    expect(await fair.renew([lost])).toEqual([lost.token]);
+    expect(await fair.holdBack(lost, 'GENERATION_FAILED')).toEqual({ tell: false, lost: true });
+    expect((await fair.end(lost, completed)).ended).toBe(false);
+    expect((await fair.end(next, completed)).ended).toBe(true);
+  });
+
+  it('every claim of a worker that is gone is taken back after the grace, without waiting for its lease', async () => {
+    const fair = fairQueue();
+    await add('alice');
+    await add('bob');
+    await takeIn(fair);
+    // Worker "gone" holds both; it has no subscription to its channel, so it looks gone.
+    await claim(fair, 'gone');
+    await claim(fair, 'gone');
+    const reap = (): ReturnType<FairQueue['reap']> => fair.reap({ maxStalls: 1, presence: 'channel', graceMs: 60_000, worker: 'here' });
+    expect(await reap()).toMatchObject({ requeued: 0, suspects: 1 });
+    // The grace is over (its start is written back rather than waited for).
+    await redis.hset(`${prefix}fq:suspects`, 'gone', 0);
+    expect(await reap()).toMatchObject({ requeued: 2, suspects: 0 });
+    expect(await redis.zcard(`${prefix}fq:claims`)).toBe(0);
+  });
+
+  it('a worker still subscribed to its channel keeps its claims, however long', async () => {
+    const fair = fairQueue();
+    await add('alice');
+    await takeIn(fair);
+    const subscriber = new Redis(redisOptionsFromUrl(redisUrl()));
+    try {
+      await subscriber.subscribe(fair.keys.workerChannel('alive'));
+      await claim(fair, 'alive');
+      await redis.hset(`${prefix}fq:suspects`, 'alive', 0);
+      expect(await fair.reap({ maxStalls: 1, presence: 'channel', graceMs: 0, worker: 'here' })).toMatchObject({ requeued: 0, suspects: 0 });
+      expect(await redis.zcard(`${prefix}fq:claims`)).toBe(1);
+      expect(await redis.hlen(`${prefix}fq:suspects`)).toBe(0);
+    } finally {
+      subscriber.disconnect();
+    }
+  });
+
+  it('renewing keeps a running job from being taken back and reports nothing lost', async () => {
     const fair = fairQueue({ leaseMs: 60_000 });
     await add('alice');
     await takeIn(fair);
-    const job = (await fair.claim()).job!;
-    expect(await fair.renew([job])).toEqual([]);
-    expect(await fair.confirm(job)).toBe(true);
-    expect(await fair.reap(1)).toEqual({ requeued: 0, stalledOut: 0, promoted: 0 });
+    const claimed = (await claim(fair))!;
+    expect(await fair.renew([claimed])).toEqual([]);
+    expect(await fair.reap({ maxStalls: 1, presence: 'off', graceMs: 0, worker: 'w0' })).toMatchObject({ requeued: 0, stalledOut: 0 });
   });
 
-  it('past MAX_STALLED_COUNT a lapsed job comes back as a GENERATION_FAILED answer, first in line', async () => {
-    const fair = fairQueue();
+  it('past MAX_STALLED_COUNT a lapsed job comes back as a GENERATION_FAILED answer, claimed whatever the pace', async () => {
+    const fair = fairQueue({ paced: true });
     await add('alice');
     await add('alice');
     await takeIn(fair);
-    const job = (await fair.claim()).job!;
+    const claimed = (await claim(fair))!;
     await lapseLeases();
-    expect(await fair.reap(0)).toEqual({ requeued: 0, stalledOut: 1, promoted: 0 });
-    const answer = (await fair.claim()).job!;
-    expect(answer).toMatchObject({ fid: job.fid, answer: 'GENERATION_FAILED', stalledOut: true });
+    await redis.hset(`${prefix}fq:pace`, 'tat', Date.now() + 60_000);
+    expect(await fair.reap({ maxStalls: 0, presence: 'off', graceMs: 0, worker: 'w1' })).toMatchObject({ requeued: 0, stalledOut: 1 });
+    expect((await claim(fair))?.job).toMatchObject({ fid: claimed.job.fid, answer: 'GENERATION_FAILED', stalledOut: true, lane: 'answers' });
+  });
+
+  it('a job taken back with a paid picture kept goes to the answers, to be delivered without the pace', async () => {
+    const fair = fairQueue({ paced: true });
+    await add('alice');
+    await takeIn(fair);
+    const claimed = (await claim(fair))!;
+    expect(await fair.keepCheckpoint(claimed.job.fid, Buffer.from('picture'), 60)).toBe(true);
+    await lapseLeases();
+    await redis.hset(`${prefix}fq:pace`, 'tat', Date.now() + 60_000);
+    expect(await fair.reap({ maxStalls: 5, presence: 'off', graceMs: 0, worker: 'w1' })).toMatchObject({ requeued: 1 });
+    expect((await claim(fair))?.job).toMatchObject({ fid: claimed.job.fid, hasCheckpoint: true, lane: 'answers' });
   });
 
   it('a job handed back goes where it was in its line', async () => {
@@ -233,22 +342,22 @@ describe('leases and fencing', () => {
     const first = await add('alice');
     await add('alice');
     await takeIn(fair);
-    const job = (await fair.claim()).job!;
-    expect(job.id).toBe(String(first.id));
-    expect((await fair.end(job, { how: 'back' })).held).toBe(true);
-    expect((await fair.claim()).job?.id).toBe(String(first.id));
+    const claimed = (await claim(fair))!;
+    expect(claimed.job.id).toBe(String(first.id));
+    expect((await fair.end(claimed, { how: 'back' })).ended).toBe(true);
+    expect((await claim(fair))?.job.id).toBe(String(first.id));
   });
 
   it('a checkpoint is kept only while its job has not ended, and the end removes it', async () => {
     const fair = fairQueue();
     await add('alice');
     await takeIn(fair);
-    const job = (await fair.claim()).job!;
-    expect(await fair.keepCheckpoint(job.fid, Buffer.from('image'), 60)).toBe(true);
-    await fair.end(job, { how: 'completed', returnValue: null });
-    expect(await redis.exists(`${prefix}checkpoint:${job.fid}`)).toBe(0);
-    expect(await fair.keepCheckpoint(job.fid, Buffer.from('image'), 60)).toBe(false);
-    expect(await redis.exists(`${prefix}checkpoint:${job.fid}`)).toBe(0);
+    const claimed = (await claim(fair))!;
+    expect(await fair.keepCheckpoint(claimed.job.fid, Buffer.from('image'), 60)).toBe(true);
+    await fair.end(claimed, completed);
+    expect(await redis.exists(`${prefix}checkpoint:${claimed.job.fid}`)).toBe(0);
+    expect(await fair.keepCheckpoint(claimed.job.fid, Buffer.from('image'), 60)).toBe(false);
+    expect(await redis.exists(`${prefix}checkpoint:${claimed.job.fid}`)).toBe(0);
   });
 });
 
@@ -259,8 +368,7 @@ describe('what Bull says', () => {
     await takeIn(fair);
     expect(await bull.getJobCounts()).toMatchObject({ waiting: 0, active: 1, completed: 0 });
     const finished = job.finished();
-    const claimed = (await fair.claim()).job!;
-    await fair.end(claimed, { how: 'completed', returnValue: { delivered: true } });
+    await fair.end((await claim(fair))!, { how: 'completed', returnValue: { delivered: true } });
     await expect(finished).resolves.toEqual({ delivered: true });
     expect(await bull.getJobCounts()).toMatchObject({ waiting: 0, active: 0, completed: 1, failed: 0 });
     expect((await bull.getJob(job.id))?.returnvalue).toEqual({ delivered: true });
@@ -272,7 +380,7 @@ describe('what Bull says', () => {
     const removed = await add('bob', { removeOnFail: true });
     await takeIn(fair);
     const finished = kept.finished();
-    for (const job of await claimAll(fair)) await fair.end(job, { how: 'failed', code: 'SESSION_EXPIRED' });
+    for (const c of await claimAll(fair)) await fair.end(c, { how: 'failed', code: 'SESSION_EXPIRED', shared: false });
     await expect(finished).rejects.toThrow('SESSION_EXPIRED');
     expect((await bull.getJob(kept.id))?.failedReason).toBe('SESSION_EXPIRED');
     expect(await bull.getJob(removed.id)).toBeNull();
@@ -283,13 +391,13 @@ describe('what Bull says', () => {
     const fair = fairQueue();
     const job = await add('alice', { attempts: 2 });
     await takeIn(fair);
-    const claimed = (await fair.claim()).job!;
+    const claimed = (await claim(fair))!;
     await fair.end(claimed, { how: 'retry', delayMs: 60_000 });
-    expect((await fair.claim()).job).toBeUndefined();
+    expect(await claim(fair)).toBeUndefined();
     expect(await fair.promote()).toBe(0);
-    await redis.zadd(`${prefix}fq:delayed`, 0, claimed.fid);
+    await redis.zadd(`${prefix}fq:retries`, 0, claimed.job.fid);
     expect(await fair.promote()).toBe(1);
-    expect((await fair.claim()).job).toMatchObject({ fid: claimed.fid, attemptsMade: 1, mayHaveCheckpoint: true });
+    expect((await claim(fair))?.job).toMatchObject({ fid: claimed.job.fid, attemptsMade: 1 });
     expect((await bull.getJob(job.id))?.attemptsMade).toBe(1);
   });
 
@@ -297,13 +405,10 @@ describe('what Bull says', () => {
     const fair = fairQueue();
     await add('alice', { jobId: 'page-1', removeOnComplete: true });
     await takeIn(fair);
-    const first = (await fair.claim()).job!;
-    await fair.end(first, { how: 'completed', returnValue: null });
+    await fair.end((await claim(fair))!, completed);
     await add('alice', { jobId: 'page-1', removeOnComplete: true });
     await takeIn(fair);
-    const second = (await fair.claim()).job!;
-    expect(second.id).toBe('page-1');
-    expect(second.token).toBe('1');
+    expect((await claim(fair))?.job).toMatchObject({ id: 'page-1', hasCheckpoint: false });
   });
 
   it('a blocking read that already moved a job is taken in once, even if the script is sent twice', async () => {
@@ -315,6 +420,70 @@ describe('what Bull says', () => {
     await fair.intake(id, 10);
     expect((await claimAll(fair)).length).toBe(1);
   });
+
+  it('holds each job with a lock that lapses unless a worker keeps it, and forgets a job Bull finished without it', async () => {
+    const fair = fairQueue({ lockMs: 30_000 });
+    const job = await add('alice', { removeOnComplete: false });
+    await takeIn(fair);
+    const lock = `${prefix}${job.id}:lock`;
+    expect(await redis.get(lock)).toBe(`fair-queue:${job.timestamp}-${job.id}`);
+    expect(await redis.pttl(lock)).toBeGreaterThan(0);
+    // A plain Bull worker ran it meanwhile (a roll-back): the fair queue's record of it is stale.
+    await redis.del(lock);
+    await redis.hset(`${prefix}${job.id}`, 'finishedOn', Date.now());
+    expect(await claim(fair)).toBeUndefined();
+    expect(await redis.exists(`${prefix}fq:job:${job.timestamp}-${job.id}`)).toBe(0);
+  });
+});
+
+describe('nothing stranded', () => {
+  it('a job Bull holds but the fair queue lost (its keys deleted) is taken in again by the sweep, once', async () => {
+    const fair = fairQueue();
+    for (let i = 0; i < 3; i++) await add(`user${i}`);
+    await takeIn(fair);
+    const running = (await claim(fair))!;
+    // An operator's DEL of every fair-queue key, or a failover that kept only Bull's writes.
+    const fqKeys = await redis.keys(`${prefix}fq:*`);
+    await redis.del(...fqKeys.filter((k) => !k.endsWith('fq:claims')));
+    expect(await claim(fair)).toBeUndefined();
+    expect(await fair.sweep({ worker: 'w0', roundMs: 60_000, presence: 'off' })).toEqual({ looked: 3, taken: 3, relinked: 0 });
+    // The job still running goes on running; the other two wait their turn again.
+    const claimed = await claimAll(fair);
+    expect(claimed.map((c) => c.job.userId).sort()).toEqual(['user0', 'user1', 'user2'].filter((u) => u !== running.job.userId));
+    expect((await fair.end(running, completed)).ended).toBe(true);
+    // Nothing is taken in twice.
+    expect(await fair.sweep({ worker: 'w0', roundMs: 0, presence: 'off' })).toMatchObject({ taken: 0 });
+  });
+
+  it('a job in no place the fair queue knows (fq:users lost) is put back in its line', async () => {
+    const fair = fairQueue();
+    await add('alice');
+    await add('bob');
+    await takeIn(fair);
+    await redis.del(`${prefix}fq:users`);
+    expect(await claim(fair)).toBeUndefined();
+    expect(await fair.sweep({ worker: 'w0', roundMs: 60_000, presence: 'off' })).toMatchObject({ relinked: 2 });
+    expect(users(await claimAll(fair)).sort()).toEqual(['alice', 'bob']);
+  });
+
+  it('a job read from Bull by a worker that died before taking it in is taken in by the sweep', async () => {
+    const fair = fairQueue();
+    const job = await add('alice');
+    await redis.rpoplpush(`${prefix}wait`, `${prefix}active`);
+    expect(await fair.sweep({ worker: 'w0', roundMs: 60_000, presence: 'off' })).toMatchObject({ taken: 1 });
+    expect((await claim(fair))?.job.id).toBe(String(job.id));
+  });
+
+  it("one worker sweeps per round, and keeps every held job's lock", async () => {
+    const fair = fairQueue({ lockMs: 30_000 });
+    const job = await add('alice');
+    await takeIn(fair);
+    const lock = `${prefix}${job.id}:lock`;
+    await redis.pexpire(lock, 1000);
+    expect(await fair.sweep({ worker: 'w0', roundMs: 60_000, presence: 'off' })).toMatchObject({ looked: 1 });
+    expect(await redis.pttl(lock)).toBeGreaterThan(1000);
+    expect(await fair.sweep({ worker: 'w1', roundMs: 60_000, presence: 'off' })).toBeNull();
+  });
 });
 
 describe('one request, one picture; a loop is answered slower', () => {
@@ -323,47 +492,84 @@ describe('one request, one picture; a loop is answered slower', () => {
     const first = await bull.add({ Id: 'alice', Prompt: 'a fox', Token: 't', Number: 1 }, { removeOnComplete: false });
     const again = await bull.add({ Id: 'alice', Prompt: 'a fox', Token: 't2', Number: 1 }, { removeOnComplete: false });
     const other = await bull.add({ Id: 'alice', Prompt: 'a fox', Token: 't', Number: 2 });
-    expect(await fair.intake(null, 100)).toMatchObject({ taken: 2, joined: 1 });
+    expect(await fair.intake(null, 100)).toMatchObject({ lined: 2, joined: 1 });
     const claimed = await claimAll(fair);
-    expect(claimed.map((j) => j.id)).toEqual([String(first.id), String(other.id)]);
+    expect(claimed.map((c) => c.job.id)).toEqual([String(first.id), String(other.id)]);
     const joinedDone = again.finished();
-    expect(await fair.end(claimed[0], { how: 'completed', returnValue: { delivered: true } })).toEqual({ held: true, joined: [String(again.id)] });
+    expect(await fair.end(claimed[0], { how: 'completed', returnValue: { delivered: true } })).toEqual({ ended: true, joined: [String(again.id)] });
     await expect(joinedDone).resolves.toEqual({ delivered: true });
     expect((await fair.counts()).joined).toBe(0);
     // Once the first has ended, the same ask is a new job.
     await bull.add({ Id: 'alice', Prompt: 'a fox', Token: 't3', Number: 1 });
-    expect(await fair.intake(null, 100)).toMatchObject({ taken: 1, joined: 0 });
+    expect(await fair.intake(null, 100)).toMatchObject({ lined: 1, joined: 0 });
   });
 
-  it('a failure told for a page a moment ago is held back, 2 s then doubling, and comes back as an answer', async () => {
+  it("a failure of the leader's own (its token, its data) does not pass to the jobs that joined it: they run on their own", async () => {
+    const fair = fairQueue();
+    const leader = await bull.add({ Id: 'alice', Prompt: 'a fox', Token: 'expired', Number: 1 });
+    const fresh = await bull.add({ Id: 'alice', Prompt: 'a fox', Token: 'fresh', Number: 1 }, { removeOnComplete: false });
+    expect(await fair.intake(null, 100)).toMatchObject({ lined: 1, joined: 1 });
+    const claimed = (await claim(fair))!;
+    expect(claimed.job.id).toBe(String(leader.id));
+    expect(await fair.end(claimed, { how: 'failed', code: 'SESSION_EXPIRED', shared: false })).toEqual({ ended: true, joined: [] });
+    const next = (await claim(fair))!;
+    expect(next.job).toMatchObject({ id: String(fresh.id), data: { Token: 'fresh' } });
+    await fair.end(next, { how: 'completed', returnValue: { delivered: true } });
+    expect(await (await bull.getJob(fresh.id))?.finished()).toEqual({ delivered: true });
+  });
+
+  it('a failure of the ask (moderation) ends the jobs that joined it with it', async () => {
+    const fair = fairQueue();
+    await bull.add({ Id: 'alice', Prompt: 'refused', Token: 't', Number: 1 });
+    const joined = await bull.add({ Id: 'alice', Prompt: 'refused', Token: 't2', Number: 1 });
+    await fair.intake(null, 100);
+    const failed = joined.finished();
+    expect(await fair.end((await claim(fair))!, { how: 'failed', code: 'CONTENT_REJECTED', shared: true })).toEqual({
+      ended: true,
+      joined: [String(joined.id)],
+    });
+    await expect(failed).rejects.toThrow('CONTENT_REJECTED');
+  });
+
+  it('an ask does not join a job waiting out a retry or an answer held back: it runs on its own', async () => {
+    const fair = fairQueue();
+    await bull.add({ Id: 'alice', Prompt: 'a fox', Token: 't', Number: 1 }, { attempts: 2 });
+    await fair.intake(null, 100);
+    await fair.end((await claim(fair))!, { how: 'retry', delayMs: 60_000 });
+    await bull.add({ Id: 'alice', Prompt: 'a fox', Token: 't2', Number: 1 });
+    expect(await fair.intake(null, 100)).toMatchObject({ lined: 1, joined: 0 });
+    expect((await claim(fair))?.job.data).toMatchObject({ Token: 't2' });
+  });
+
+  it('a failure told for an ask a moment ago is held back, 2 s then doubling, and comes back as an answer', async () => {
     const fair = fairQueue();
     await bull.add({ Id: 'alice', Prompt: ' ', Token: 't', Number: 3 });
     await takeIn(fair);
-    const first = (await fair.claim()).job!;
-    expect(await fair.hold(first, 'INVALID_JOB')).toBe(0);
-    await fair.end(first, { how: 'failed', code: 'INVALID_JOB' });
+    const first = (await claim(fair))!;
+    expect(await fair.holdBack(first, 'INVALID_JOB')).toEqual({ tell: true });
+    await fair.end(first, { how: 'failed', code: 'INVALID_JOB', shared: false });
 
     await bull.add({ Id: 'alice', Prompt: ' ', Token: 't', Number: 3 });
     await takeIn(fair);
-    const repeat = (await fair.claim()).job!;
-    expect(await fair.hold(repeat, 'INVALID_JOB')).toBe(2000);
+    const repeat = (await claim(fair))!;
+    expect(await fair.holdBack(repeat, 'INVALID_JOB')).toEqual({ tell: false, heldMs: 2000 });
     expect((await fair.counts()).heldBack).toBe(1);
-    expect((await fair.claim()).job).toBeUndefined();
-    await redis.zadd(`${prefix}fq:held`, 0, repeat.fid);
+    expect(await claim(fair)).toBeUndefined();
+    await redis.zadd(`${prefix}fq:held`, 0, repeat.job.fid);
     expect(await fair.promote()).toBe(1);
-    const answer = (await fair.claim()).job!;
-    expect(answer).toMatchObject({ fid: repeat.fid, answer: 'INVALID_JOB', stalledOut: false });
-    await fair.end(answer, { how: 'failed', code: 'INVALID_JOB' });
+    const answer = (await claim(fair))!;
+    expect(answer.job).toMatchObject({ fid: repeat.job.fid, answer: 'INVALID_JOB', heldMs: 2000, stalledOut: false, lane: 'answers' });
+    await fair.end(answer, { how: 'failed', code: 'INVALID_JOB', shared: false });
 
     await bull.add({ Id: 'alice', Prompt: ' ', Token: 't', Number: 3 });
     await takeIn(fair);
-    expect(await fair.hold((await fair.claim()).job!, 'INVALID_JOB')).toBe(4000);
+    expect(await fair.holdBack((await claim(fair))!, 'INVALID_JOB')).toEqual({ tell: false, heldMs: 4000 });
     // Another page of the same user, or the same page of another story (another prompt), is answered at once.
     await bull.add({ Id: 'alice', Prompt: ' ', Token: 't', Number: 4 });
     await bull.add({ Id: 'alice', Prompt: 'another story', Token: 't', Number: 3 });
     await takeIn(fair);
-    expect(await fair.hold((await fair.claim()).job!, 'INVALID_JOB')).toBe(0);
-    expect(await fair.hold((await fair.claim()).job!, 'INVALID_JOB')).toBe(0);
+    expect(await fair.holdBack((await claim(fair))!, 'INVALID_JOB')).toEqual({ tell: true });
+    expect(await fair.holdBack((await claim(fair))!, 'INVALID_JOB')).toEqual({ tell: true });
   });
 
   it('counts are kept without walking the users', async () => {
@@ -371,7 +577,7 @@ describe('one request, one picture; a loop is answered slower', () => {
     for (let i = 0; i < 3; i++) await add(`user${i}`);
     await add('user0', {}, { Prompt: 'page 1', Number: 1 });
     await takeIn(fair);
-    await fair.claim();
-    expect(await fair.counts()).toEqual({ usersWaiting: 2, waiting: 3, running: 1, retrying: 0, heldBack: 0, joined: 0, heldBackTotal: 0 });
+    await claim(fair);
+    expect(await fair.counts()).toEqual({ usersWaiting: 2, waiting: 3, running: 1, retrying: 0, heldBack: 0, answers: 0, joined: 0, heldBackTotal: 0 });
   });
 });

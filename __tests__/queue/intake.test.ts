@@ -22,7 +22,7 @@ beforeEach(() => {
   const name = uniqueQueueName('intake');
   bull = new Bull(name, redisUrl());
   prefix = `bull:${name}:`;
-  fair = new FairQueue(redis, prefix, { leaseMs: 60_000, userConcurrency: 0, paced: false });
+  fair = new FairQueue(redis, prefix, { leaseMs: 60_000, userConcurrency: 0, paced: false, promiseMs: 50, lockMs: 60_000 });
 });
 
 afterEach(async () => {
@@ -44,7 +44,7 @@ async function blockedInRead(): Promise<boolean> {
 
 it('stopping unblocks the read under way instead of waiting out its timeout', async () => {
   // A read that would block for a minute: this test's 10 s timeout fails it unless the stop cuts the read short.
-  const intake = new BullIntake(fair, bull, blocking, redis, silent, 60);
+  const intake = new BullIntake(fair, bull, blocking, redis, silent, undefined, 60);
   intake.start();
   await waitUntil(blockedInRead, 5000, 'the intake blocked in its read');
   await expect(intake.stop(60_000)).resolves.toBeUndefined();

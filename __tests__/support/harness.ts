@@ -10,6 +10,7 @@ import { startRelay, Relay, RelayOptions } from '../../src/demo/notificationServ
 import { createLogger } from '../../src/logger';
 import { redisOptionsFromUrl } from '../../src/redis';
 import { RunningWorker, startWorker, WorkerOverrides } from '../../src/worker';
+import { WORKER_EVENT_NAMES, WorkerEventMap, WorkerEventName } from '../../src/events';
 import { FakeXai, startFakeXai } from './fakeXai';
 import { JWT_SECRET, LogCapture, lapseLeases, redisUrl, signToken, uniqueQueueName, waitUntil } from './helpers';
 
@@ -210,6 +211,8 @@ export class TestSystem {
   readonly producer: Bull.Queue;
   readonly redis: Redis;
   readonly logs = new LogCapture();
+  /** Every event of the workers this test runs in its own process, in order. */
+  readonly emitted: Array<{ name: WorkerEventName; payload: unknown }> = [];
   private readonly untrack: () => void;
   readonly workers: RunningWorker[] = [];
   readonly processes: WorkerProcess[] = [];
@@ -244,8 +247,16 @@ export class TestSystem {
   async startWorker(overrides: Record<string, string> = {}, edges: WorkerOverrides = {}): Promise<RunningWorker> {
     const config = loadConfig(this.env(overrides));
     const worker = await startWorker(config, createLogger(config.logLevel, this.logs), { retryDelay: () => 10, ...edges });
+    for (const name of WORKER_EVENT_NAMES) {
+      worker.events.on(name, (...args: unknown[]) => this.emitted.push({ name, payload: args[0] }));
+    }
     this.workers.push(worker);
     return worker;
+  }
+
+  /** What the in-process workers emitted as `name`, in order. */
+  events<N extends WorkerEventName>(name: N): Array<WorkerEventMap[N][0]> {
+    return this.emitted.filter((e) => e.name === name).map((e) => e.payload as WorkerEventMap[N][0]);
   }
 
   spawnWorker(overrides: Record<string, string> = {}): WorkerProcess {

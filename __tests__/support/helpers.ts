@@ -71,8 +71,8 @@ export function isImage(p: Record<string, unknown>): boolean {
  * would lose its lease as a frozen worker does.
  */
 export async function lapseLeases(redis: Redis, prefix: string): Promise<void> {
-  const members = await redis.zrange(`${prefix}fq:active`, 0, -1);
-  for (const m of members) await redis.zadd(`${prefix}fq:active`, 0, m);
+  const members = await redis.zrange(`${prefix}fq:claims`, 0, -1);
+  for (const m of members) await redis.zadd(`${prefix}fq:claims`, 0, m);
 }
 
 /** Polls `condition` until it holds, failing after `timeoutMs`. */

@@ -24,6 +24,12 @@ export interface Pacer {
  */
 const PACE_MARGIN = 1.05;
 
+/**
+ * With the pace on, how long a claim promises the next slot to the job it claims (see commands/_pace.lua): long
+ * enough for the job to reserve it, short enough that a job that dies first holds up nobody.
+ */
+export const PROMISE_MS = 50;
+
 /** An idle fleet's pace is forgotten after this long. */
 const IDLE_TTL_MS = 3_600_000;
 
@@ -36,7 +42,7 @@ export class RedisPacer implements Pacer {
 
   constructor(
     client: RedisClient,
-    /** The pace's hash, shared by the queue's workers (the fair queue's claim reads it too). */
+    /** The pace's hash, shared by the queue's workers (the fair queue's claim promises its next slot). */
     private readonly key: string,
     readonly intervalMs: number,
   ) {

@@ -90,7 +90,7 @@ async function countKeys(queue: Bull.Queue, pattern: string): Promise<number> {
 }
 
 /** Counting needs none of the queue's settings. */
-const FAIR_READ_ONLY = { leaseMs: 0, userConcurrency: 0, paced: false };
+const FAIR_READ_ONLY = { leaseMs: 0, userConcurrency: 0, paced: false, promiseMs: 0, lockMs: 0 };
 
 export async function collectStats(queue: Bull.Queue, now: () => number = Date.now): Promise<QueueStats> {
   const raw = (await queue.getJobCounts()) as unknown as Partial<Record<State, number>>;
@@ -123,7 +123,7 @@ export function formatTable(stats: QueueStats, settings: QueueSettings): string 
     [
       'fair queue',
       `${stats.fair.waiting} waiting (${stats.fair.usersWaiting} users), ${stats.fair.running} running, ${stats.fair.retrying} retrying later, ` +
-        `${stats.fair.heldBack} answers held back, ${stats.fair.joined} joined to an identical job`,
+        `${stats.fair.heldBack} answers held back, ${stats.fair.answers} answers to tell, ${stats.fair.joined} joined to an identical job`,
     ],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;

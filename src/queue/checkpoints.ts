@@ -1,6 +1,7 @@
 import type { RedisClient } from '../redisScripts';
 import type { CheckpointStore, GeneratedImage } from '../types';
-import type { FairJob, FairQueue } from './fairQueue';
+import type { FairQueue } from './fairQueue';
+import type { FairJob } from './replies';
 
 interface Header {
   f: string;
@@ -12,8 +13,9 @@ interface Header {
 /**
  * The one owner of a checkpoint's life: an image that was paid for and not yet delivered, kept under
  * `checkpoint:<fid>` (one line of JSON header, then the base64) for CHECKPOINT_TTL_S. It is written only when
- * delivery has to wait or the run lost its lease, and only while the job has not ended (checkpoint-2.lua); it is
- * read by a later run of the same job (after a crash, a stall, a retry, a hand-back), and END removes it.
+ * delivery has to wait or the run lost its claim, and only while the job has not ended (checkpoint-2.lua, which also
+ * marks the job); it is read by a later run of the same job (after a crash, a stall, a retry, a hand-back), and END
+ * removes it.
  */
 export class Checkpoints {
   constructor(
@@ -22,12 +24,12 @@ export class Checkpoints {
     private readonly ttlS: number,
   ) {}
 
-  /** The store one run of `job` sees. A first clean run cannot find a checkpoint: it is spared the read. */
+  /** The store one run of `job` sees. A job no run kept a picture for is spared the read. */
   forJob(job: FairJob): CheckpointStore {
     const key = this.fair.keys.checkpoint(job.fid);
     return {
-      load: async (_jobId, fingerprint) => (job.mayHaveCheckpoint ? parseCheckpoint(await this.client.getBuffer(key), fingerprint) : null),
-      save: async (_jobId, fingerprint, image) => {
+      load: async (fingerprint) => (job.hasCheckpoint ? parseCheckpoint(await this.client.getBuffer(key), fingerprint) : null),
+      save: async (fingerprint, image) => {
         await this.fair.keepCheckpoint(job.fid, encodeCheckpoint(fingerprint, image), this.ttlS);
       },
     };

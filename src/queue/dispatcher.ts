@@ -1,43 +1,58 @@
 import { errorSummary } from '../errors';
+import type { WorkerEvents } from '../events';
 import type { Logger } from '../logger';
+import { backoffDelayMs } from '../retryPolicy';
 import { timeLimit } from '../sleep';
 import { Throttle } from '../throttle';
-import type { Claim, FairJob, FairQueue } from './fairQueue';
-import type { NextJob } from './jobRun';
+import type { NextJob } from './ending';
+import type { Claim, FairQueue } from './fairQueue';
+import type { ClaimReply } from './replies';
 
 /** How long the dispatcher waits for a claimed job's first image API slot before it claims the next one anyway. */
 const FIRST_SLOT_WAIT_MS = 2000;
-/** An idle worker asks again this often even without a wake message (one lost while Redis reconnected). */
-const IDLE_POLL_MS = 1000;
+/**
+ * An idle worker is woken by the fleet's wake messages (and by its own intake); it asks again this often even
+ * without one, in case a message was lost while its subscription reconnected.
+ */
+const IDLE_POLL_MS = 30_000;
 
-type Waiting = 'work' | 'room' | 'first-slot' | 'pace' | 'nothing';
+type Waiting = 'work' | 'room' | 'first-slot' | 'pace' | 'redis' | 'nothing';
+
+export interface DispatcherDeps {
+  fair: FairQueue;
+  /** A new claim token: `<worker>.<n>`. */
+  token(): string;
+  /** Runs one claimed job to its end; calls `onSlot` once it has its first image API slot (or needs none). */
+  run(claim: Claim, onSlot: () => void, next: NextJob): Promise<void>;
+  /** Gives back a job claimed once shutdown had begun, without starting it. */
+  handBack(claim: Claim): Promise<void>;
+  /** How many jobs this process may have in flight now. */
+  limit(): number;
+  paced: boolean;
+  events: WorkerEvents;
+  logger: Logger;
+}
 
 /**
- * Claims jobs from the fair queue while this process has room (the in-flight limit) and starts each run. With
- * the pace on it claims one job at a time, each once the previous one has its slot of the image API: the queue
- * then decides, fairly between users, who gets each slot. Every run is tracked from its claim until it has
- * ended or been handed back, so shutdown can wait for exactly that.
+ * Claims jobs from the fair queue while this process has room (the in-flight limit) and starts each run. With the
+ * pace on it claims one job that needs the image API at a time, each once the previous one has its slot: the queue
+ * then decides, fairly between users, who gets each slot. Every run is tracked by its claim from the moment it is
+ * claimed until it has ended or been handed back, so shutdown waits for exactly that; a job claimed once shutdown
+ * has begun (a claim under way, or one made with another job's end) is handed back, never started.
  */
 export class Dispatcher {
   private readonly running = new Map<string, Promise<void>>();
   private readonly throttle = new Throttle(30_000);
-  private stopped = false;
+  private stopping = false;
   private waiting: Waiting = 'nothing';
   private nudge: (() => void) | undefined;
+  /** A wake that came while the dispatcher was not idle (a claim under way may have missed what it announced). */
+  private woken: 'answers' | 'line' | null = null;
   private loop: Promise<void> = Promise.resolve();
+  /** The last claim found a job: more are likely waiting, and claiming with the end of a run is worth it. */
+  private backlog = false;
 
-  constructor(
-    private readonly fair: FairQueue,
-    /**
-     * Runs one claimed job to its end; calls `onSlot` once it has its first image API slot (or needs none). The
-     * round trip that ends it may claim the next job for this dispatcher (`next`).
-     */
-    private readonly run: (job: FairJob, onSlot: () => void, next: NextJob) => Promise<void>,
-    /** How many jobs this process may have in flight now. */
-    private readonly limit: () => number,
-    private readonly paced: boolean,
-    private readonly logger: Logger,
-  ) {}
+  constructor(private readonly deps: DispatcherDeps) {}
 
   start(): void {
     this.loop = this.dispatch();
@@ -47,48 +62,60 @@ export class Dispatcher {
     return this.running.size;
   }
 
-  /** Jobs became ready somewhere in the fleet: an idle dispatcher claims now rather than at its next poll. */
-  wake(): void {
-    if (this.waiting === 'work') this.nudge?.();
+  /**
+   * Jobs became ready somewhere in the fleet. An idle dispatcher claims now rather than at its next poll; one that
+   * waits for the pace claims now only for `answers` (they never wait for it).
+   */
+  wake(what: 'answers' | 'line' = 'line'): void {
+    if (this.waiting === 'work' || (what === 'answers' && this.waiting === 'pace')) this.nudge?.();
+    else if (this.woken !== 'answers') this.woken = what;
   }
 
-  /** Stops claiming and resolves true once the running jobs have ended, or false after `timeoutMs`. */
+  /** Stops claiming and resolves true once every run has ended or been handed back, or false after `timeoutMs`. */
   async drain(timeoutMs: number): Promise<boolean> {
-    this.stopped = true;
+    this.stopping = true;
     this.nudge?.();
     await this.loop;
     return this.settled(timeoutMs);
   }
 
-  /** Resolves true when every job still running has ended or been handed back, or false after `limitMs`. */
+  /** Resolves true when no run is left (including runs that start meanwhile), or false after `limitMs`. */
   async settled(limitMs: number): Promise<boolean> {
-    return Promise.race([Promise.all(this.running.values()).then(() => true), timeLimit(limitMs).then(() => false)]);
+    const limit = timeLimit(limitMs).then(() => false);
+    while (this.running.size > 0) {
+      if (!(await Promise.race([Promise.all(this.running.values()).then(() => true), limit]))) return false;
+    }
+    return true;
   }
 
   private async dispatch(): Promise<void> {
-    while (!this.stopped) {
-      if (this.running.size >= this.limit()) {
+    for (let failures = 0; !this.stopping;) {
+      if (this.running.size >= this.deps.limit()) {
         await this.idle('room', IDLE_POLL_MS);
         continue;
       }
-      let claim: Claim;
+      const token = this.deps.token();
+      let reply: ClaimReply;
+      this.woken = null;
       try {
-        claim = await this.fair.claim();
+        reply = await this.deps.fair.claim(token);
+        failures = 0;
       } catch (err) {
-        if (this.throttle.allow()) this.logger.warn({ component: 'fair-queue', err: errorSummary(err) }, 'jobs not claimed: Redis failed; trying again');
-        await this.idle('nothing', IDLE_POLL_MS);
+        failures += 1;
+        if (this.throttle.allow()) this.deps.logger.warn({ component: 'fair-queue', err: errorSummary(err) }, 'jobs not claimed: Redis failed; trying again');
+        await this.idle('redis', backoffDelayMs(failures, { baseMs: 200, maxMs: 5000 }));
         continue;
       }
-      this.backlog = claim.job !== undefined;
-      if (claim.job) {
-        const hasSlot = this.startRun(claim.job);
-        if (this.paced) {
+      this.backlog = reply.job !== undefined;
+      if (reply.job) {
+        const hasSlot = this.begin({ token, job: reply.job });
+        if (this.deps.paced && reply.job.lane === 'line') {
           await Promise.race([hasSlot, this.idle('first-slot', FIRST_SLOT_WAIT_MS)]);
           if (this.waiting === 'first-slot') this.nudge?.();
         }
         continue;
       }
-      await this.idle(claim.retryInMs === null ? 'work' : 'pace', claim.retryInMs ?? IDLE_POLL_MS);
+      await this.idle(reply.retryInMs === null ? 'work' : 'pace', reply.retryInMs ?? IDLE_POLL_MS);
     }
   }
 
@@ -97,31 +124,38 @@ export class Dispatcher {
    * it (the ending run still counts until it has left). With the pace on, claims wait for the pace's slots.
    */
   private readonly next: NextJob = {
-    wanted: () => this.backlog && !this.stopped && !this.paced && this.running.size <= this.limit(),
-    take: (job) => void this.startRun(job),
-    found: (any) => void (this.backlog = any),
+    token: () => (this.backlog && !this.stopping && !this.deps.paced && this.running.size <= this.deps.limit() ? this.deps.token() : undefined),
+    take: (reply, token) => {
+      this.backlog = reply.job !== undefined;
+      if (reply.job) void this.begin({ token, job: reply.job });
+    },
   };
-  /** The last claim found a job: more are likely waiting, and claiming with the end of a run is worth it. */
-  private backlog = false;
 
-  /** Starts the job's run; the promise returned settles once it has its first image API slot (or needs none). */
-  private startRun(job: FairJob): Promise<void> {
+  /** Starts the claim's run (or hands it back, once stopping); settles once it has its first image API slot. */
+  private begin(claim: Claim): Promise<void> {
+    const { job, token } = claim;
+    this.deps.events.emit('job:claimed', { jobId: job.id, fid: job.fid, claim: token, lane: job.lane });
     let gotSlot!: () => void;
     const hasSlot = new Promise<void>((resolve) => (gotSlot = resolve));
-    const ended = this.run(job, () => gotSlot(), this.next)
-      .catch((err: unknown) => this.logger.error({ jobId: job.id, err: errorSummary(err) }, 'job run failed unexpectedly'))
+    const work = this.stopping ? this.deps.handBack(claim) : this.deps.run(claim, () => gotSlot(), this.next);
+    const ended = work
+      .catch((err: unknown) => this.deps.logger.error({ jobId: job.id, err: errorSummary(err) }, 'job run failed unexpectedly'))
       .finally(() => {
-        this.running.delete(job.fid);
+        this.running.delete(token);
         gotSlot();
         if (this.waiting === 'room') this.nudge?.();
       });
-    this.running.set(job.fid, ended);
+    this.running.set(token, ended);
     return hasSlot;
   }
 
   /** Waits `ms`, or less when nudged (a wake message for 'work', a run ending for 'room'), or stopped. */
   private idle(reason: Waiting, ms: number): Promise<void> {
-    if (this.stopped) return Promise.resolve();
+    if (this.stopping) return Promise.resolve();
+    if (this.woken && (reason === 'work' || (reason === 'pace' && this.woken === 'answers'))) {
+      this.woken = null;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);

@@ -2,52 +2,42 @@ import path from 'node:path';
 import type { ErrorCode } from '../errors';
 import { defineScripts, loadScripts, RedisClient, ScriptCommand } from '../redisScripts';
 import { QueueKeys } from './keys';
+import { ClaimReply, decodeClaim, decodeEnd, decodeHoldBack, FairJob, HoldBackReply } from './replies';
 
 const SCRIPTS = loadScripts(path.join(__dirname, 'commands'));
-type Name = 'intake' | 'claim' | 'end' | 'hold' | 'renew' | 'reap' | 'promote' | 'counts' | 'checkpoint';
+type Name = 'intake' | 'claim' | 'end' | 'holdBack' | 'renew' | 'reap' | 'promote' | 'sweep' | 'expedite' | 'counts' | 'checkpoint';
 
-/** A job as the fair queue hands it to a worker: claimed, under a lease fenced by `token`. */
-export interface FairJob {
-  /** The job's identity in the fair queue: Bull's creation time and id (`<timestamp>-<id>`). A re-added jobId is a new job. */
-  fid: string;
-  /** Bull's job id, as producers and logs know it. */
-  id: string;
-  /** This claim's fencing token: only its holder can end, renew, retry or hand back the job. */
+/** A run's hold on a job: only the holder of its token may renew, end, retry, hold back or hand back the job. */
+export interface Claim {
+  /** `<worker>.<n>`: unique for the life of the data, also after Redis lost writes. */
   token: string;
-  /** The job's `Id` when usable, else '' (its run fails with INVALID_JOB and a clear message). */
-  userId: string;
-  data: unknown;
-  /** When the producer created it (Bull's timestamp). */
-  createdAt: number;
-  /** What the producer allowed (Bull's `attempts`, 1 when not given) and how many ended in a retry. */
-  attempts: number;
-  attemptsMade: number;
-  /** Bull's `backoff` option as the producer gave it. */
-  backoff: unknown;
-  /** An earlier run may have left a checkpoint (it stalled, was retried, handed back or lost its lease). */
-  mayHaveCheckpoint: boolean;
-  /** A failure to tell and nothing else: an answer that was held back, or a job that stalled too often. */
-  answer?: ErrorCode;
-  /** The answer is GENERATION_FAILED because the job's lease lapsed more than MAX_STALLED_COUNT times. */
-  stalledOut: boolean;
+  job: FairJob;
 }
 
-export type Claim = { job: FairJob; retryInMs?: undefined } | { job?: undefined; retryInMs: number | null };
-
 /** How a run ends. `completed`/`failed` end the job (and finish it in Bull); the others keep it. */
-export type RunEnd = { how: 'completed'; returnValue: unknown } | { how: 'failed'; code: ErrorCode } | { how: 'retry'; delayMs: number } | { how: 'back' };
+export type RunEnd =
+  | { how: 'completed'; returnValue: unknown }
+  /** `shared`: the failure belongs to the ask, so the jobs that joined it fail too (not to its token or data). */
+  | { how: 'failed'; code: ErrorCode; shared: boolean }
+  | { how: 'retry'; delayMs: number }
+  | { how: 'back' };
+
+/** How the fleet can tell that a worker is gone: by its subscription to its own channel (see reap-14.lua). */
+export type Presence = 'channel' | 'shard' | 'off';
 
 export interface FairQueueOptions {
-  /** LOCK_DURATION_MS: a claimed job's lease, renewed while it runs; a lapsed one is reaped. */
+  /** LOCK_DURATION_MS: a claim's lease, renewed while it runs; a lapsed one is taken back. */
   leaseMs: number;
   /** USER_CONCURRENCY: one user's jobs running across the fleet; 0 for no cap. */
   userConcurrency: number;
   /** Claim only while the image API has a free slot (the shared pace is on). */
   paced: boolean;
+  /** How long a claim promises the pace's next slot to its job (see PROMISE_MS in capacity/pacer.ts). */
+  promiseMs: number;
+  /** How long Bull's lock of a held job lasts unless a live worker keeps it (see Keeper). */
+  lockMs: number;
   /** Each this many ms of waiting counts as one job fewer in a user's line (aging; see AGING_MS). */
   agingMs?: number;
-  /** With the pace on, how long a claim holds the next slot for its job (see CLAIM_HOLD_MS). */
-  claimHoldMs?: number;
 }
 
 /**
@@ -56,20 +46,28 @@ export interface FairQueueOptions {
  * by newcomers only during their first (n - 1) x AGING_MS of waiting.
  */
 const AGING_MS = 1000;
-/** With the pace on, how long a claimed job has to reserve its slot before other workers may claim again. */
-const CLAIM_HOLD_MS = 50;
-/** How long a failure told for a page is remembered: a repeat within it is held back (see hold-14.lua). */
+/** How long a failure told for an ask is remembered: a repeat within it is held back (see hold-back-14.lua). */
 const TOLD_WINDOW_MS = 120_000;
+/**
+ * A bound on the Id a job may name a line with, in bytes, so that key names stay small. The rule on Id itself is
+ * validateJobData's (128 characters); 128 UTF-16 code units are at most 384 bytes of UTF-8.
+ */
+const MAX_ID_BYTES = 384;
+/** Ids of Bull's active list one SWEEP call looks at. */
+const SWEEP_PAGE = 500;
 
 /**
  * The fleet's one queue of image work, fair between users, behind Bull: Bull's wait list feeds it (producers
- * stay as they are), and each job stays `active` in Bull, locked by the fair queue, until END finishes it there.
- * The scripts are in ./commands, one per file; docs/ARCHITECTURE.md has the states and invariants.
+ * stay as they are), and each job stays `active` in Bull, locked for the fair queue, until END finishes it there.
+ * The scripts are in ./commands, one per file; docs/ARCHITECTURE.md has the states and invariants. Each method
+ * is one script call; its reply is decoded in ./replies.ts.
  */
 export class FairQueue {
   readonly keys: QueueKeys;
   private readonly commands: Record<Name, ScriptCommand>;
   private readonly agingMs: number;
+  /** Calls Redis failed since the start: a keeper that sees it grow knows Redis was away meanwhile. */
+  private failedCalls = 0;
 
   constructor(
     client: RedisClient,
@@ -86,105 +84,183 @@ export class FairQueue {
     return this.keys.prefix;
   }
 
-  /**
-   * Moves up to `batch` jobs from Bull's wait list in (and `firstId`, already moved to Bull's active list by a
-   * blocking read). Returns how many joined a line, how many joined an identical job, and the Bull options the
-   * worker does not apply (to be logged).
-   */
-  async intake(firstId: string | null, batch: number): Promise<{ taken: number; joined: number; unapplied: Array<{ id: string; option: string }> }> {
-    const reply = (await this.commands.intake(...this.keys.fixed, this.prefix, firstId ?? '', batch, this.agingMs)) as Array<string | number>;
-    const unapplied: Array<{ id: string; option: string }> = [];
-    for (let i = 2; i < reply.length; i += 2) unapplied.push({ id: String(reply[i]), option: String(reply[i + 1]) });
-    return { taken: Number(reply[0]), joined: Number(reply[1]), unapplied };
+  /** How many calls Redis failed since the start. */
+  get failures(): number {
+    return this.failedCalls;
   }
 
-  /** The next job, fairly, or how long until asking again is worth it (null: until woken). */
-  async claim(): Promise<Claim> {
-    return parseClaim((await this.commands.claim(...this.keys.fixed, this.prefix, ...this.claimArgs(), this.agingMs)) as ClaimReply);
+  private async call(name: Name, ...args: Array<string | number | Buffer>): Promise<unknown[]> {
+    try {
+      return (await this.commands[name](...args)) as unknown[];
+    } catch (err) {
+      this.failedCalls += 1;
+      throw err;
+    }
+  }
+
+  /**
+   * Moves up to `batch` jobs from Bull's wait list in (and `firstId`, already moved to Bull's active list by a
+   * blocking read). Returns how many went into a line, joined an identical job or went to the answers, the Bull
+   * options the worker does not apply (to be logged), and the jobs that went into a line (to be vetted).
+   */
+  async intake(firstId: string | null, batch: number): Promise<Intake> {
+    const reply = await this.call('intake', ...this.keys.fixed, this.prefix, firstId ?? '', batch, this.agingMs, this.options.lockMs, MAX_ID_BYTES);
+    const notes = Number(reply[4]);
+    const unapplied: Intake['unapplied'] = [];
+    for (let i = 5; i < 5 + notes; i += 2) unapplied.push({ id: String(reply[i]), option: String(reply[i + 1]) });
+    const jobs: Intake['jobs'] = [];
+    for (let i = 5 + notes; i < reply.length; i += 2) jobs.push({ fid: String(reply[i]), data: String(reply[i + 1]) });
+    return { lined: Number(reply[0]), joined: Number(reply[1]), answers: Number(reply[2]), read: Number(reply[3]), unapplied, jobs };
+  }
+
+  /** The next job under a new claim `token`, fairly, or how long until asking again is worth it (null: until woken). */
+  async claim(token: string): Promise<ClaimReply> {
+    return decodeClaim(await this.call('claim', ...this.keys.fixed, this.prefix, token, ...this.claimArgs()));
   }
 
   private claimArgs(): number[] {
-    const { leaseMs, userConcurrency, paced, claimHoldMs = CLAIM_HOLD_MS } = this.options;
-    return [leaseMs, userConcurrency, paced ? 1 : 0, claimHoldMs];
+    const { leaseMs, userConcurrency, paced, promiseMs, lockMs } = this.options;
+    return [leaseMs, userConcurrency, paced ? 1 : 0, promiseMs, this.agingMs, lockMs];
   }
 
   /**
-   * Ends this run of the job, if its lease is still this claim's: `held` false when it was lost (another worker
-   * may hold the job now, and nothing was changed). `joined`: the Bull ids of jobs that had joined this one and
-   * ended with it. `askedApi`: whether the run reserved a slot of the image API. `claimNext`: claim the next job
-   * in the same round trip (`next`, as `claim()` answers).
+   * Ends this run of the job, if the claim is still the caller's (`ended` false: it was lost, and nothing was
+   * changed). `joined`: the Bull ids of jobs that had joined this one and ended with it. `askedApi`: whether the run
+   * reserved a slot of the image API. `nextToken`: claim the next job in the same round trip (`next`).
    */
-  async end(job: FairJob, end: RunEnd, askedApi = true, claimNext = false): Promise<{ held: boolean; joined: string[]; next?: Claim }> {
+  async end(claim: Claim, end: RunEnd, askedApi = true, nextToken?: string): Promise<{ ended: boolean; joined: string[]; next?: ClaimReply }> {
+    const { job, token } = claim;
     const value = end.how === 'completed' ? (JSON.stringify(end.returnValue) ?? 'null') : end.how === 'failed' ? end.code : '';
     const delayMs = end.how === 'retry' ? Math.max(0, Math.round(end.delayMs)) : 0;
+    const shared = end.how === 'failed' && end.shared ? 1 : 0;
     const keys = [...this.keys.fixed, this.keys.job(job.fid), this.keys.checkpoint(job.fid), this.keys.joined(job.fid)];
-    const args = [
-      this.prefix,
-      job.fid,
-      job.token,
-      end.how,
-      value,
-      delayMs,
-      Date.now(),
-      this.agingMs,
-      TOLD_WINDOW_MS,
-      askedApi ? 0 : 1,
-      claimNext ? 1 : 0,
-      ...this.claimArgs(),
-    ];
-    const reply = (await this.commands.end(...keys, ...args)) as unknown[];
-    const count = Number(reply[1]);
-    const joined = reply.slice(2, 2 + count).map(String);
-    const rest = reply.slice(2 + count) as ClaimReply;
-    return { held: reply[0] === 1, joined, ...(claimNext && reply[0] === 1 ? { next: parseClaim(rest) } : {}) };
+    const { leaseMs, userConcurrency, paced, promiseMs, lockMs } = this.options;
+    const args = [job.fid, token, end.how, value, delayMs, Date.now(), this.agingMs, TOLD_WINDOW_MS, askedApi ? 1 : 0, shared, nextToken ?? ''];
+    const reply = await this.call('end', ...keys, this.prefix, ...args, leaseMs, userConcurrency, paced ? 1 : 0, promiseMs, lockMs);
+    return decodeEnd(reply, nextToken !== undefined);
   }
 
   /**
-   * A failure `code` is about to be told: returns how long its answer is held back (the same failure was told
-   * for this page a moment ago; the job is then set aside, and the lease released), 0 to tell it now, or -1 when
-   * the lease was lost.
+   * A failure `code` is about to be told: tell it now (the claim is confirmed and renewed), or it is held back (the
+   * same failure was told for this ask a moment ago; the job is set aside and the claim released), or the claim
+   * is gone.
    */
-  async hold(job: FairJob, code: ErrorCode): Promise<number> {
-    return (await this.commands.hold(...this.keys.fixed, this.keys.job(job.fid), this.prefix, job.fid, job.token, code)) as number;
+  async holdBack(claim: Claim, code: ErrorCode): Promise<HoldBackReply> {
+    const { job, token } = claim;
+    const reply = await this.call(
+      'holdBack',
+      ...this.keys.fixed,
+      this.keys.job(job.fid),
+      this.prefix,
+      job.fid,
+      token,
+      code,
+      this.options.leaseMs,
+      this.agingMs,
+    );
+    return decodeHoldBack(reply);
   }
 
-  /** Extends the leases of `jobs`; returns the fids of those whose lease was lost. */
-  async renew(jobs: FairJob[]): Promise<string[]> {
-    if (jobs.length === 0) return [];
-    const lost = (await this.commands.renew(this.keys.active, this.prefix, this.options.leaseMs, ...jobs.map(member))) as string[];
-    return lost.map((m) => m.slice(m.indexOf('|') + 1));
+  /** Extends `claims`; returns the tokens of those that were lost. */
+  async renew(claims: Array<Pick<Claim, 'token'> & { job: Pick<FairJob, 'fid'> }>): Promise<string[]> {
+    if (claims.length === 0) return [];
+    const members = claims.map((c) => `${c.token}|${c.job.fid}`);
+    const lost = (await this.call('renew', this.keys.claims, this.options.leaseMs, ...members)) as string[];
+    return lost.map((member) => member.slice(0, member.indexOf('|')));
   }
 
-  /** Whether this claim still holds the job (its lease is extended if so): asked before paying and delivering. */
-  async confirm(job: FairJob): Promise<boolean> {
-    return (await this.renew([job])).length === 0;
+  /**
+   * Takes back lapsed claims and every claim of a worker gone for `graceMs` (`presence`), marks those that lapsed too
+   * often, and promotes what is due. `suspects`: workers to look at again in `graceMs`.
+   */
+  async reap(opts: {
+    maxStalls: number;
+    presence: Presence;
+    graceMs: number;
+    worker: string;
+  }): Promise<{ requeued: number; stalledOut: number; promoted: number; suspects: number }> {
+    const { maxStalls, presence, graceMs, worker } = opts;
+    const reply = (await this.call(
+      'reap',
+      ...this.keys.fixed,
+      this.keys.suspects,
+      this.prefix,
+      this.agingMs,
+      maxStalls,
+      presence,
+      graceMs,
+      worker,
+    )) as number[];
+    const [requeued, stalledOut, promoted, suspects] = reply;
+    return { requeued, stalledOut, promoted, suspects };
   }
 
-  /** Requeues jobs whose lease lapsed, marks those that lapsed too often, and promotes what is due. */
-  async reap(maxStalls: number): Promise<{ requeued: number; stalledOut: number; promoted: number }> {
-    const [requeued, stalledOut, promoted] = (await this.commands.reap(...this.keys.fixed, this.prefix, this.agingMs, maxStalls)) as number[];
-    return { requeued, stalledOut, promoted };
-  }
-
-  /** Due retries and due answers join their users' lines; returns how many. */
+  /** Due retries join their users' lines, due answers the answers; returns how many. */
   async promote(): Promise<number> {
-    return (await this.commands.promote(...this.keys.fixed, this.prefix, this.agingMs)) as number;
+    return Number(await this.call('promote', ...this.keys.fixed, this.prefix, this.agingMs));
   }
 
-  /** Keeps `value` (a paid-for image) as the job's checkpoint unless the job has ended. */
+  /**
+   * Walks Bull's active list, if no other live worker does this round (see sweep-14.lua). Returns null when
+   * another one does, else what it did.
+   */
+  async sweep(opts: { worker: string; roundMs: number; presence: Presence }): Promise<{ looked: number; taken: number; relinked: number } | null> {
+    const total = { looked: 0, taken: 0, relinked: 0 };
+    for (let start = 0; ; start += SWEEP_PAGE) {
+      const reply = (await this.call(
+        'sweep',
+        ...this.keys.fixed,
+        this.keys.swept,
+        this.prefix,
+        opts.worker,
+        Math.max(1, Math.round(opts.roundMs)),
+        this.options.lockMs,
+        this.agingMs,
+        MAX_ID_BYTES,
+        start,
+        SWEEP_PAGE,
+        opts.presence,
+      )) as number[];
+      if (reply[0] !== 1) return start === 0 ? null : total;
+      total.looked += reply[1];
+      total.taken += reply[2];
+      total.relinked += reply[3];
+      if (reply[1] < SWEEP_PAGE) return total;
+    }
+  }
+
+  /** Jobs in users' lines found to need no image request go to the answers; returns how many moved. */
+  async expedite(fids: string[]): Promise<number> {
+    if (fids.length === 0) return 0;
+    return Number(await this.call('expedite', ...this.keys.fixed, this.prefix, this.agingMs, ...fids));
+  }
+
+  /** Keeps `value` (a paid picture) as the job's checkpoint unless the job has ended. */
   async keepCheckpoint(fid: string, value: Buffer, ttlS: number): Promise<boolean> {
-    return (await this.commands.checkpoint(this.keys.job(fid), this.keys.checkpoint(fid), ttlS, value)) === 1;
+    return Number(await this.call('checkpoint', this.keys.job(fid), this.keys.checkpoint(fid), ttlS, value)) === 1;
   }
 
   /** O(1) counts for the stats line. `waiting`: jobs in users' lines (Bull's active list less the rest). */
   async counts(): Promise<FairCounts> {
-    const [usersWaiting, running, retrying, heldBack, joined, heldBackTotal, bullActive] = (await this.commands.counts(
+    const [usersWaiting, running, retrying, heldBack, answers, joined, heldBackTotal, bullActive] = (await this.call(
+      'counts',
       ...this.keys.fixed,
       this.prefix,
     )) as number[];
-    const waiting = Math.max(0, bullActive - running - retrying - heldBack - joined);
-    return { usersWaiting, waiting, running, retrying, heldBack, joined, heldBackTotal };
+    const waiting = Math.max(0, bullActive - running - retrying - heldBack - answers - joined);
+    return { usersWaiting, waiting, running, retrying, heldBack, answers, joined, heldBackTotal };
   }
+}
+
+export interface Intake {
+  /** Ids read from Bull's wait list. */
+  read: number;
+  lined: number;
+  joined: number;
+  answers: number;
+  unapplied: Array<{ id: string; option: string }>;
+  /** The jobs that went into a line, with their data as Bull holds it. */
+  jobs: Array<{ fid: string; data: string }>;
 }
 
 export interface FairCounts {
@@ -193,45 +269,7 @@ export interface FairCounts {
   running: number;
   retrying: number;
   heldBack: number;
+  answers: number;
   joined: number;
   heldBackTotal: number;
-}
-
-type ClaimReply = [1, string, number, string[]] | [0, number];
-
-function parseClaim(reply: ClaimReply): Claim {
-  if (reply[0] === 0) return { retryInMs: reply[1] < 0 ? null : reply[1] };
-  return { job: parseJob(reply[1], reply[2], reply[3]) };
-}
-
-function member(job: FairJob): string {
-  return `${job.token}|${job.fid}`;
-}
-
-function parseJob(fid: string, token: number, fields: string[]): FairJob {
-  const record: Record<string, string> = {};
-  for (let i = 0; i < fields.length; i += 2) record[fields[i]] = fields[i + 1];
-  const job: FairJob = {
-    fid,
-    id: record.bid ?? fid,
-    token: String(token),
-    userId: record.uid ?? '',
-    data: parseJson(record.data),
-    createdAt: Number(record.ts),
-    attempts: Math.max(1, Number(record.attempts) || 1),
-    attemptsMade: Number(record.made) || 0,
-    backoff: parseJson(record.backoff),
-    mayHaveCheckpoint: token > 1 || Number(record.made) > 0,
-    stalledOut: record.stalledOut === '1',
-  };
-  if (record.answer) job.answer = record.answer as ErrorCode;
-  return job;
-}
-
-function parseJson(text: string | undefined): unknown {
-  try {
-    return text === undefined ? null : JSON.parse(text);
-  } catch {
-    return null;
-  }
 }

@@ -1,7 +1,8 @@
 /**
- * Every Redis key of the fair queue, in one place (docs/ARCHITECTURE.md lists them with their lifetimes).
- * All live under the queue's prefix `P` (`<QUEUE_PREFIX>:<QUEUE_NAME>:`), next to Bull's own keys, so with a
- * hash-tagged QUEUE_PREFIX (`{bull}`) the whole queue sits in one Redis Cluster slot.
+ * Every Redis key of the fair queue, in one place (docs/ARCHITECTURE.md lists them with their lifetimes; a test keeps
+ * that table and commands/_lib.lua in step). All live under the queue's prefix `P` (`<QUEUE_PREFIX>:<QUEUE_NAME>:`),
+ * next to Bull's own keys, so with a hash-tagged QUEUE_PREFIX (`{bull}`) the whole queue sits in one Redis Cluster
+ * slot.
  */
 export class QueueKeys {
   /** The keys every fair-queue script is given first, in this order (see commands/_lib.lua). */
@@ -15,40 +16,56 @@ export class QueueKeys {
     const bull = (name: string): string => `${prefix}${name}`;
     this.fixed = [
       f('users'),
-      f('active'),
-      f('delayed'),
+      f('claims'),
+      f('retries'),
       f('held'),
-      f('inflight'),
+      f('answers'),
+      f('running'),
       f('stats'),
       f('pace'),
       bull('wait'),
       bull('active'),
       bull('priority'),
-      bull('stalled'),
       bull('completed'),
       bull('failed'),
     ];
   }
 
-  get active(): string {
+  get claims(): string {
     return this.fixed[1];
   }
 
+  /** The image API's pace: src/capacity owns it; the claim reads it. */
   get pace(): string {
-    return this.fixed[6];
-  }
-
-  get bullWait(): string {
     return this.fixed[7];
   }
 
-  get bullActive(): string {
+  get bullWait(): string {
     return this.fixed[8];
+  }
+
+  get bullActive(): string {
+    return this.fixed[9];
+  }
+
+  /** Workers that looked gone at the last reap, and since when. */
+  get suspects(): string {
+    return `${this.prefix}fq:suspects`;
+  }
+
+  /** The worker sweeping Bull's active list this round. */
+  get swept(): string {
+    return `${this.prefix}fq:swept`;
   }
 
   /** Published when jobs become ready, so idle workers claim at once. */
   get wakeChannel(): string {
     return `${this.prefix}fq:wake`;
+  }
+
+  /** The channel a live worker stays subscribed to: no subscriber, no worker. */
+  workerChannel(worker: string): string {
+    return `${this.prefix}fq:worker:${worker}`;
   }
 
   job(fid: string): string {
@@ -57,10 +74,10 @@ export class QueueKeys {
 
   /** Jobs that joined `fid` (the same user, page and prompt while it waited or ran). */
   joined(fid: string): string {
-    return `${this.prefix}fq:with:${fid}`;
+    return `${this.prefix}fq:joined:${fid}`;
   }
 
-  /** The image of `fid`, paid for and not yet delivered. */
+  /** The picture of `fid`, paid for and not yet delivered. */
   checkpoint(fid: string): string {
     return `${this.prefix}checkpoint:${fid}`;
   }

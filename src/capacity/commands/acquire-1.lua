@@ -1,13 +1,13 @@
+--- @include "../../redis/_time"
 --[[
   Reserves the next slot of the image API for the whole fleet (GCRA: one request every interval x scale, no
   bursts), on Redis' clock so workers with skewed clocks share one pace. Every slot handed out eases a slow-down.
-  KEYS: 1 fq:pace  HASH tat (the next free slot, ms), scale (slow-down factor), slowed (ms), hold/holder (CLAIM)
+  KEYS: 1 fq:pace (see _pace.lua)
   ARGV: intervalMs, deadlineInMs (-1: none), idleTtlMs
   Returns the ms to wait for the slot, or -1 when it would come after the deadline (nothing is reserved then).
 ]]
 local interval, deadlineIn, idleTtl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = redis.call('TIME')
-local t = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local t = now()
 local pace = redis.call('HMGET', KEYS[1], 'tat', 'scale')
 local tat, scale = tonumber(pace[1] or '0'), tonumber(pace[2] or '1')
 local at = math.max(t, tat)

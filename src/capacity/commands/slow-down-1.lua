@@ -1,14 +1,14 @@
+--- @include "../../redis/_time"
 --[[
   The image API answered "rate limited": no slot before Retry-After (or two intervals), and the pace slows by
-  1.5 (up to 16x), at most once per second however many requests hear the 429 together; ACQUIRE eases it back as slots go
-  by without one.
-  KEYS: 1 fq:pace
+  1.5 (up to 16x), at most once per second however many requests hear the 429 together; ACQUIRE eases it back as
+  slots go by without one.
+  KEYS: 1 fq:pace (see _pace.lua)
   ARGV: intervalMs, retryAfterMs (-1: not given), idleTtlMs
   Returns the slow-down factor x 100.
 ]]
 local interval, retryAfter, idleTtl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = redis.call('TIME')
-local t = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local t = now()
 local pace = redis.call('HMGET', KEYS[1], 'tat', 'scale', 'slowed')
 local tat, scale, slowed = tonumber(pace[1] or '0'), tonumber(pace[2] or '1'), tonumber(pace[3] or '0')
 if t - slowed >= 1000 then

@@ -1,45 +1,87 @@
--- The claim (see claim-13.lua), shared with END, which claims the next job in the same round trip.
--- Returns {1, fid, token, fields} or {0, ms until the next slot, or -1: nothing to claim (wait to be woken)}.
-local function claimNext(t, leaseMs, cap, paced, holdMs, agingMs)
-  if paced then
-    local pace = rcall('HMGET', K.pace, 'tat', 'hold')
-    local free = math.max(tonumber(pace[1] or '0'), tonumber(pace[2] or '0'))
-    if free > t then return {0, math.ceil(free - t)} end
-  end
+--[[
+  The claim (see claim-13.lua), shared with END, which claims the next job in the same round trip.
+  Returns {1, fid, lane, fields} (lane: 'answers' or 'line', fields: the job's hash) or {0, ms until the next
+  slot of the pace, or -1: nothing to claim (wait to be woken)}.
+]]
 
-  local uid
-  if cap == 0 then
-    uid = rcall('ZRANGE', K.users, 0, 0)[1]
-  else
-    -- Users at their cap are passed over; a page of 100 at a time bounds the work when many are.
-    local from = 0
-    while not uid do
-      local page = rcall('ZRANGE', K.users, from, from + 99)
-      if #page == 0 then break end
-      for _, u in ipairs(page) do
-        if tonumber(rcall('HGET', K.inflight, u) or '0') < cap then uid = u break end
+-- Whether Bull still holds the job for the fair queue. Its lock is ours, or it lapsed (no worker kept it for a
+-- while) on a job Bull has not finished: then it is ours again. A lock of anyone else's, or a job Bull finished
+-- or removed (a plain Bull worker ran it after a roll-back), is not ours: the fair queue forgets the job.
+local function bullHolds(fid, bid, lockMs)
+  local lock = lockKey(bid)
+  local v = rcall('GET', lock)
+  if v == LOCK .. fid then return true end
+  if v and v ~= LEGACY_LOCK then return false end
+  if not v then
+    local b = rcall('HMGET', P .. bid, 'timestamp', 'finishedOn')
+    if not b[1] or b[2] or b[1] .. '-' .. bid ~= fid then return false end
+  end
+  rcall('SET', lock, LOCK .. fid, 'PX', lockMs)
+  return true
+end
+
+-- A job Bull no longer holds for the fair queue: forgotten, and the jobs that joined it run on their own.
+local function forget(fid, f, agingMs, t)
+  releaseJoined(fid, agingMs, t)
+  releaseAsk(f.ask, fid)
+  rcall('DEL', jobKey(fid), checkpointKey(fid))
+end
+
+local function fieldsOf(list)
+  local f = {}
+  for i = 1, #list, 2 do f[list[i]] = list[i + 1] end
+  return f
+end
+
+local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lockMs)
+  for _ = 1, 10 do
+    local lane, uid = 'answers', nil
+    local fid = rcall('ZPOPMIN', K.answers)[1]
+    if not fid then
+      lane = 'line'
+      if paced then
+        local wait = paceWait(K.pace, t)
+        if wait > 0 then return {0, wait} end
       end
-      from = from + 100
+      if cap == 0 then
+        uid = rcall('ZRANGE', K.users, 0, 0)[1]
+      else
+        -- Users at their cap are passed over; a page of 100 at a time bounds the work when many are.
+        local from = 0
+        while not uid do
+          local page = rcall('ZRANGE', K.users, from, from + 99)
+          if #page == 0 then break end
+          for _, u in ipairs(page) do
+            if tonumber(rcall('HGET', K.running, u) or '0') < cap then uid = u break end
+          end
+          from = from + 100
+        end
+      end
+      if not uid then return {0, -1} end
+      local line = lineKey(uid)
+      fid = rcall('ZPOPMIN', line)[1]
+      if rcall('EXISTS', line) == 0 then rcall('ZREM', K.users, uid) else rcall('ZINCRBY', K.users, -agingMs, uid) end
+    end
+    if fid then
+      local job = jobKey(fid)
+      local list = rcall('HGETALL', job)
+      if #list > 0 then
+        local f = fieldsOf(list)
+        if bullHolds(fid, f.bid, lockMs) then
+          rcall('HSET', job, 'at', 'claimed', 'claim', token)
+          rcall('ZADD', K.claims, t + leaseMs, claimMember(token, fid))
+          if lane == 'line' then
+            if cap > 0 then
+              rcall('HSET', job, 'capped', 1)
+              rcall('HINCRBY', K.running, uid, 1)
+            end
+            if paced then promiseSlot(K.pace, t, fid, promiseMs) end
+          end
+          return {1, fid, lane, list}
+        end
+        forget(fid, f, agingMs, t)
+      end
     end
   end
-  if not uid then return {0, -1} end
-
-  local line = lineKey(uid)
-  local fid = rcall('ZPOPMIN', line)[1]
-  if rcall('EXISTS', line) == 0 then rcall('ZREM', K.users, uid) else rcall('ZINCRBY', K.users, -agingMs, uid) end
-  if not fid then return {0, 0} end
-  local job = jobKey(fid)
-  local fields = rcall('HGETALL', job)
-  if #fields == 0 then return {0, 0} end
-  local token = rcall('HINCRBY', job, 'claims', 1)
-  rcall('ZADD', K.active, t + leaseMs, token .. '|' .. fid)
-  if cap > 0 then
-    rcall('HSET', job, 'capped', 1)
-    rcall('HINCRBY', K.inflight, uid, 1)
-  end
-  -- A failure answer or data without a user never asks the image API: it holds no slot.
-  local needsApi = uid ~= ''
-  for i = 1, #fields, 2 do if fields[i] == 'answer' then needsApi = false end end
-  if paced and needsApi then rcall('HSET', K.pace, 'hold', t + holdMs, 'holder', fid) end
-  return {1, fid, token, fields}
+  return {0, 0}
 end

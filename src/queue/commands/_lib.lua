@@ -1,56 +1,155 @@
+--- @include "../../redis/_time"
+--- @include "../../capacity/commands/_pace"
 --[[
-  Prepended to every fair-queue script (see ../scripts.ts). Every script gets the same fixed keys first, so a
-  script can name them as K.<name>; the keys of one job come after them (each script's header says which).
+  Shared by every fair-queue script: the fixed keys, the job's places and the moves between them.
+  docs/ARCHITECTURE.md has the states, the keys with their lifetimes and the invariants.
 
-  KEYS[1..13] (all under the queue's prefix P, e.g. `{bull}:Grok_Image_Generator:`):
-    1 fq:users     ZSET  user -> waiting jobs x agingMs + when they started waiting: who is served next
-    2 fq:active    ZSET  "<token>|<fid>" -> lease deadline (ms, Redis clock): running jobs and their fencing tokens
-    3 fq:delayed   ZSET  fid -> when a producer's retry may run (Bull attempts + backoff)
-    4 fq:held      ZSET  fid -> when a failure answer held back may be told
-    5 fq:inflight  HASH  user -> running jobs counted against USER_CONCURRENCY
-    6 fq:stats     HASH  seq (order of intake), joined (jobs waiting on an identical one), heldBack (answers held)
-    7 fq:pace      HASH  the image API's shared pace (see src/capacity/commands)
-    8 wait  9 active  10 priority  11 stalled  12 completed  13 failed: Bull's own lists and sets
+  KEYS[1..13], given first to every fair-queue script, in this order, all under the queue's prefix P:
+    1  fq:users    ZSET  user -> jobs waiting x agingMs + when the user started waiting: who is served next
+    2  fq:claims   ZSET  "<token>|<fid>" -> the claim's deadline (ms, Redis clock): the runs under way
+    3  fq:retries  ZSET  fid -> when the producer's next attempt may run (Bull attempts + backoff)
+    4  fq:held     ZSET  fid -> when a failure answer held back may be told
+    5  fq:answers  ZSET  fid -> order: jobs answered without an image request; they never wait for the pace
+    6  fq:running  HASH  user -> jobs running, counted against USER_CONCURRENCY
+    7  fq:stats    HASH  seq (order of intake), joined (jobs joined to an identical one), heldBack (answers held back)
+    8  fq:pace     HASH  the image API's pace (src/capacity owns it; see _pace.lua)
+    9  wait  10 active  11 priority  12 completed  13 failed: Bull's own
+  ARGV[1] is always P. Keys of one job come after the fixed ones (each script's header says which); any other key
+  is built from P, so with a hash-tagged prefix it lives in the declared keys' slot.
 
-  Keys built here from P share the prefix, so with a hash-tagged prefix they live in the declared keys' slot.
-  ARGV[1] is always P.
+  A job's hash, fq:job:<fid> (fid = "<Bull timestamp>-<Bull id>"):
+    bid uid data ts order ask attempts backoff kc ka fc fa   set at intake
+    at      where it is: line | claimed | retry | held | answers | joined
+    claim   the token of the claim that runs it (while at = claimed)
+    made    the producer's attempts used up; stalls: claims that lapsed; capped: counted in fq:running
+    answer  a failure to tell instead of running (held back, or stalled out); heldMs: how long it was held back
+    stalledOut  the answer is for a job whose claims kept lapsing
+    joins   the fid of the identical job it joined (at = joined); joined: how many joined this one
+    cp      a paid picture was kept for it (checkpoint:<fid>)
 ]]
 local rcall = redis.call
 local P = ARGV[1]
 local F = P .. 'fq:'
 local K = {
-  users = KEYS[1], active = KEYS[2], delayed = KEYS[3], held = KEYS[4], inflight = KEYS[5], stats = KEYS[6],
-  pace = KEYS[7], wait = KEYS[8], bactive = KEYS[9], priority = KEYS[10], stalled = KEYS[11],
-  completed = KEYS[12], failed = KEYS[13],
+  users = KEYS[1], claims = KEYS[2], retries = KEYS[3], held = KEYS[4], answers = KEYS[5], running = KEYS[6],
+  stats = KEYS[7], pace = KEYS[8], wait = KEYS[9], active = KEYS[10], priority = KEYS[11], completed = KEYS[12],
+  failed = KEYS[13],
 }
-
-local function now()
-  local t = rcall('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+-- Bull's lock of every job the fair queue holds; "fair-queue" alone is the lock of the 2.0 fair queue.
+local LOCK = 'fair-queue:'
+local LEGACY_LOCK = 'fair-queue'
 
 local function jobKey(fid) return F .. 'job:' .. fid end
 local function lineKey(uid) return F .. 'q:' .. uid end
+local function askKey(ask) return F .. 'ask:' .. ask end
+local function joinedKey(fid) return F .. 'joined:' .. fid end
+local function toldKey(ask) return F .. 'told:' .. ask end
+local function checkpointKey(fid) return P .. 'checkpoint:' .. fid end
+local function lockKey(bid) return P .. bid .. ':lock' end
+
+-- "<token>|<fid>", a member of fq:claims; the token is "<worker>.<n>".
+local function claimMember(token, fid) return token .. '|' .. fid end
+local function fidOf(member) return string.sub(member, string.find(member, '|', 1, true) + 1) end
+local function workerOf(member)
+  local token = string.sub(member, 1, string.find(member, '|', 1, true) - 1)
+  local dot = string.find(token, '.', 1, true)
+  return dot and string.sub(token, 1, dot - 1) or token
+end
+
+-- What this call made ready, for the fleet's wake message: 'answers' (claimed whatever the pace) or 'line'.
+local ready = nil
+local function publishWake()
+  if ready then rcall('PUBLISH', F .. 'wake', ready) end
+end
 
 -- A job joins its user's line at `order`; the user's place among users grows by one job's worth of aging.
 -- A user new to the line is ranked from now: fewest waiting first, then the one waiting longest.
 local function enqueue(uid, fid, order, agingMs, t)
   rcall('ZADD', lineKey(uid), order, fid)
   if rcall('ZADD', K.users, 'NX', agingMs + t, uid) == 0 then rcall('ZINCRBY', K.users, agingMs, uid) end
+  rcall('HSET', jobKey(fid), 'at', 'line')
+  ready = ready or 'line'
 end
 
--- Takes fid's running count back, as the claim recorded it (not by the ending worker's settings).
-local function release(job, uid)
+-- The job leaves its user's line (it was claimed, or is answered without the API).
+local function leaveLine(uid, fid, agingMs)
+  local line = lineKey(uid)
+  if rcall('ZREM', line, fid) == 0 then return false end
+  if rcall('EXISTS', line) == 0 then rcall('ZREM', K.users, uid) else rcall('ZINCRBY', K.users, -agingMs, uid) end
+  return true
+end
+
+-- Work that needs no image request: answered by whichever worker claims it first, whatever the pace.
+local function toAnswers(fid, t)
+  rcall('ZADD', K.answers, t, fid)
+  rcall('HSET', jobKey(fid), 'at', 'answers')
+  ready = 'answers'
+end
+
+-- Takes fid's running count back, as its claim recorded it (not by the ending worker's settings).
+local function releaseRunning(job, uid)
   if rcall('HGET', job, 'capped') == '1' then
     rcall('HDEL', job, 'capped')
-    if rcall('HINCRBY', K.inflight, uid, -1) <= 0 then rcall('HDEL', K.inflight, uid) end
+    if rcall('HINCRBY', K.running, uid, -1) <= 0 then rcall('HDEL', K.running, uid) end
   end
 end
 
--- A run that ends without asking the image API gives back the pace slot its claim held for a moment.
-local function freeSlot(fid)
-  if rcall('HGET', K.pace, 'holder') == fid then rcall('HDEL', K.pace, 'hold', 'holder') end
+-- New identical asks join fid no more (it is set aside, or gone).
+local function releaseAsk(ask, fid)
+  if ask and ask ~= '' and rcall('GET', askKey(ask)) == fid then rcall('DEL', askKey(ask)) end
 end
 
--- The fid of an active-set member "<token>|<fid>".
-local function fidOf(member) return string.sub(member, string.find(member, '|', 1, true) + 1) end
+-- The jobs that joined `leader` run on their own after all (its failure was its own, or it is set aside): the
+-- first goes into its user's line and the rest join it.
+local function releaseJoined(leader, agingMs, t)
+  local ids = rcall('LRANGE', joinedKey(leader), 0, -1)
+  if #ids == 0 then return end
+  rcall('DEL', joinedKey(leader))
+  rcall('HDEL', jobKey(leader), 'joined')
+  rcall('HINCRBY', K.stats, 'joined', -#ids)
+  local first
+  for _, fid in ipairs(ids) do
+    local job = jobKey(fid)
+    local f = rcall('HMGET', job, 'uid', 'order', 'ask')
+    if f[1] then
+      if not first then
+        first = fid
+        rcall('HDEL', job, 'joins')
+        enqueue(f[1], fid, tonumber(f[2]), agingMs, t)
+        if f[3] and f[3] ~= '' then rcall('SET', askKey(f[3]), fid) end
+      else
+        rcall('HSET', job, 'joins', first, 'at', 'joined')
+        rcall('RPUSH', joinedKey(first), fid)
+        rcall('HINCRBY', jobKey(first), 'joined', 1)
+        rcall('HINCRBY', K.stats, 'joined', 1)
+      end
+    end
+  end
+end
+
+-- A claim that will not end by its holder (it lapsed, its worker died, or Redis was rolled back) goes back:
+-- where it was in its user's line, or to the answers when a paid picture is kept for it. One that lapsed more
+-- than maxStalls times is answered GENERATION_FAILED instead; a picture kept for it is still delivered once.
+-- Returns 'requeued', 'stalledOut' or nil (the job is gone).
+local function requeue(member, t, agingMs, maxStalls)
+  rcall('ZREM', K.claims, member)
+  local fid = fidOf(member)
+  local job = jobKey(fid)
+  local f = rcall('HMGET', job, 'uid', 'order', 'cp', 'stalledOut')
+  if not f[1] then return nil end
+  releaseRunning(job, f[1])
+  freeSlot(K.pace, fid)
+  rcall('HDEL', job, 'claim')
+  if maxStalls >= 0 and rcall('HINCRBY', job, 'stalls', 1) > maxStalls then
+    if f[4] == '1' then
+      -- Even the delivery of its kept picture kept stalling: the picture goes, the answer stays.
+      rcall('DEL', checkpointKey(fid))
+      rcall('HDEL', job, 'cp')
+    end
+    rcall('HSET', job, 'answer', 'GENERATION_FAILED', 'stalledOut', 1)
+    toAnswers(fid, t)
+    return 'stalledOut'
+  end
+  if f[3] == '1' then toAnswers(fid, t) else enqueue(f[1], fid, tonumber(f[2]), agingMs, t) end
+  return 'requeued'
+end

@@ -1,16 +1,25 @@
--- Retries that are due join their users' lines where they were; failure answers that are due go first.
--- Returns how many moved.
-local function promote(t)
+--[[
+  Due retries join their users' lines where they were (and identical asks may join them again); due answers held
+  back go to the answers, to be told by whichever worker claims them first. Returns how many moved.
+]]
+local function promote(t, agingMs)
   local moved = 0
-  for _, set in ipairs({K.delayed, K.held}) do
-    local due = rcall('ZRANGEBYSCORE', set, '-inf', t, 'LIMIT', 0, 100)
-    for _, fid in ipairs(due) do
-      rcall('ZREM', set, fid)
-      local f = rcall('HMGET', jobKey(fid), 'uid', 'order')
-      if f[1] then
-        enqueue(f[1], fid, set == K.held and 0 or tonumber(f[2]), tonumber(ARGV[2]), t)
-        moved = moved + 1
-      end
+  local due = rcall('ZRANGEBYSCORE', K.retries, '-inf', t, 'LIMIT', 0, 100)
+  for _, fid in ipairs(due) do
+    rcall('ZREM', K.retries, fid)
+    local f = rcall('HMGET', jobKey(fid), 'uid', 'order', 'ask')
+    if f[1] then
+      enqueue(f[1], fid, tonumber(f[2]), agingMs, t)
+      if f[3] and f[3] ~= '' then rcall('SET', askKey(f[3]), fid, 'NX') end
+      moved = moved + 1
+    end
+  end
+  due = rcall('ZRANGEBYSCORE', K.held, '-inf', t, 'LIMIT', 0, 100)
+  for _, fid in ipairs(due) do
+    rcall('ZREM', K.held, fid)
+    if rcall('EXISTS', jobKey(fid)) == 1 then
+      toAnswers(fid, t)
+      moved = moved + 1
     end
   end
   return moved

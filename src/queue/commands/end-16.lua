@@ -1,57 +1,66 @@
 --- @include "_lib"
 --- @include "_claim"
 --[[
-  Ends a run of a job, fenced: only the holder of the lease "<token>|<fid>" may. A stale holder (its lease
-  lapsed and was reaped, perhaps claimed again) changes nothing.
+  Ends a run of a job, for the holder of its claim only: a run whose claim is gone (it lapsed and was taken back,
+  perhaps claimed again) changes nothing.
 
-  KEYS: the 13 fixed keys, 14 fq:job:<fid>, 15 checkpoint:<fid>, 16 fq:with:<fid> (jobs that joined this one)
-  ARGV: P, fid, token, how, value, delayMs, nowMs, agingMs, toldWindowMs, clearHold (1/0),
-        claim (1/0), then CLAIM's leaseMs, userCap, paced, holdMs: claim the next job in the same round trip
-    how = completed | failed: the job has ended. value: Bull's return value (JSON) or the failure's code.
-          It and every job that joined it are finished in Bull (moved to completed/failed, or removed as the
-          producer's removeOnComplete/removeOnFail say; the global event is published). A failure is
-          counted for its page (fq:told:<page>, kept toldWindowMs), so a repeat of it is told later.
-    how = retry: the producer's next attempt after delayMs (fq:delayed; PROMOTE brings it back).
-    how = back:  back into its user's line, where it was (shutdown handed it back).
-    clearHold: the run never asked the image API: the pace slot it held for a moment is free again.
+  KEYS: the 13 fixed keys, 14 fq:job:<fid>, 15 checkpoint:<fid>, 16 fq:joined:<fid> (jobs that joined this one)
+  ARGV: P, fid, token, how, value, delayMs, nowMs, agingMs, toldWindowMs, askedApi (1/0), shared (1/0),
+        nextToken ('': none), then CLAIM's leaseMs, userCap, paced, promiseMs, lockMs for the next job
+    how = completed | failed: the job has ended. value: Bull's return value (JSON) or the failure's code. It is
+          finished in Bull (moved to completed/failed, or removed as the producer's removeOnComplete/removeOnFail
+          say; the global event is published). The jobs that joined it end with it, unless it failed for a reason
+          of its own (`shared` 0: its token or its data): then they run on their own. A failure is counted for its
+          ask (fq:told:<ask>, kept toldWindowMs), so a repeat of it is told later (DEFER).
+    how = retry: the producer's next attempt after delayMs (fq:retries; PROMOTE brings it back).
+    how = back:  back where it was (shutdown handed it back before it was done).
+    askedApi 0: the run never asked the image API: the pace slot promised to it is free again.
     nowMs (the worker's clock) stamps Bull's finishedOn, as Bull's own scripts do.
-  Returns {1, n, n bull ids of the jobs that joined it and were finished with it, then CLAIM's reply when asked}
-  when the lease was this caller's, else {0}.
+    nextToken: claim the next job in the same round trip, with this token.
+  Returns {1, n, n Bull ids of the jobs that joined it and ended with it, then CLAIM's reply when asked}, or {-1}
+  when the claim is not the caller's.
 ]]
 local fid, token, how, value = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local delayMs, nowMs, agingMs, toldWindowMs = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local job, checkpoint, followers = KEYS[14], KEYS[15], KEYS[16]
-local function claimed(reply)
-  if ARGV[11] ~= '1' then return reply end
-  local next = claimNext(now(), tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14] == '1', tonumber(ARGV[15]), agingMs)
-  for _, v in ipairs(next) do table.insert(reply, v) end
-  return reply
+local job, checkpoint, joined = KEYS[14], KEYS[15], KEYS[16]
+local t = now()
+local function reply(r)
+  if ARGV[12] == '' then return r end
+  local next = claimNext(t, ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15] == '1', tonumber(ARGV[16]),
+    agingMs, tonumber(ARGV[17]))
+  for _, v in ipairs(next) do table.insert(r, v) end
+  return r
 end
 
-if rcall('ZREM', K.active, token .. '|' .. fid) == 0 then return {0, 0} end
-local f = rcall('HMGET', job, 'uid', 'bid', 'order', 'same', 'page', 'kc', 'ka', 'fc', 'fa', 'made', 'joined')
+if rcall('ZREM', K.claims, claimMember(token, fid)) == 0 then return {-1} end
+local f = rcall('HMGET', job, 'uid', 'bid', 'order', 'ask', 'kc', 'ka', 'fc', 'fa', 'made', 'joined', 'cp')
 local uid = f[1]
-release(job, uid)
-if ARGV[10] == '1' then freeSlot(fid) end
+releaseRunning(job, uid)
+if ARGV[10] == '0' then freeSlot(K.pace, fid) end
+rcall('HDEL', job, 'claim')
 
 if how == 'retry' then
   rcall('HINCRBY', job, 'made', 1)
   rcall('HINCRBY', P .. f[2], 'attemptsMade', 1)
-  rcall('ZADD', K.delayed, now() + delayMs, fid)
-  return claimed({1, 0})
+  rcall('ZADD', K.retries, t + delayMs, fid)
+  rcall('HSET', job, 'at', 'retry')
+  releaseJoined(fid, agingMs, t)
+  releaseAsk(f[4], fid)
+  publishWake()
+  return reply({1, 0})
 end
 if how == 'back' then
-  enqueue(uid, fid, tonumber(f[3]), agingMs, now())
-  rcall('PUBLISH', F .. 'wake', '1')
-  return claimed({1, 0})
+  if f[11] == '1' then toAnswers(fid, t) else enqueue(uid, fid, tonumber(f[3]), agingMs, t) end
+  publishWake()
+  return reply({1, 0})
 end
 
 -- Bull's moveToFinished for one job of ours: what producers, Bull's events and bull-board read.
-local target, field, keepCount, keepAge = K.completed, 'returnvalue', tonumber(f[6]), tonumber(f[7])
-if how == 'failed' then target, field, keepCount, keepAge = K.failed, 'failedReason', tonumber(f[8]), tonumber(f[9]) end
+local target, field, keepCount, keepAge = K.completed, 'returnvalue', tonumber(f[5]), tonumber(f[6])
+if how == 'failed' then target, field, keepCount, keepAge = K.failed, 'failedReason', tonumber(f[7]), tonumber(f[8]) end
 local function finishInBull(bid, made)
   local bkey = P .. bid
-  rcall('LREM', K.bactive, -1, bid)
+  rcall('LREM', K.active, -1, bid)
   if keepCount == 0 then
     rcall('DEL', bkey, bkey .. ':lock', bkey .. ':logs')
   else
@@ -78,25 +87,32 @@ local function finishInBull(bid, made)
   rcall('PUBLISH', target, cjson.encode({jobId = bid, val = value}))
 end
 
-finishInBull(f[2], tonumber(f[10]) or 0)
-local joinedIds = {}
-if f[11] then joinedIds = rcall('LRANGE', followers, 0, -1) end
-local reply = {1, 0}
-for _, other in ipairs(joinedIds) do
-  local g = rcall('HMGET', jobKey(other), 'bid', 'kc', 'ka', 'fc', 'fa')
-  if g[1] then
-    if how == 'failed' then keepCount, keepAge = tonumber(g[4]), tonumber(g[5]) else keepCount, keepAge = tonumber(g[2]), tonumber(g[3]) end
-    finishInBull(g[1], 0)
-    rcall('DEL', jobKey(other))
-    table.insert(reply, g[1])
-    reply[2] = reply[2] + 1
+finishInBull(f[2], tonumber(f[9]) or 0)
+local r = {1, 0}
+if f[10] then
+  if how == 'failed' and ARGV[11] == '0' then
+    releaseJoined(fid, agingMs, t)
+  else
+    local ids = rcall('LRANGE', joined, 0, -1)
+    for _, other in ipairs(ids) do
+      local g = rcall('HMGET', jobKey(other), 'bid', 'kc', 'ka', 'fc', 'fa')
+      if g[1] then
+        if how == 'failed' then keepCount, keepAge = tonumber(g[4]), tonumber(g[5]) else keepCount, keepAge = tonumber(g[2]), tonumber(g[3]) end
+        finishInBull(g[1], 0)
+        rcall('DEL', jobKey(other))
+        table.insert(r, g[1])
+        r[2] = r[2] + 1
+      end
+    end
+    if #ids > 0 then rcall('HINCRBY', K.stats, 'joined', -#ids) end
   end
 end
-if #joinedIds > 0 then rcall('HINCRBY', K.stats, 'joined', -#joinedIds) end
-if f[4] ~= '' then rcall('DEL', job, checkpoint, followers, F .. 'same:' .. f[4]) else rcall('DEL', job, checkpoint, followers) end
-if how == 'failed' and f[5] ~= '' then
-  local told = F .. 'told:' .. f[5]
+releaseAsk(f[4], fid)
+rcall('DEL', job, checkpoint, joined)
+if how == 'failed' and f[4] and f[4] ~= '' then
+  local told = toldKey(f[4])
   rcall('INCR', told)
   rcall('PEXPIRE', told, toldWindowMs)
 end
-return claimed(reply)
+publishWake()
+return reply(r)

@@ -1,11 +1,11 @@
 --- @include "_lib"
 --- @include "_promote"
 --[[
-  Brings due retries and due failure answers into their users' lines (the worker that put them aside calls it
-  when they are due; the reaper does too, should that worker have died).
+  Brings due retries into their users' lines and due answers held back to the answers (the worker that set them
+  aside calls it when they are due; every reaper does too, should that worker have died).
   ARGV: P, agingMs
   Returns how many moved.
 ]]
-local moved = promote(now())
-if moved > 0 then rcall('PUBLISH', F .. 'wake', '1') end
+local moved = promote(now(), tonumber(ARGV[2]))
+publishWake()
 return moved

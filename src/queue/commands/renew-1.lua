@@ -1,18 +1,17 @@
+--- @include "../../redis/_time"
 --[[
-  Extends the leases of the jobs a worker runs, fenced by their tokens. A lease that is gone (it lapsed and was
-  reaped, and maybe claimed again) stays gone: its member is reported so the worker stops that run.
+  Extends the claims a worker holds. A claim that is gone (it lapsed and was taken back, and maybe claimed again)
+  stays gone: it is reported, so that the worker stops that run. A claim whose deadline has passed but that nobody
+  took back yet is still the holder's, and is extended.
 
-  KEYS: 1 fq:active
-  ARGV: P, leaseMs, member ("<token>|<fid>")...
-  Returns the members whose lease was lost.
+  KEYS: 1 fq:claims
+  ARGV: leaseMs, member ("<token>|<fid>")...
+  Returns the members whose claim was lost.
 ]]
-local t = redis.call('TIME')
-local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+local deadline = now() + tonumber(ARGV[1])
 local lost = {}
-for i = 3, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], deadline, ARGV[i])
-  else
+for i = 2, #ARGV do
+  if redis.call('ZADD', KEYS[1], 'XX', 'CH', deadline, ARGV[i]) == 0 and not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     table.insert(lost, ARGV[i])
   end
 end

@@ -1,0 +1,129 @@
+import { ClaimLostError, errorSummary } from '../errors';
+import type { Logger } from '../logger';
+import { backoffDelayMs } from '../retryPolicy';
+import { sleep } from '../sleep';
+import { Throttle } from '../throttle';
+import type { Claim, FairQueue } from './fairQueue';
+
+interface Held {
+  claim: Claim;
+  controller: AbortController;
+  /** performance.now() when Redis last confirmed the claim (taking it, a renewal); -Infinity: ask again. */
+  confirmedAt: number;
+}
+
+/**
+ * The claims this worker holds, each known by its token: a run is its claim. Renewed every third of the lease; a
+ * claim found lost aborts its own run's signal and nobody else's (the same job may be claimed again by this very
+ * worker under another token). A run asks `stillHeld` before paying and before delivering; that costs a round trip
+ * only when the last confirmation is old enough for the claim to have lapsed, and when Redis does not answer it
+ * waits until Redis says, so nothing is paid or delivered on a claim that may be gone.
+ */
+export class Claims {
+  private readonly held = new Map<string, Held>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly throttle = new Throttle(30_000);
+  /**
+   * While this worker may look gone to the fleet (its subscription dropped), its claims can be taken back within
+   * seconds, not only after their lease: every stillHeld asks Redis, and only answers asked for afterwards count.
+   */
+  private distrusted = false;
+  private distrustedAt = -Infinity;
+
+  constructor(
+    private readonly fair: FairQueue,
+    private readonly leaseMs: number,
+    private readonly logger: Logger,
+    private readonly onLost: (claim: Claim) => void = () => undefined,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.leaseMs / 3)));
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** A claim just made; its run listens to the signal returned (aborted with a ClaimLostError if it is lost). */
+  take(claim: Claim): AbortSignal {
+    const controller = new AbortController();
+    this.held.set(claim.token, { claim, controller, confirmedAt: performance.now() });
+    return controller.signal;
+  }
+
+  release(claim: Claim): void {
+    this.held.delete(claim.token);
+  }
+
+  /** This worker may look gone to the fleet (its subscription dropped): no confirmation is taken on trust. */
+  distrust(): void {
+    this.distrusted = true;
+    this.distrustedAt = performance.now();
+  }
+
+  /** This worker's subscription is back: confirmations last half a lease again. */
+  trust(): void {
+    this.distrusted = false;
+  }
+
+  private confirmed(entry: Held, askedAt: number): void {
+    if (askedAt > this.distrustedAt && askedAt > entry.confirmedAt) entry.confirmedAt = askedAt;
+  }
+
+  /** Whether this claim is still held; a lost one aborts its run. Waits while Redis does not answer (`signal` ends the wait). */
+  async stillHeld(claim: Claim, signal?: AbortSignal): Promise<boolean> {
+    const entry = this.held.get(claim.token);
+    if (!entry || entry.controller.signal.aborted) return false;
+    if (!this.distrusted && performance.now() - entry.confirmedAt < this.leaseMs / 2) return true;
+    for (let attempt = 1; ; attempt++) {
+      const askedAt = performance.now();
+      try {
+        const lost = await this.fair.renew([claim]);
+        if (lost.length > 0) {
+          this.lost(entry);
+          return false;
+        }
+        this.confirmed(entry, askedAt);
+        return true;
+      } catch (err) {
+        if (entry.controller.signal.aborted) return false;
+        if (this.throttle.allow()) {
+          this.logger.warn(
+            { component: 'fair-queue', err: errorSummary(err) },
+            'claims not confirmed: Redis failed; nothing is paid or delivered until it answers',
+          );
+        }
+        await sleep(backoffDelayMs(attempt, { baseMs: 100, maxMs: 2000 }), signal);
+      }
+    }
+  }
+
+  /** Renews every claim this worker holds; those that were lost stop their runs. */
+  async renew(): Promise<void> {
+    const entries = [...this.held.values()];
+    if (entries.length === 0) return;
+    const askedAt = performance.now();
+    let lost: string[];
+    try {
+      lost = await this.fair.renew(entries.map((e) => e.claim));
+    } catch (err) {
+      if (this.throttle.allow()) this.logger.warn({ component: 'fair-queue', err: errorSummary(err) }, 'claims not renewed: Redis failed');
+      return;
+    }
+    const gone = new Set(lost);
+    for (const entry of entries) {
+      if (gone.has(entry.claim.token)) this.lost(entry);
+      else this.confirmed(entry, askedAt);
+    }
+  }
+
+  private lost(entry: Held): void {
+    if (entry.controller.signal.aborted) return;
+    const { claim } = entry;
+    this.logger.warn({ jobId: claim.job.id, fid: claim.job.fid, claim: claim.token }, 'claim lost: stopping its run (the job was taken back)');
+    entry.controller.abort(new ClaimLostError(claim.job.id));
+    this.onLost(claim);
+  }
+}

@@ -1,0 +1,135 @@
+import { errorSummary } from '../errors';
+import type { Logger } from '../logger';
+import { Throttle } from '../throttle';
+import type { Claims } from './claims';
+import type { FairQueue, Presence } from './fairQueue';
+
+/** How often Bull's active list is swept when STALLED_INTERVAL_MS is 0 (lapsed claims are then never taken back). */
+const SWEEP_DEFAULT_MS = 30_000;
+/** How long a worker without a subscriber stays a suspect before its claims are taken back (see reap-14.lua). */
+const PRESENCE_GRACE_MS = 5000;
+
+/**
+ * Bull's lock of a held job outlasts two sweeps and a little: a live fleet keeps it, and once no worker of the new
+ * kind runs (a roll-back to a plain Bull worker), it lapses and Bull's own stalled check returns the job to Bull's
+ * wait list.
+ */
+export function bullLockMs(stalledIntervalMs: number): number {
+  return 2 * (stalledIntervalMs || SWEEP_DEFAULT_MS) + 5000;
+}
+
+export interface KeeperSettings {
+  /** STALLED_INTERVAL_MS: how often lapsed claims are looked for; 0: never (the sweep still runs). */
+  stalledIntervalMs: number;
+  maxStalledCount: number;
+  /** This worker's id, as its claim tokens start. */
+  worker: string;
+  /** How a worker's presence is told, now (it is 'off' until this worker's own subscription is up). */
+  presence(): Presence;
+}
+
+/**
+ * Looks after what no run owns, on every worker, every STALLED_INTERVAL_MS: takes back the claims nobody will end
+ * (lapsed, or held by a worker that is gone) and promotes due retries and answers; once per round for the fleet, it
+ * sweeps Bull's active list (keeps Bull's locks, takes in what nobody holds, puts back what lost its place). It
+ * also promotes what this worker put aside, at the moment it is due. After Redis was away it only renews this
+ * worker's own claims first: every worker gets a round to renew before any claim is taken back.
+ */
+export class Keeper {
+  private interval: NodeJS.Timeout | undefined;
+  private recheck: NodeJS.Timeout | undefined;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly throttle = new Throttle(30_000);
+  private stopped = false;
+  private failuresSeen = 0;
+  private ticking: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly fair: FairQueue,
+    private readonly claims: Claims,
+    private readonly settings: KeeperSettings,
+    private readonly logger: Logger,
+  ) {}
+
+  private get intervalMs(): number {
+    return this.settings.stalledIntervalMs || SWEEP_DEFAULT_MS;
+  }
+
+  start(): void {
+    this.failuresSeen = this.fair.failures;
+    this.tick();
+    this.interval = setInterval(() => this.tick(), this.intervalMs);
+    this.interval.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.interval);
+    clearTimeout(this.recheck);
+    this.timers.forEach((timer) => clearTimeout(timer));
+    this.timers.clear();
+  }
+
+  /** Promotes what this worker put aside once it is due (every keeper does it too, should this worker die). */
+  promoteAfter(delayMs: number): void {
+    if (this.stopped) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      this.fair.promote().catch((err: unknown) => this.warn('retries and answers not promoted: Redis failed; the keepers will', err));
+    }, delayMs + 5);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  /** One round; rounds never overlap. */
+  tick(): void {
+    this.ticking = this.ticking.then(() => this.round());
+  }
+
+  private async round(): Promise<void> {
+    if (this.stopped) return;
+    const redisWasAway = this.fair.failures !== this.failuresSeen;
+    this.failuresSeen = this.fair.failures;
+    await this.claims.renew();
+    if (this.settings.stalledIntervalMs > 0 && !redisWasAway) await this.reap();
+    await this.sweep();
+  }
+
+  private async reap(): Promise<void> {
+    const { maxStalledCount, worker } = this.settings;
+    try {
+      const { requeued, stalledOut, suspects } = await this.fair.reap({
+        maxStalls: maxStalledCount,
+        presence: this.settings.presence(),
+        graceMs: PRESENCE_GRACE_MS,
+        worker,
+      });
+      if (requeued + stalledOut > 0) this.logger.warn({ requeued, stalledOut }, 'jobs whose run stopped were taken back and run again');
+      if (suspects > 0 && !this.recheck) {
+        // A worker looks gone: look again once its grace is over, not a whole interval later.
+        this.recheck = setTimeout(() => {
+          this.recheck = undefined;
+          this.tick();
+        }, PRESENCE_GRACE_MS + 50);
+        this.recheck.unref();
+      }
+    } catch (err) {
+      this.warn('stalled jobs not checked: Redis failed', err);
+    }
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      const swept = await this.fair.sweep({ worker: this.settings.worker, roundMs: Math.floor(this.intervalMs * 0.9), presence: this.settings.presence() });
+      if (swept && swept.taken + swept.relinked > 0) {
+        this.logger.warn({ taken: swept.taken, relinked: swept.relinked }, 'jobs Bull holds that the fair queue had lost were taken in again');
+      }
+    } catch (err) {
+      this.warn("Bull's active list not swept: Redis failed", err);
+    }
+  }
+
+  private warn(message: string, err: unknown): void {
+    if (this.throttle.allow()) this.logger.warn({ component: 'fair-queue', err: errorSummary(err) }, message);
+  }
+}

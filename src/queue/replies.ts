@@ -1,0 +1,103 @@
+import type { ErrorCode } from '../errors';
+
+/**
+ * What the fair queue's scripts answer, decoded in one place. Every script that acts for a claim starts its reply
+ * with one of these codes (BullMQ's scripts do the same with their error codes), so no caller reads a raw reply.
+ */
+const REPLY = {
+  /** Done (END), or a job was claimed (CLAIM). */
+  DONE: 1,
+  /** Nothing to claim (CLAIM), or: tell the failure now (HOLD-BACK). */
+  NONE: 0,
+  /** The failure's answer is held back (HOLD-BACK). */
+  HELD_BACK: 2,
+  /** The caller's claim is gone: it lapsed and was taken back, perhaps claimed again. Nothing was changed. */
+  CLAIM_LOST: -1,
+} as const;
+
+/** A job as the fair queue hands it to a worker under a claim. */
+export interface FairJob {
+  /** The job's identity in the fair queue: Bull's creation time and id (`<timestamp>-<id>`). A re-added jobId is a new job. */
+  fid: string;
+  /** Bull's job id, as producers and logs know it. */
+  id: string;
+  /** The job's `Id` when it can name a user's line, else '' (its run fails with INVALID_JOB and a clear message). */
+  userId: string;
+  data: unknown;
+  /** When the producer created it (Bull's timestamp). */
+  createdAt: number;
+  /** What the producer allowed (Bull's `attempts`, 1 when not given) and how many ended in a retry. */
+  attempts: number;
+  attemptsMade: number;
+  /** Bull's `backoff` option as the producer gave it. */
+  backoff: unknown;
+  /** `answers`: claimed without waiting for the pace (it needs no image request); `line`: from its user's line. */
+  lane: 'answers' | 'line';
+  /** A paid picture was kept for it by an earlier run (a crash, a stall, a retry, a hand-back, a lost claim). */
+  hasCheckpoint: boolean;
+  /** A failure to tell instead of running: an answer that was held back, or a job whose claims kept lapsing. */
+  answer?: ErrorCode;
+  /** How long the answer was held back. */
+  heldMs?: number;
+  /** The answer is GENERATION_FAILED because the job's claims lapsed more than MAX_STALLED_COUNT times. */
+  stalledOut: boolean;
+}
+
+export type ClaimReply = { job: FairJob; retryInMs?: undefined } | { job?: undefined; retryInMs: number | null };
+
+type RawReply = unknown[];
+
+/** CLAIM's reply, from `at` in a longer reply (END appends one): the job, or how long until asking again is worth it. */
+export function decodeClaim(reply: RawReply, at = 0): ClaimReply {
+  if (reply[at] !== REPLY.DONE) {
+    const ms = Number(reply[at + 1]);
+    return { retryInMs: ms < 0 ? null : ms };
+  }
+  return { job: decodeJob(String(reply[at + 1]), reply[at + 2] === 'answers' ? 'answers' : 'line', reply[at + 3] as string[]) };
+}
+
+/** END's reply: whether the claim was the caller's, the Bull ids of the jobs that ended with it, the next claim. */
+export function decodeEnd(reply: RawReply, claimedNext: boolean): { ended: boolean; joined: string[]; next?: ClaimReply } {
+  if (reply[0] === REPLY.CLAIM_LOST) return { ended: false, joined: [] };
+  const count = Number(reply[1]);
+  const joined = reply.slice(2, 2 + count).map(String);
+  return { ended: true, joined, ...(claimedNext ? { next: decodeClaim(reply, 2 + count) } : {}) };
+}
+
+export type HoldBackReply = { tell: true } | { tell: false; heldMs: number } | { tell: false; lost: true };
+
+/** HOLD-BACK's reply: tell the failure now (the claim was confirmed), held back for `heldMs`, or the claim is gone. */
+export function decodeHoldBack(reply: RawReply): HoldBackReply {
+  if (reply[0] === REPLY.NONE) return { tell: true };
+  if (reply[0] === REPLY.HELD_BACK) return { tell: false, heldMs: Number(reply[1]) };
+  return { tell: false, lost: true };
+}
+
+function decodeJob(fid: string, lane: FairJob['lane'], fields: string[]): FairJob {
+  const record: Record<string, string> = {};
+  for (let i = 0; i < fields.length; i += 2) record[fields[i]] = fields[i + 1];
+  const job: FairJob = {
+    fid,
+    id: record.bid ?? fid,
+    userId: record.uid ?? '',
+    data: parseJson(record.data),
+    createdAt: Number(record.ts),
+    attempts: Math.max(1, Number(record.attempts) || 1),
+    attemptsMade: Number(record.made) || 0,
+    backoff: parseJson(record.backoff),
+    lane,
+    hasCheckpoint: record.cp === '1',
+    stalledOut: record.stalledOut === '1',
+  };
+  if (record.answer) job.answer = record.answer as ErrorCode;
+  if (record.heldMs) job.heldMs = Number(record.heldMs);
+  return job;
+}
+
+function parseJson(text: string | undefined): unknown {
+  try {
+    return text === undefined ? null : JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
