@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, DEFAULTS, describeConfig, GROK_ASPECT_RATIOS, loadConfig, loadQueueSettings, SCHEMA } from '../src/config';
+import { ConfigError, DEFAULTS, describeConfig, loadConfig, loadQueueSettings, SCHEMA } from '../src/config';
 import { int } from '../src/config/kinds';
 import { hasHashTag } from '../src/config/rules';
 import { setting, settingsOf } from '../src/config/setting';
@@ -118,18 +118,47 @@ describe('loadConfig', () => {
     ]);
   });
 
-  it("takes xAI's published aspect ratios and resolutions, and nothing else", () => {
-    for (const ratio of GROK_ASPECT_RATIOS) expect(loadConfig({ ...minimal, GROK_ASPECT_RATIO: ratio }).grok.aspectRatio).toBe(ratio);
-    expect(loadConfig({ ...minimal, GROK_RESOLUTION: '2K' }).grok.resolution).toBe('2k');
+  it("takes any aspect ratio and resolution of xAI's form, so a value xAI adds later needs no release", () => {
+    const ratios = ['1:1', '3:4', '4:3', '9:16', '16:9', '2:3', '3:2', '9:19.5', '19.5:9', '9:20', '20:9', '1:2', '2:1', 'auto', '21:9', '5:2', '7:3'];
+    for (const ratio of ratios) expect(loadConfig({ ...minimal, GROK_ASPECT_RATIO: ratio }).grok.aspectRatio).toBe(ratio);
+    for (const [given, read] of [
+      ['1k', '1k'],
+      ['1.5k', '1.5k'],
+      ['2K', '2k'],
+      ['4k', '4k'],
+    ]) {
+      expect(loadConfig({ ...minimal, GROK_RESOLUTION: given }).grok.resolution).toBe(read);
+    }
     expect(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '', GROK_RESOLUTION: ' ' }).grok).toMatchObject({ aspectRatio: undefined, resolution: undefined });
-    expect(problems({ ...minimal, GROK_ASPECT_RATIO: '1024x1024', GROK_RESOLUTION: '4k' })).toEqual([
-      expect.stringMatching(/^GROK_ASPECT_RATIO must be one of 1:1, 3:4, .*, auto, or unset .*\(got "1024x1024"\)/),
-      expect.stringMatching(/^GROK_RESOLUTION must be one of 1k, 2k, or unset .*\(got "4k"\)/),
-    ]);
-    expect(describeConfig(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '16:9', GROK_RESOLUTION: '1k' })).grok).toMatchObject({
-      aspectRatio: '16:9',
-      resolution: '1k',
+    expect(describeConfig(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '21:9', GROK_RESOLUTION: '1.5k' })).grok).toMatchObject({
+      aspectRatio: '21:9',
+      resolution: '1.5k',
     });
+  });
+
+  it('refuses an aspect ratio or resolution of another form, naming the variable and giving examples', () => {
+    expect(problems({ ...minimal, GROK_ASPECT_RATIO: '1024x1024', GROK_RESOLUTION: '1024' })).toEqual([
+      'GROK_ASPECT_RATIO must be <width>:<height> (decimals allowed) or auto, e.g. 1:1, 3:4, 16:9 or 9:19.5 (grok-imagine-image-2.0 adds 21:9 and 5:2), or unset to let xAI choose (got "1024x1024")',
+      'GROK_RESOLUTION must be <number>k (decimals allowed), e.g. 1k, 1.5k or 2k, or unset to let xAI choose (got "1024")',
+    ]);
+    for (const ratio of ['16/9', '16:', ':9', '1:2:3', '-1:2', '1.:2', 'AUTO', 'square']) {
+      expect(problems({ ...minimal, GROK_ASPECT_RATIO: ratio })).toEqual([expect.stringMatching(/^GROK_ASPECT_RATIO must be <width>:<height>/)]);
+    }
+    for (const resolution of ['k', '1.k', '1,5k', '2kb', 'hd', '1024x1024']) {
+      expect(problems({ ...minimal, GROK_RESOLUTION: resolution })).toEqual([expect.stringMatching(/^GROK_RESOLUTION must be <number>k/)]);
+    }
+  });
+
+  it('takes any model name of letters, digits, ".", "-" and "_", and refuses anything else', () => {
+    for (const model of ['grok-imagine-image', 'grok-imagine-image-2.0', 'grok-imagine-image-quality', 'grok-2-image-1212', 'grok_imagine_image_3']) {
+      expect(loadConfig({ ...minimal, GROK_MODEL: model }).grok.model).toBe(model);
+    }
+    expect(problems({ ...minimal, GROK_MODEL: 'grok imagine' })).toEqual([
+      'GROK_MODEL must be a model name (letters, digits, ".", "-", "_"), e.g. grok-imagine-image, grok-imagine-image-2.0 or grok-2-image-1212 (got "grok imagine")',
+    ]);
+    for (const model of ['grok/imagine', 'grok-imagine-image?x=1', '"grok-imagine-image"']) {
+      expect(problems({ ...minimal, GROK_MODEL: model })).toEqual([expect.stringMatching(/^GROK_MODEL must be a model name/)]);
+    }
   });
 
   it('keeps every default in DEFAULTS', () => {

@@ -15,8 +15,8 @@ export interface GrokProviderOptions {
   model: string;
   /** Sent as `aspect_ratio` only when set (GROK_ASPECT_RATIO, validated by the config), e.g. `3:4`. */
   aspectRatio?: string;
-  /** Sent as `resolution` only when set (GROK_RESOLUTION). */
-  resolution?: '1k' | '2k';
+  /** Sent as `resolution` only when set (GROK_RESOLUTION), e.g. `1.5k`. */
+  resolution?: string;
   /** Limit for each HTTP request (the API call, then the download of a `url` answer), body included. */
   timeoutMs: number;
   /** Extra attempts at downloading a `url` answer; the image is paid for, so the API is not asked again. Default 3. */
