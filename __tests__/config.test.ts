@@ -50,6 +50,7 @@ describe('loadConfig', () => {
     expect(config.grok).not.toHaveProperty('aspectRatio', expect.anything());
     expect(config.grok.aspectRatio).toBeUndefined();
     expect(config.grok.resolution).toBeUndefined();
+    expect(config.grok.quality).toBeUndefined();
   });
 
   it('names every bad variable and what it expects, all at once', () => {
@@ -146,6 +147,35 @@ describe('loadConfig', () => {
     }
     for (const resolution of ['k', '1.k', '1,5k', '2kb', 'hd', '1024x1024']) {
       expect(problems({ ...minimal, GROK_RESOLUTION: resolution })).toEqual([expect.stringMatching(/^GROK_RESOLUTION must be <number>k/)]);
+    }
+  });
+
+  it('takes GROK_QUALITY with grok-imagine-image-2.0, the retired grok-imagine-image-quality, or a model it does not know', () => {
+    for (const model of ['grok-imagine-image-2.0', 'grok-imagine-image-quality', 'grok-imagine-image-3']) {
+      expect(loadConfig({ ...minimal, GROK_MODEL: model, GROK_QUALITY: 'high' }).grok).toMatchObject({ model, quality: 'high' });
+    }
+    expect(loadConfig({ ...minimal, GROK_MODEL: 'grok-imagine-image-2.0', GROK_QUALITY: 'ultra' }).grok.quality).toBe('ultra');
+    expect(describeConfig(loadConfig({ ...minimal, GROK_MODEL: 'grok-imagine-image-2.0', GROK_QUALITY: 'low' })).grok).toMatchObject({ quality: 'low' });
+  });
+
+  it('stops the start when GROK_QUALITY is set with a 1.0 model, which refuses it, naming GROK_QUALITY', () => {
+    expect(problems({ ...minimal, GROK_QUALITY: 'high' })).toEqual([
+      'GROK_QUALITY must be unset with the model grok-imagine-image (GROK_MODEL), which refuses it; grok-imagine-image-2.0 takes it (got "high")',
+    ]);
+    expect(problems({ ...minimal, GROK_MODEL: 'grok-2-image-1212', GROK_QUALITY: 'low' })).toEqual([
+      expect.stringMatching(/^GROK_QUALITY must be unset with the model grok-2-image-1212 \(GROK_MODEL\)/),
+    ]);
+    // A bad model is reported once, not again as a model that refuses quality.
+    expect(problems({ ...minimal, GROK_MODEL: 'grok imagine', GROK_QUALITY: 'high' })).toEqual([expect.stringMatching(/^GROK_MODEL must be/)]);
+  });
+
+  it('refuses a GROK_QUALITY that is not a lowercase word, naming it and giving examples', () => {
+    const model = { GROK_MODEL: 'grok-imagine-image-2.0' };
+    expect(problems({ ...minimal, ...model, GROK_QUALITY: 'High' })).toEqual([
+      'GROK_QUALITY must be a lowercase word, e.g. low, medium or high (grok-imagine-image-2.0), or unset to leave it out (got "High")',
+    ]);
+    for (const quality of ['very high', '2', 'high!', 'low-ish']) {
+      expect(problems({ ...minimal, ...model, GROK_QUALITY: quality })).toEqual([expect.stringMatching(/^GROK_QUALITY must be a lowercase word/)]);
     }
   });
 

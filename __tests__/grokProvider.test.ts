@@ -69,6 +69,27 @@ describe('request', () => {
     for (const { body } of fake.calls) for (const refused of ['size', 'quality', 'style']) expect(body).not.toHaveProperty(refused);
   });
 
+  it("sends grok-imagine-image-2.0's quality, 1.5k and 21:9 as set", async () => {
+    await provider({ model: 'grok-imagine-image-2.0', quality: 'high', resolution: '1.5k', aspectRatio: '21:9' }).generate(
+      { prompt: 'x', userId: 'u' },
+      signal(),
+    );
+    await provider({ model: 'grok-imagine-image-2.0', quality: 'low' }).generate({ prompt: 'x', userId: 'u' }, signal());
+    expect(fake.calls[0].body).toEqual({
+      model: 'grok-imagine-image-2.0',
+      prompt: 'x',
+      n: 1,
+      response_format: 'b64_json',
+      user: hashUserId('u'),
+      quality: 'high',
+      resolution: '1.5k',
+      aspect_ratio: '21:9',
+    });
+    expect(fake.calls[1].body).toMatchObject({ quality: 'low' });
+    expect(fake.calls[1].body).not.toHaveProperty('resolution');
+    expect(fake.calls[1].body).not.toHaveProperty('aspect_ratio');
+  });
+
   it('passes the configured model through', async () => {
     await provider({ model: 'grok-2-image-1212' }).generate({ prompt: 'x', userId: 'user-1' }, signal());
     expect(fake.calls[0].body).toMatchObject({ model: 'grok-2-image-1212' });

@@ -1,6 +1,6 @@
 import dotenv from 'dotenv';
 import { ConfigError } from './configError';
-import { checkImageProvider, checkQueue, finishJwt } from './rules';
+import { checkImageProvider, checkQuality, checkQueue, finishJwt } from './rules';
 import { Config, DEFAULTS, JwtConfig, QUEUE_SETTINGS, QueueSettings, SCHEMA } from './schema';
 import { Env, Reading, readSettings } from './setting';
 
@@ -30,6 +30,7 @@ export function loadConfig(env: Env): Config {
   const { jwt, rateLimit, ...settings } = readSettings(SCHEMA, env, reading);
   checkQueue(settings, reading);
   checkImageProvider(settings, reading);
+  checkQuality(settings.grok, reading);
   const config: Config = {
     ...settings,
     jwt: finishJwt(jwt, reading),

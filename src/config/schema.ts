@@ -10,7 +10,7 @@ import { defaultsOf, setting, Values } from './setting';
  */
 
 /**
- * xAI's image settings are checked by their form, not against today's values: a model, ratio or resolution xAI
+ * xAI's image settings are checked by their form, not against today's values: a model, ratio, resolution or quality xAI
  * adds later works without a new release, and one xAI refuses comes back as a 400 naming the field, which the
  * provider reports as a misconfiguration. The examples are today's values.
  */
@@ -27,6 +27,8 @@ const RESOLUTION = matching(/^\d+(\.\d+)?k$/, '<number>k (decimals allowed), e.g
   lowercase: true,
   orUnset: 'to let xAI choose',
 });
+/** Today's values are grok-imagine-image-2.0's; the 1.0 models refuse any (rules.ts). */
+const QUALITY = matching(/^[a-z]+$/, 'a lowercase word, e.g. low, medium or high (grok-imagine-image-2.0)', { orUnset: 'to leave it out' });
 
 const NOTIFY_FORMATS = ['schema', 'legacy'] as const;
 export type NotifyFormat = (typeof NOTIFY_FORMATS)[number];
@@ -96,6 +98,8 @@ export const SCHEMA = {
     aspectRatio: setting('GROK_ASPECT_RATIO', ASPECT_RATIO),
     /** Sent as `resolution` only when set. */
     resolution: setting('GROK_RESOLUTION', RESOLUTION),
+    /** Sent as `quality` only when set; a model known to refuse it stops the start. */
+    quality: setting('GROK_QUALITY', QUALITY),
   },
   jwt: JWT_SETTINGS,
   /** One limiter for every image request from every worker on the Redis (xAI allows a team 5 per second). */

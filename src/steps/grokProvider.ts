@@ -17,6 +17,8 @@ export interface GrokProviderOptions {
   aspectRatio?: string;
   /** Sent as `resolution` only when set (GROK_RESOLUTION), e.g. `1.5k`. */
   resolution?: string;
+  /** Sent as `quality` only when set (GROK_QUALITY), e.g. `high`; the 1.0 models refuse it. */
+  quality?: string;
   /** Limit for each HTTP request (the API call, then the download of a `url` answer), body included. */
   timeoutMs: number;
   /** Extra attempts at downloading a `url` answer; the image is paid for, so the API is not asked again. Default 3. */
@@ -88,12 +90,13 @@ export class GrokImageProvider implements ImageProvider {
     return image;
   }
 
-  /** Never `size`, `quality` or `style`: xAI refuses them ("Argument not supported"). */
+  /** Never `size` or `style`: xAI refuses them ("Argument not supported"). The image settings only when set. */
   private requestBody(prompt: string, userId: string): Record<string, unknown> {
-    const { model, aspectRatio, resolution } = this.options;
+    const { model, aspectRatio, resolution, quality } = this.options;
     const body: Record<string, unknown> = { model, prompt, n: 1, response_format: 'b64_json', user: hashUserId(userId) };
     if (aspectRatio) body.aspect_ratio = aspectRatio;
     if (resolution) body.resolution = resolution;
+    if (quality) body.quality = quality;
     return body;
   }
 
