@@ -36,6 +36,21 @@ const BILLING_STATUSES = new Set([403, 429]);
 
 const USD_PER_TICK = 1e-10;
 const MODERATION = /moderat|content[ _-]?policy|safety|rejected by/i;
+/**
+ * A 400 or 422 that names one of the request's fields refuses a setting (GROK_MODEL, GROK_ASPECT_RATIO,
+ * GROK_RESOLUTION, GROK_QUALITY) or something the worker always sends: every job would fail alike, so an operator
+ * is alerted. `n` and `user` are words of prose too, so they count only where they read as a field's name.
+ */
+const NAMES_A_REQUEST_FIELD = [
+  /argument not supported/i,
+  /\bmodels?\b/i,
+  /\baspect[ _]ratio\b/i,
+  /\bresolution\b/i,
+  /\bquality\b/i,
+  /\bresponse[ _]format\b/i,
+  fieldName('n'),
+  fieldName('user'),
+];
 const OUT_OF_CREDITS = /credit|spending limit|quota|billing/i;
 const MAX_DETAIL_CHARS = 300;
 /** Hashed with the user's Id for `user`: xAI can tell users apart without learning who they are. */
@@ -162,6 +177,11 @@ export class GrokImageProvider implements ImageProvider {
     if ((status === 400 || status === 422) && MODERATION.test(hint)) {
       return permanentError('CONTENT_REJECTED', text, { status });
     }
+    // Without the prompt, which an error may quote and which may well say "model" or "quality".
+    const withoutPrompt = this.redact(hint, prompt);
+    if ((status === 400 || status === 422) && NAMES_A_REQUEST_FIELD.some((field) => field.test(withoutPrompt))) {
+      return misconfigurationError(text, { status });
+    }
     // Money, not load: no retry or wait will help until an operator tops up or raises the limit.
     if (BILLING_STATUSES.has(status) && OUT_OF_CREDITS.test(hint)) return billingError(text, { status });
     const retryAfterMs = parseRetryAfter(retryAfter);
@@ -237,6 +257,12 @@ function describeErrorBody(body: string, redact: (text: string) => string): { me
   const short = safe.length > MAX_DETAIL_CHARS ? `${safe.slice(0, MAX_DETAIL_CHARS)}...` : safe;
   const detail = short || 'no details';
   return { message: detail, hint: [text, ...extra.filter((x) => typeof x === 'string')].join(' ') };
+}
+
+/** `name` where it reads as a field's: quoted, after "field", "parameter" or "argument", or before `:`, `=` or "must". */
+function fieldName(name: string): RegExp {
+  const quote = '[\'"`]';
+  return new RegExp(`${quote}${name}${quote}|\\b(?:field|parameter|argument)\\s+${quote}?${name}\\b|(?:^|[\\s(,])${name}\\s*(?:[:=]|must\\b)`, 'i');
 }
 
 /** A one-way hash of the user's Id for xAI's `user` field. */
