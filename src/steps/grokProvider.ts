@@ -13,7 +13,7 @@ export interface GrokProviderOptions {
   apiKey: string;
   /** Sent as is, e.g. grok-imagine-image or grok-2-image-1212. */
   model: string;
-  /** Sent as `aspect_ratio` only when set (GROK_ASPECT_RATIO, validated by the config), e.g. `3:4`. */
+  /** Sent as `aspect_ratio` only when set (GROK_ASPECT_RATIO, its form checked by the config), e.g. `21:9`. */
   aspectRatio?: string;
   /** Sent as `resolution` only when set (GROK_RESOLUTION), e.g. `1.5k`. */
   resolution?: string;
