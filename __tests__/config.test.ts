@@ -27,6 +27,8 @@ describe('loadConfig', () => {
       queuePrefix: 'bull',
       redisClusterNodes: [],
       promptMaxLength: 1000,
+      promptPrefix: '',
+      originalLook: false,
       imageProvider: 'grok',
       grok: { apiUrl: 'https://api.x.ai/v1/images/generations', model: 'grok-imagine-image', timeoutMs: 60000, maxRetries: 3 },
       notify: { event: 'Profile', roomSuffix: '_Grok_Image_Generator', format: 'legacy', progress: true, ackTimeoutMs: 0, maxWaitMs: 120000 },
@@ -383,6 +385,51 @@ describe("the original StoryBang worker's .env", () => {
     const given = { ...storybang };
     expect(loadConfig(given).redisUrl).toBe('redis://redis.internal:6380');
     expect(given).toEqual(storybang);
+  });
+
+  describe("keeps the original's look", () => {
+    const HOUSE_STYLE =
+      'Generate an image in the style of Studio Ghibli: soft colors, warm lighting, expressive anime-style eyes, hand-drawn look, and whimsical, gentle atmosphere. ';
+
+    it('on the original names only: its house style before every prompt, its 700-character cut, the default model', () => {
+      expect(loadConfig(storybang)).toMatchObject({
+        originalLook: true,
+        promptPrefix: HOUSE_STYLE,
+        promptMaxLength: 700,
+        grok: { model: 'grok-imagine-image' },
+      });
+      // One original name read is enough; empty variables (a copied .env.example) are not set.
+      const oneName = {
+        API_GROK: 'xai-original-key',
+        JWT_SECRET: 'jwt-secret',
+        PORT_MESSAGES_USERS: '4001',
+        PROMPT_PREFIX: '',
+        PROMPT_MAX_LENGTH: ' ',
+        GROK_MODEL: '',
+      };
+      expect(loadConfig(oneName)).toMatchObject({ legacyNames: ['API_GROK'], originalLook: true, promptPrefix: HOUSE_STYLE, promptMaxLength: 700 });
+    });
+
+    it('says so in the start line, with the prefix and the cut in force', () => {
+      expect(describeConfig(loadConfig(storybang))).toMatchObject({ originalLook: true, promptPrefix: HOUSE_STYLE, promptMaxLength: 700 });
+      expect(describeConfig(loadConfig(minimal))).toMatchObject({ originalLook: false, promptPrefix: '', promptMaxLength: 1000 });
+    });
+
+    it.each([
+      [{ PROMPT_PREFIX: 'Watercolour: ' }, { promptPrefix: 'Watercolour: ', promptMaxLength: 1000 }],
+      [{ PROMPT_PREFIX: ' ' }, { promptPrefix: ' ', promptMaxLength: 1000 }],
+      [{ PROMPT_MAX_LENGTH: '700' }, { promptPrefix: '', promptMaxLength: 700 }],
+      [{ GROK_MODEL: 'grok-imagine-image' }, { promptPrefix: '', promptMaxLength: 1000 }],
+      [{ GROK_MODEL: 'grok-2-image-1212' }, { promptPrefix: '', promptMaxLength: 1000 }],
+    ])('not once %j is set: what is set and the defaults', (set, look) => {
+      expect(loadConfig({ ...storybang, ...set })).toMatchObject({ originalLook: false, ...look });
+    });
+
+    it('not with the new names only, nor when every original name is overridden', () => {
+      expect(loadConfig(minimal)).toMatchObject({ originalLook: false, promptPrefix: '', promptMaxLength: 1000 });
+      const overridden = { ...storybang, REDIS_URL: 'redis://new-redis:6379', GROK_API_KEY: 'xai-new-key', JWT_SECRET: 'jwt-secret' };
+      expect(loadConfig(overridden)).toMatchObject({ legacyNames: [], originalLook: false, promptPrefix: '', promptMaxLength: 1000 });
+    });
   });
 
   it('reports malformed original names together with the other problems', () => {

@@ -1,5 +1,6 @@
 import dotenv from 'dotenv';
 import { ConfigError } from './configError';
+import { keepsOriginalLook, ORIGINAL_LOOK } from './legacy';
 import { checkImageProvider, checkQuality, checkQueue, finishJwt } from './rules';
 import { Config, DEFAULTS, JwtConfig, QUEUE_SETTINGS, QueueSettings, SCHEMA } from './schema';
 import { Env, Reading, readSettings } from './setting';
@@ -31,8 +32,11 @@ export function loadConfig(env: Env): Config {
   checkQueue(settings, reading);
   checkImageProvider(settings, reading);
   checkQuality(settings.grok, reading);
+  const originalLook = keepsOriginalLook(reading);
   const config: Config = {
     ...settings,
+    ...(originalLook ? ORIGINAL_LOOK : {}),
+    originalLook,
     jwt: finishJwt(jwt, reading),
     rateLimit: rateLimit.max === 0 ? null : rateLimit,
     legacyNames: reading.legacyNames,

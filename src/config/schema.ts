@@ -169,6 +169,11 @@ export interface QueueSettings extends Values<typeof QUEUE_SETTINGS> {
 }
 
 export interface Config extends Omit<Settings, 'jwt' | 'rateLimit'> {
+  /**
+   * Run on the original StoryBang names only: promptPrefix and promptMaxLength are then the original worker's house
+   * style and 700 (legacy.ts), not PROMPT_PREFIX's and PROMPT_MAX_LENGTH's defaults.
+   */
+  originalLook: boolean;
   jwt: JwtConfig;
   /** One limiter for every image request from every worker on the Redis; null when GROK_RATE_LIMIT=0. */
   rateLimit: Settings['rateLimit'] | null;
