@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, DEFAULTS, describeConfig, GROK_ASPECT_RATIOS, loadConfig, loadQueueSettings, SCHEMA } from '../src/config';
+import { ConfigError, DEFAULTS, describeConfig, loadConfig, loadQueueSettings, SCHEMA } from '../src/config';
 import { int } from '../src/config/kinds';
 import { hasHashTag } from '../src/config/rules';
 import { setting, settingsOf } from '../src/config/setting';
@@ -27,6 +27,8 @@ describe('loadConfig', () => {
       queuePrefix: 'bull',
       redisClusterNodes: [],
       promptMaxLength: 1000,
+      promptPrefix: '',
+      originalLook: false,
       imageProvider: 'grok',
       grok: { apiUrl: 'https://api.x.ai/v1/images/generations', model: 'grok-imagine-image', timeoutMs: 60000, maxRetries: 3 },
       notify: { event: 'Profile', roomSuffix: '_Grok_Image_Generator', format: 'legacy', progress: true, ackTimeoutMs: 0, maxWaitMs: 120000 },
@@ -50,6 +52,7 @@ describe('loadConfig', () => {
     expect(config.grok).not.toHaveProperty('aspectRatio', expect.anything());
     expect(config.grok.aspectRatio).toBeUndefined();
     expect(config.grok.resolution).toBeUndefined();
+    expect(config.grok.quality).toBeUndefined();
   });
 
   it('names every bad variable and what it expects, all at once', () => {
@@ -118,18 +121,76 @@ describe('loadConfig', () => {
     ]);
   });
 
-  it("takes xAI's published aspect ratios and resolutions, and nothing else", () => {
-    for (const ratio of GROK_ASPECT_RATIOS) expect(loadConfig({ ...minimal, GROK_ASPECT_RATIO: ratio }).grok.aspectRatio).toBe(ratio);
-    expect(loadConfig({ ...minimal, GROK_RESOLUTION: '2K' }).grok.resolution).toBe('2k');
+  it("takes any aspect ratio and resolution of xAI's form, so a value xAI adds later needs no release", () => {
+    const ratios = ['1:1', '3:4', '4:3', '9:16', '16:9', '2:3', '3:2', '9:19.5', '19.5:9', '9:20', '20:9', '1:2', '2:1', 'auto', '21:9', '5:2', '7:3'];
+    for (const ratio of ratios) expect(loadConfig({ ...minimal, GROK_ASPECT_RATIO: ratio }).grok.aspectRatio).toBe(ratio);
+    for (const [given, read] of [
+      ['1k', '1k'],
+      ['1.5k', '1.5k'],
+      ['2K', '2k'],
+      ['4k', '4k'],
+    ]) {
+      expect(loadConfig({ ...minimal, GROK_RESOLUTION: given }).grok.resolution).toBe(read);
+    }
     expect(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '', GROK_RESOLUTION: ' ' }).grok).toMatchObject({ aspectRatio: undefined, resolution: undefined });
-    expect(problems({ ...minimal, GROK_ASPECT_RATIO: '1024x1024', GROK_RESOLUTION: '4k' })).toEqual([
-      expect.stringMatching(/^GROK_ASPECT_RATIO must be one of 1:1, 3:4, .*, auto, or unset .*\(got "1024x1024"\)/),
-      expect.stringMatching(/^GROK_RESOLUTION must be one of 1k, 2k, or unset .*\(got "4k"\)/),
-    ]);
-    expect(describeConfig(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '16:9', GROK_RESOLUTION: '1k' })).grok).toMatchObject({
-      aspectRatio: '16:9',
-      resolution: '1k',
+    expect(describeConfig(loadConfig({ ...minimal, GROK_ASPECT_RATIO: '21:9', GROK_RESOLUTION: '1.5k' })).grok).toMatchObject({
+      aspectRatio: '21:9',
+      resolution: '1.5k',
     });
+  });
+
+  it('refuses an aspect ratio or resolution of another form, naming the variable and giving examples', () => {
+    expect(problems({ ...minimal, GROK_ASPECT_RATIO: '1024x1024', GROK_RESOLUTION: '1024' })).toEqual([
+      'GROK_ASPECT_RATIO must be <width>:<height> (decimals allowed) or auto, e.g. 1:1, 3:4, 16:9 or 9:19.5 (grok-imagine-image-2.0 adds 21:9 and 5:2), or unset to let xAI choose (got "1024x1024")',
+      'GROK_RESOLUTION must be <number>k (decimals allowed), e.g. 1k, 1.5k or 2k, or unset to let xAI choose (got "1024")',
+    ]);
+    for (const ratio of ['16/9', '16:', ':9', '1:2:3', '-1:2', '1.:2', 'AUTO', 'square']) {
+      expect(problems({ ...minimal, GROK_ASPECT_RATIO: ratio })).toEqual([expect.stringMatching(/^GROK_ASPECT_RATIO must be <width>:<height>/)]);
+    }
+    for (const resolution of ['k', '1.k', '1,5k', '2kb', 'hd', '1024x1024']) {
+      expect(problems({ ...minimal, GROK_RESOLUTION: resolution })).toEqual([expect.stringMatching(/^GROK_RESOLUTION must be <number>k/)]);
+    }
+  });
+
+  it('takes GROK_QUALITY with grok-imagine-image-2.0, the retired grok-imagine-image-quality, or a model it does not know', () => {
+    for (const model of ['grok-imagine-image-2.0', 'grok-imagine-image-quality', 'grok-imagine-image-3']) {
+      expect(loadConfig({ ...minimal, GROK_MODEL: model, GROK_QUALITY: 'high' }).grok).toMatchObject({ model, quality: 'high' });
+    }
+    expect(loadConfig({ ...minimal, GROK_MODEL: 'grok-imagine-image-2.0', GROK_QUALITY: 'ultra' }).grok.quality).toBe('ultra');
+    expect(describeConfig(loadConfig({ ...minimal, GROK_MODEL: 'grok-imagine-image-2.0', GROK_QUALITY: 'low' })).grok).toMatchObject({ quality: 'low' });
+  });
+
+  it('stops the start when GROK_QUALITY is set with a 1.0 model, which refuses it, naming GROK_QUALITY', () => {
+    expect(problems({ ...minimal, GROK_QUALITY: 'high' })).toEqual([
+      'GROK_QUALITY must be unset with the model grok-imagine-image (GROK_MODEL), which refuses it; grok-imagine-image-2.0 takes it (got "high")',
+    ]);
+    expect(problems({ ...minimal, GROK_MODEL: 'grok-2-image-1212', GROK_QUALITY: 'low' })).toEqual([
+      expect.stringMatching(/^GROK_QUALITY must be unset with the model grok-2-image-1212 \(GROK_MODEL\)/),
+    ]);
+    // A bad model is reported once, not again as a model that refuses quality.
+    expect(problems({ ...minimal, GROK_MODEL: 'grok imagine', GROK_QUALITY: 'high' })).toEqual([expect.stringMatching(/^GROK_MODEL must be/)]);
+  });
+
+  it('refuses a GROK_QUALITY that is not a lowercase word, naming it and giving examples', () => {
+    const model = { GROK_MODEL: 'grok-imagine-image-2.0' };
+    expect(problems({ ...minimal, ...model, GROK_QUALITY: 'High' })).toEqual([
+      'GROK_QUALITY must be a lowercase word, e.g. low, medium or high (grok-imagine-image-2.0), or unset to leave it out (got "High")',
+    ]);
+    for (const quality of ['very high', '2', 'high!', 'low-ish']) {
+      expect(problems({ ...minimal, ...model, GROK_QUALITY: quality })).toEqual([expect.stringMatching(/^GROK_QUALITY must be a lowercase word/)]);
+    }
+  });
+
+  it('takes any model name of letters, digits, ".", "-" and "_", and refuses anything else', () => {
+    for (const model of ['grok-imagine-image', 'grok-imagine-image-2.0', 'grok-imagine-image-quality', 'grok-2-image-1212', 'grok_imagine_image_3']) {
+      expect(loadConfig({ ...minimal, GROK_MODEL: model }).grok.model).toBe(model);
+    }
+    expect(problems({ ...minimal, GROK_MODEL: 'grok imagine' })).toEqual([
+      'GROK_MODEL must be a model name (letters, digits, ".", "-", "_"), e.g. grok-imagine-image, grok-imagine-image-2.0 or grok-2-image-1212 (got "grok imagine")',
+    ]);
+    for (const model of ['grok/imagine', 'grok-imagine-image?x=1', '"grok-imagine-image"']) {
+      expect(problems({ ...minimal, GROK_MODEL: model })).toEqual([expect.stringMatching(/^GROK_MODEL must be a model name/)]);
+    }
   });
 
   it('keeps every default in DEFAULTS', () => {
@@ -324,6 +385,51 @@ describe("the original StoryBang worker's .env", () => {
     const given = { ...storybang };
     expect(loadConfig(given).redisUrl).toBe('redis://redis.internal:6380');
     expect(given).toEqual(storybang);
+  });
+
+  describe("keeps the original's look", () => {
+    const HOUSE_STYLE =
+      'Generate an image in the style of Studio Ghibli: soft colors, warm lighting, expressive anime-style eyes, hand-drawn look, and whimsical, gentle atmosphere. ';
+
+    it('on the original names only: its house style before every prompt, its 700-character cut, the default model', () => {
+      expect(loadConfig(storybang)).toMatchObject({
+        originalLook: true,
+        promptPrefix: HOUSE_STYLE,
+        promptMaxLength: 700,
+        grok: { model: 'grok-imagine-image' },
+      });
+      // One original name read is enough; empty variables (a copied .env.example) are not set.
+      const oneName = {
+        API_GROK: 'xai-original-key',
+        JWT_SECRET: 'jwt-secret',
+        PORT_MESSAGES_USERS: '4001',
+        PROMPT_PREFIX: '',
+        PROMPT_MAX_LENGTH: ' ',
+        GROK_MODEL: '',
+      };
+      expect(loadConfig(oneName)).toMatchObject({ legacyNames: ['API_GROK'], originalLook: true, promptPrefix: HOUSE_STYLE, promptMaxLength: 700 });
+    });
+
+    it('says so in the start line, with the prefix and the cut in force', () => {
+      expect(describeConfig(loadConfig(storybang))).toMatchObject({ originalLook: true, promptPrefix: HOUSE_STYLE, promptMaxLength: 700 });
+      expect(describeConfig(loadConfig(minimal))).toMatchObject({ originalLook: false, promptPrefix: '', promptMaxLength: 1000 });
+    });
+
+    it.each([
+      [{ PROMPT_PREFIX: 'Watercolour: ' }, { promptPrefix: 'Watercolour: ', promptMaxLength: 1000 }],
+      [{ PROMPT_PREFIX: ' ' }, { promptPrefix: ' ', promptMaxLength: 1000 }],
+      [{ PROMPT_MAX_LENGTH: '700' }, { promptPrefix: '', promptMaxLength: 700 }],
+      [{ GROK_MODEL: 'grok-imagine-image' }, { promptPrefix: '', promptMaxLength: 1000 }],
+      [{ GROK_MODEL: 'grok-2-image-1212' }, { promptPrefix: '', promptMaxLength: 1000 }],
+    ])('not once %j is set: what is set and the defaults', (set, look) => {
+      expect(loadConfig({ ...storybang, ...set })).toMatchObject({ originalLook: false, ...look });
+    });
+
+    it('not with the new names only, nor when every original name is overridden', () => {
+      expect(loadConfig(minimal)).toMatchObject({ originalLook: false, promptPrefix: '', promptMaxLength: 1000 });
+      const overridden = { ...storybang, REDIS_URL: 'redis://new-redis:6379', GROK_API_KEY: 'xai-new-key', JWT_SECRET: 'jwt-secret' };
+      expect(loadConfig(overridden)).toMatchObject({ legacyNames: [], originalLook: false, promptPrefix: '', promptMaxLength: 1000 });
+    });
   });
 
   it('reports malformed original names together with the other problems', () => {

@@ -6,6 +6,10 @@ import { isFinal } from './support/helpers';
 import { spawnWorker, TestSystem, useTestSystem } from './support/harness';
 import { startStorybangJwt, StorybangJwt } from './support/storybangJwt';
 
+/** The original worker's house style, word for word from its code, closing space included. */
+const HOUSE_STYLE =
+  'Generate an image in the style of Studio Ghibli: soft colors, warm lighting, expressive anime-style eyes, hand-drawn look, and whimsical, gentle atmosphere. ';
+
 const MODERATED = {
   status: 400,
   json: { code: 'Client specified an invalid argument', error: 'Generated image rejected by content moderation.' },
@@ -34,7 +38,7 @@ describe('drop-in for the StoryBang worker', () => {
     await redis.stop();
   });
 
-  it('works from the original .env alone: an image, the original sentence for an expired session, a sentence for a moderated prompt', async () => {
+  it('works from the original .env alone: an image in the original look, the original sentence for an expired session, a sentence for a moderated prompt', async () => {
     const originalEnv = {
       BULL_GENERATOR_HOST: '127.0.0.1',
       BULL_GENERATOR_PORT: String(redis.port),
@@ -48,7 +52,12 @@ describe('drop-in for the StoryBang worker', () => {
     sys.processes.push(worker);
     await worker.ready;
     expect(worker.logs.find((l) => l.msg === 'starting')).toMatchObject({
-      settings: expect.objectContaining({ legacyNames: expect.arrayContaining(['BULL_GENERATOR_HOST', 'BULL_GENERATOR_PORT', 'API_JWT', 'API_GROK']) }),
+      settings: expect.objectContaining({
+        legacyNames: expect.arrayContaining(['BULL_GENERATOR_HOST', 'BULL_GENERATOR_PORT', 'API_JWT', 'API_GROK']),
+        originalLook: true,
+        promptPrefix: HOUSE_STYLE,
+        promptMaxLength: 700,
+      }),
     });
 
     const alice = await sys.user('alice');
@@ -69,6 +78,30 @@ describe('drop-in for the StoryBang worker', () => {
     expect(image).toMatchObject({ Status: true, Number: 3 });
     expect(image.Message).toMatch(/^data:image\/png;base64,[A-Za-z0-9+/]+=*$/);
     expect(sys.xai.calls[1].headers.authorization).toBe('Bearer xai-original-key');
+    expect(sys.xai.calls.map((c) => (c.body as { prompt: string }).prompt)).toEqual([
+      `${HOUSE_STYLE}a scene the moderation refuses`,
+      `${HOUSE_STYLE}a lighthouse at dawn`,
+    ]);
+    expect(sys.xai.calls[1].body).toMatchObject({ model: 'grok-imagine-image' });
+
+    // The original's cut: a prompt longer than 700 characters loses its last words, not half of one.
+    const words = Array.from({ length: 120 }, (_, i) => `page${i}`);
+    const long = words.join(' ');
+    let kept = '';
+    for (const word of words) {
+      const next = kept ? `${kept} ${word}` : word;
+      if (next.length > 700) break;
+      kept = next;
+    }
+    expect(long.length).toBeGreaterThan(800);
+    expect(long[700]).not.toBe(' ');
+    await ask('alice', long, 4);
+    expect(await alice.waitFor((p) => p.Number === 4)).toMatchObject({ Status: true, Number: 4 });
+    const cut = (sys.xai.calls[2].body as { prompt: string }).prompt;
+    expect(cut).toBe(HOUSE_STYLE + kept);
+    expect(cut.length - HOUSE_STYLE.length).toBeLessThanOrEqual(700);
+    expect(cut.length - HOUSE_STYLE.length).toBeGreaterThan(690);
+    expect(long.startsWith(`${kept} `)).toBe(true);
 
     await ask('bob', 'a fox', 1, jwtService.expired('bob'));
     expect(await bob.waitFor(isFinal)).toEqual({ Status: false, Message: 'Session expired. Please log in again.', Number: 1 });
@@ -76,8 +109,8 @@ describe('drop-in for the StoryBang worker', () => {
     await ask('bob', 'a fox', 2, await jwtService.create('alice'));
     expect(await bob.waitFor((p) => p.Number === 2)).toEqual({ Status: false, Message: 'Session expired. Please log in again.', Number: 2 });
 
-    expect(sys.xai.calls).toHaveLength(2);
-    expect(alice.received).toHaveLength(1);
-    expect(jwtService.verifyRequests).toHaveLength(4);
+    expect(sys.xai.calls).toHaveLength(3);
+    expect(alice.received).toHaveLength(2);
+    expect(jwtService.verifyRequests).toHaveLength(5);
   });
 });

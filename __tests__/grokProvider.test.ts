@@ -69,6 +69,27 @@ describe('request', () => {
     for (const { body } of fake.calls) for (const refused of ['size', 'quality', 'style']) expect(body).not.toHaveProperty(refused);
   });
 
+  it("sends grok-imagine-image-2.0's quality, 1.5k and 21:9 as set", async () => {
+    await provider({ model: 'grok-imagine-image-2.0', quality: 'high', resolution: '1.5k', aspectRatio: '21:9' }).generate(
+      { prompt: 'x', userId: 'u' },
+      signal(),
+    );
+    await provider({ model: 'grok-imagine-image-2.0', quality: 'low' }).generate({ prompt: 'x', userId: 'u' }, signal());
+    expect(fake.calls[0].body).toEqual({
+      model: 'grok-imagine-image-2.0',
+      prompt: 'x',
+      n: 1,
+      response_format: 'b64_json',
+      user: hashUserId('u'),
+      quality: 'high',
+      resolution: '1.5k',
+      aspect_ratio: '21:9',
+    });
+    expect(fake.calls[1].body).toMatchObject({ quality: 'low' });
+    expect(fake.calls[1].body).not.toHaveProperty('resolution');
+    expect(fake.calls[1].body).not.toHaveProperty('aspect_ratio');
+  });
+
   it('passes the configured model through', async () => {
     await provider({ model: 'grok-2-image-1212' }).generate({ prompt: 'x', userId: 'user-1' }, signal());
     expect(fake.calls[0].body).toMatchObject({ model: 'grok-2-image-1212' });
@@ -201,10 +222,17 @@ describe('refused content', () => {
   });
 
   it('a 400 about something else is a permanent generation failure', async () => {
-    fake.script([{ status: 400, json: { code: 'Client specified an invalid argument', error: 'Argument not supported: size' } }]);
+    fake.script([{ status: 400, json: { code: 'Client specified an invalid argument', error: 'Prompt is too long' } }]);
     const err = await failure();
     expect(err).toMatchObject({ code: 'GENERATION_FAILED', transient: false, status: 400 });
-    expect(err.message).toBe('Image API 400: Argument not supported: size');
+    expect(err.message).toBe('Image API 400: Prompt is too long');
+  });
+
+  it('a 400 about moderation that also names a field is still CONTENT_REJECTED', async () => {
+    fake.script([
+      { status: 400, json: { code: 'Client specified an invalid argument', error: 'Generated image at quality high rejected by content moderation.' } },
+    ]);
+    expect(await failure()).toMatchObject({ code: 'CONTENT_REJECTED', kind: 'permanent', status: 400, alert: undefined });
   });
 });
 
@@ -236,8 +264,42 @@ describe('error answers', () => {
   });
 
   it('other 4xx are permanent but not a misconfiguration', async () => {
-    fake.script([{ status: 400, json: { error: 'Argument not supported: size' } }]);
-    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', kind: 'permanent', status: 400, alert: undefined });
+    fake.script([
+      { status: 400, json: { error: 'Prompt is too long' } },
+      { status: 400, json: { code: 'Client specified an invalid argument', error: 'The user prompt cannot be empty' } },
+      { status: 409, json: { error: 'Conflict' } },
+    ]);
+    for (const status of [400, 400, 409]) {
+      expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', kind: 'permanent', status, alert: undefined });
+    }
+  });
+
+  it.each([
+    [400, { code: 'Client specified an invalid argument', error: 'Argument not supported: quality' }],
+    [400, { code: 'Client specified an invalid argument', error: 'Argument not supported: size' }],
+    [400, { error: { message: 'Invalid aspect_ratio 7:3: not one of the supported ratios', type: 'invalid_request_error', code: 'invalid_argument' } }],
+    [400, { code: 'Client specified an invalid argument', error: 'Unsupported resolution 4k for this model' }],
+    [422, { error: { message: 'quality must be one of low, medium, high', type: 'invalid_request_error', code: 'x' } }],
+    [400, { code: 'Client specified an invalid argument', error: 'The model grok-imagine-image-9 does not exist or you do not have access to it' }],
+    [400, { error: { message: "Invalid value for 'response_format'", type: 'invalid_request_error', code: 'x' } }],
+    [400, { code: 'Client specified an invalid argument', error: 'n must be between 1 and 10' }],
+    [400, { code: 'Client specified an invalid argument', error: "Invalid field 'user': too long" }],
+  ])('%i %j names a request field: a misconfiguration, not retried', async (status, json) => {
+    fake.script([{ status, json }]);
+    expect(await failure()).toMatchObject({ code: 'GENERATION_FAILED', kind: 'misconfiguration', transient: false, status, alert: 'misconfiguration' });
+  });
+
+  it('a field named only inside the quoted prompt is not a misconfiguration', async () => {
+    const prompt = 'a high quality model of a sailing ship';
+    fake.script([{ status: 400, json: { code: 'Client specified an invalid argument', error: `Could not read the prompt "${prompt}"` } }]);
+    const err = await failure(provider(), prompt);
+    expect(err).toMatchObject({ code: 'GENERATION_FAILED', kind: 'permanent', status: 400 });
+    expect(err.message).toBe('Image API 400: Could not read the prompt "[prompt]"');
+  });
+
+  it('a 5xx naming a field is still transient', async () => {
+    fake.script([{ status: 503, json: { error: 'model overloaded' } }]);
+    expect(await failure()).toMatchObject({ kind: 'transient', transient: true, status: 503 });
   });
 
   it('429 with Retry-After is the rate limit: transient, rateLimited, and says how long to wait', async () => {

@@ -28,7 +28,7 @@ export function userMessage(code: string | undefined): string {
  * - `rateLimited`: the team's rate limit (a 429 that is not about credits): a wait, never a failure. The
  *   capacity layer slows the fleet and asks again without using up the job's retries; elsewhere it is transient.
  * - `billing`: used-up credits or a reached spending limit: permanent, and an operator must top up.
- * - `misconfiguration`: the image API refused the key, model or URL: permanent, and an operator must fix it.
+ * - `misconfiguration`: the image API refused the key, the URL or a setting: permanent, and an operator must fix it.
  */
 export type ErrorKind = 'permanent' | 'transient' | 'rateLimited' | 'billing' | 'misconfiguration';
 
@@ -116,7 +116,7 @@ export class WorkerError extends Error {
     return this.kind === 'rateLimited';
   }
 
-  /** The image API refused the key, model or URL. */
+  /** The image API refused the key, the URL or a setting (model, aspect ratio, resolution, quality). */
   get misconfiguration(): boolean {
     return this.kind === 'misconfiguration';
   }
@@ -153,7 +153,7 @@ export function billingError(message: string, options: Omit<AlertOptions, 'kind'
   return new WorkerError('GENERATION_FAILED', message, { ...options, kind: 'billing' });
 }
 
-/** The API refused the key, model or URL: not retried, and an operator is alerted (`misconfiguration`). */
+/** The API refused the key, the URL or a setting: not retried, and an operator is alerted (`misconfiguration`). */
 export function misconfigurationError(message: string, options: Omit<AlertOptions, 'kind'> = {}): WorkerError {
   return new WorkerError('GENERATION_FAILED', message, { ...options, kind: 'misconfiguration' });
 }

@@ -30,7 +30,8 @@ export interface JobEnd {
 /** What an operator must act on, if anything: the alert an error carries. */
 const HINTS: Record<string, string> = {
   billing: 'the xAI team is out of credits or over its spending limit',
-  misconfiguration: 'the image API refused the request: check GROK_API_KEY, GROK_MODEL and GROK_API',
+  misconfiguration:
+    'the image API refused the request: check GROK_API_KEY, GROK_API, GROK_MODEL and the image settings (GROK_ASPECT_RATIO, GROK_RESOLUTION, GROK_QUALITY)',
 };
 
 /**

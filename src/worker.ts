@@ -66,8 +66,8 @@ export interface RunningWorker {
 
 function createProvider(config: Config): ImageProvider {
   if (config.imageProvider === 'local') return new LocalImageProvider({ delayMs: config.localImageDelayMs });
-  const { apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution } = config.grok;
-  return new GrokImageProvider({ apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution });
+  const { apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution, quality } = config.grok;
+  return new GrokImageProvider({ apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution, quality });
 }
 
 function createVerifier(config: Config): TokenVerifier {

@@ -42,6 +42,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
       maxRetries: grok.maxRetries,
       aspectRatio: grok.aspectRatio,
       resolution: grok.resolution,
+      quality: grok.quality,
       apiKeySet: grok.apiKey !== '',
     },
   };

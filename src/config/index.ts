@@ -1,6 +1,7 @@
 import dotenv from 'dotenv';
 import { ConfigError } from './configError';
-import { checkImageProvider, checkQueue, finishJwt } from './rules';
+import { keepsOriginalLook, ORIGINAL_LOOK } from './legacy';
+import { checkImageProvider, checkQuality, checkQueue, finishJwt } from './rules';
 import { Config, DEFAULTS, JwtConfig, QUEUE_SETTINGS, QueueSettings, SCHEMA } from './schema';
 import { Env, Reading, readSettings } from './setting';
 
@@ -11,7 +12,7 @@ import { Env, Reading, readSettings } from './setting';
 
 export { ConfigError } from './configError';
 export { describeConfig, redactUrl } from './describe';
-export { DEFAULTS, GROK_ASPECT_RATIOS, SCHEMA } from './schema';
+export { DEFAULTS, SCHEMA } from './schema';
 export type { Config, JwtConfig, NotifyFormat, QueueSettings } from './schema';
 export type { Env } from './setting';
 
@@ -30,8 +31,12 @@ export function loadConfig(env: Env): Config {
   const { jwt, rateLimit, ...settings } = readSettings(SCHEMA, env, reading);
   checkQueue(settings, reading);
   checkImageProvider(settings, reading);
+  checkQuality(settings.grok, reading);
+  const originalLook = keepsOriginalLook(reading);
   const config: Config = {
     ...settings,
+    ...(originalLook ? ORIGINAL_LOOK : {}),
+    originalLook,
     jwt: finishJwt(jwt, reading),
     rateLimit: rateLimit.max === 0 ? null : rateLimit,
     legacyNames: reading.legacyNames,

@@ -43,6 +43,21 @@ export function oneOf<const T extends string>(values: readonly T[], options: { l
   };
 }
 
+/**
+ * Text of a form: `form` must match the whole value (read lower-cased with `lowercase`). For values another
+ * service defines and keeps extending, where a list of today's values would refuse tomorrow's. `expects` should
+ * give today's values as examples; `orUnset` as for oneOf.
+ */
+export function matching(form: RegExp, expects: string, options: { lowercase?: boolean; orUnset?: string } = {}): Kind<string> {
+  return {
+    expects: `${expects}${options.orUnset ? `, or unset ${options.orUnset}` : ''}`,
+    parse: (t) => {
+      const value = options.lowercase ? t.toLowerCase() : t;
+      return form.test(value) ? value : REJECT;
+    },
+  };
+}
+
 /** A URL with one of these schemes (`'redis'`, `'https'`...); its credentials and query are never quoted. */
 export function url(...schemes: string[]): Kind<string> {
   return {

@@ -1,5 +1,5 @@
 import { redactUrl } from './describe';
-import type { Env, Legacy } from './setting';
+import type { Env, Legacy, Reading } from './setting';
 
 /**
  * The drop-in for the StoryBang worker being replaced: its `.env` works unchanged. Each reader here is the `legacy`
@@ -51,6 +51,28 @@ export const apiJwt: Legacy = (env) => {
   // The original called `${API_JWT}/Verify_Jwt`; a trailing slash would make that `//Verify_Jwt`.
   return { names: ['API_JWT'], problems: [], text: `${base.replace(/\/+$/, '')}/Verify_Jwt` };
 };
+
+/**
+ * The original's look, which StoryBang's users know their stories by: its house style before every prompt (the
+ * closing space included) and its 700-character cut. The model is not part of it: the original's
+ * grok-2-image-1212 is legacy, and today's default model keeps the look through the house style.
+ */
+export const ORIGINAL_LOOK = {
+  promptPrefix:
+    'Generate an image in the style of Studio Ghibli: soft colors, warm lighting, expressive anime-style eyes, hand-drawn look, and whimsical, gentle atmosphere. ',
+  promptMaxLength: 700,
+} as const;
+
+/** Setting any of these chooses a look of one's own: the original's is no longer kept. */
+const OWN_LOOK = ['PROMPT_PREFIX', 'PROMPT_MAX_LENGTH', 'GROK_MODEL'];
+
+/**
+ * Run on the original names only (at least one of them read, none of OWN_LOOK set), the worker keeps the
+ * original's look: StoryBang deploys its `.env` unchanged, and its stories must not change style under it.
+ */
+export function keepsOriginalLook(reading: Reading): boolean {
+  return reading.legacyNames.length > 0 && OWN_LOOK.every((env) => !reading.given.has(env));
+}
 
 function present(env: Env, name: string): string | undefined {
   return env[name]?.trim() || undefined;

@@ -32,6 +32,19 @@ export function checkImageProvider(config: Pick<Config, 'imageProvider'>, readin
   }
 }
 
+/** The models known to refuse `quality` (xAI answers 400): the 1.0 ones. Any other, known or not, may take it. */
+const MODELS_WITHOUT_QUALITY = new Set(['grok-imagine-image', 'grok-2-image-1212']);
+
+/** GROK_QUALITY with a model that refuses it would fail every job: the start stops instead. */
+export function checkQuality(grok: Pick<Config['grok'], 'model' | 'quality'>, reading: Reading): void {
+  if (grok.quality === undefined || !reading.ok('GROK_QUALITY', 'GROK_MODEL')) return;
+  if (!MODELS_WITHOUT_QUALITY.has(grok.model.toLowerCase())) return;
+  reading.problem(
+    'GROK_QUALITY',
+    `GROK_QUALITY must be unset with the model ${grok.model} (GROK_MODEL), which refuses it; grok-imagine-image-2.0 takes it (got ${JSON.stringify(grok.quality)})`,
+  );
+}
+
 const WAYS = ['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_VERIFY_URL'] as const;
 
 /** Exactly one way of verifying tokens; with a key, the algorithms it allows (checked against the key). */

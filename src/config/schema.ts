@@ -1,5 +1,5 @@
 import type { Algorithm } from 'jsonwebtoken';
-import { bool, int, list, oneOf, pem, text, url, urlOrPort, word } from './kinds';
+import { bool, int, list, matching, oneOf, pem, text, url, urlOrPort, word } from './kinds';
 import { apiGrok, apiJwt, bullGeneratorPair } from './legacy';
 import { defaultsOf, setting, Values } from './setting';
 
@@ -9,10 +9,26 @@ import { defaultsOf, setting, Values } from './setting';
  * rules.ts. A variable set to nothing (or only spaces) counts as unset, so a copied .env.example keeps the defaults.
  */
 
-/** xAI's published `aspect_ratio` values; anything else is answered 400. */
-export const GROK_ASPECT_RATIOS = ['1:1', '3:4', '4:3', '9:16', '16:9', '2:3', '3:2', '9:19.5', '19.5:9', '9:20', '20:9', '1:2', '2:1', 'auto'] as const;
-/** xAI's published `resolution` values. */
-const GROK_RESOLUTIONS = ['1k', '2k'] as const;
+/**
+ * xAI's image settings are checked by their form, not against today's values: a model, ratio, resolution or quality xAI
+ * adds later works without a new release, and one xAI refuses comes back as a 400 naming the field, which the
+ * provider reports as a misconfiguration. The examples are today's values.
+ */
+const MODEL_NAME = matching(
+  /^[A-Za-z0-9._-]+$/,
+  'a model name (letters, digits, ".", "-", "_"), e.g. grok-imagine-image, grok-imagine-image-2.0 or grok-2-image-1212',
+);
+const ASPECT_RATIO = matching(
+  /^(\d+(\.\d+)?:\d+(\.\d+)?|auto)$/,
+  '<width>:<height> (decimals allowed) or auto, e.g. 1:1, 3:4, 16:9 or 9:19.5 (grok-imagine-image-2.0 adds 21:9 and 5:2)',
+  { orUnset: 'to let xAI choose' },
+);
+const RESOLUTION = matching(/^\d+(\.\d+)?k$/, '<number>k (decimals allowed), e.g. 1k, 1.5k or 2k', {
+  lowercase: true,
+  orUnset: 'to let xAI choose',
+});
+/** Today's values are grok-imagine-image-2.0's; the 1.0 models refuse any (rules.ts). */
+const QUALITY = matching(/^[a-z]+$/, 'a lowercase word, e.g. low, medium or high (grok-imagine-image-2.0)', { orUnset: 'to leave it out' });
 
 const NOTIFY_FORMATS = ['schema', 'legacy'] as const;
 export type NotifyFormat = (typeof NOTIFY_FORMATS)[number];
@@ -72,16 +88,18 @@ export const SCHEMA = {
     apiUrl: setting('GROK_API', url('https', 'http'), { default: 'https://api.x.ai/v1/images/generations' }),
     /** xAI API key; required with IMAGE_PROVIDER=grok. Never logged. */
     apiKey: setting('GROK_API_KEY', text, { default: '', legacy: apiGrok }),
-    /** `grok-imagine-image` (today's), `grok-imagine-image-quality`, or the legacy `grok-2-image-1212`. */
-    model: setting('GROK_MODEL', text, { default: 'grok-imagine-image' }),
+    /** Sent as is: `grok-imagine-image` (1.0), `grok-imagine-image-2.0`, the legacy `grok-2-image-1212`, or a newer one. */
+    model: setting('GROK_MODEL', MODEL_NAME, { default: 'grok-imagine-image' }),
     /** Timeout of one request to the API (and of downloading a `url` answer). */
     timeoutMs: setting('GROK_TIMEOUT_MS', int({ min: 1 }), { default: '60000' }),
     /** Extra attempts for transient failures (network, timeout, 408, 5xx) inside one job. */
     maxRetries: setting('GROK_MAX_RETRIES', int({ min: 0, max: 20 }), { default: '3' }),
     /** Sent as `aspect_ratio` only when set. */
-    aspectRatio: setting('GROK_ASPECT_RATIO', oneOf(GROK_ASPECT_RATIOS, { orUnset: 'to let xAI choose' })),
+    aspectRatio: setting('GROK_ASPECT_RATIO', ASPECT_RATIO),
     /** Sent as `resolution` only when set. */
-    resolution: setting('GROK_RESOLUTION', oneOf(GROK_RESOLUTIONS, { lowercase: true, orUnset: 'to let xAI choose' })),
+    resolution: setting('GROK_RESOLUTION', RESOLUTION),
+    /** Sent as `quality` only when set; a model known to refuse it stops the start. */
+    quality: setting('GROK_QUALITY', QUALITY),
   },
   jwt: JWT_SETTINGS,
   /** One limiter for every image request from every worker on the Redis (xAI allows a team 5 per second). */
@@ -151,6 +169,11 @@ export interface QueueSettings extends Values<typeof QUEUE_SETTINGS> {
 }
 
 export interface Config extends Omit<Settings, 'jwt' | 'rateLimit'> {
+  /**
+   * Run on the original StoryBang names only: promptPrefix and promptMaxLength are then the original worker's house
+   * style and 700 (legacy.ts), not PROMPT_PREFIX's and PROMPT_MAX_LENGTH's defaults.
+   */
+  originalLook: boolean;
   jwt: JwtConfig;
   /** One limiter for every image request from every worker on the Redis; null when GROK_RATE_LIMIT=0. */
   rateLimit: Settings['rateLimit'] | null;

@@ -13,10 +13,12 @@ export interface GrokProviderOptions {
   apiKey: string;
   /** Sent as is, e.g. grok-imagine-image or grok-2-image-1212. */
   model: string;
-  /** Sent as `aspect_ratio` only when set (GROK_ASPECT_RATIO, validated by the config), e.g. `3:4`. */
+  /** Sent as `aspect_ratio` only when set (GROK_ASPECT_RATIO, its form checked by the config), e.g. `21:9`. */
   aspectRatio?: string;
-  /** Sent as `resolution` only when set (GROK_RESOLUTION). */
-  resolution?: '1k' | '2k';
+  /** Sent as `resolution` only when set (GROK_RESOLUTION), e.g. `1.5k`. */
+  resolution?: string;
+  /** Sent as `quality` only when set (GROK_QUALITY), e.g. `high`; the 1.0 models refuse it. */
+  quality?: string;
   /** Limit for each HTTP request (the API call, then the download of a `url` answer), body included. */
   timeoutMs: number;
   /** Extra attempts at downloading a `url` answer; the image is paid for, so the API is not asked again. Default 3. */
@@ -34,6 +36,21 @@ const BILLING_STATUSES = new Set([403, 429]);
 
 const USD_PER_TICK = 1e-10;
 const MODERATION = /moderat|content[ _-]?policy|safety|rejected by/i;
+/**
+ * A 400 or 422 that names one of the request's fields refuses a setting (GROK_MODEL, GROK_ASPECT_RATIO,
+ * GROK_RESOLUTION, GROK_QUALITY) or something the worker always sends: every job would fail alike, so an operator
+ * is alerted. `n` and `user` are words of prose too, so they count only where they read as a field's name.
+ */
+const NAMES_A_REQUEST_FIELD = [
+  /argument not supported/i,
+  /\bmodels?\b/i,
+  /\baspect[ _]ratio\b/i,
+  /\bresolution\b/i,
+  /\bquality\b/i,
+  /\bresponse[ _]format\b/i,
+  fieldName('n'),
+  fieldName('user'),
+];
 const OUT_OF_CREDITS = /credit|spending limit|quota|billing/i;
 const MAX_DETAIL_CHARS = 300;
 /** Hashed with the user's Id for `user`: xAI can tell users apart without learning who they are. */
@@ -88,12 +105,13 @@ export class GrokImageProvider implements ImageProvider {
     return image;
   }
 
-  /** Never `size`, `quality` or `style`: xAI refuses them ("Argument not supported"). */
+  /** Never `size` or `style`: xAI refuses them ("Argument not supported"). The image settings only when set. */
   private requestBody(prompt: string, userId: string): Record<string, unknown> {
-    const { model, aspectRatio, resolution } = this.options;
+    const { model, aspectRatio, resolution, quality } = this.options;
     const body: Record<string, unknown> = { model, prompt, n: 1, response_format: 'b64_json', user: hashUserId(userId) };
     if (aspectRatio) body.aspect_ratio = aspectRatio;
     if (resolution) body.resolution = resolution;
+    if (quality) body.quality = quality;
     return body;
   }
 
@@ -158,6 +176,11 @@ export class GrokImageProvider implements ImageProvider {
     const text = `Image API ${status}: ${message}`;
     if ((status === 400 || status === 422) && MODERATION.test(hint)) {
       return permanentError('CONTENT_REJECTED', text, { status });
+    }
+    // Without the prompt, which an error may quote and which may well say "model" or "quality".
+    const withoutPrompt = this.redact(hint, prompt);
+    if ((status === 400 || status === 422) && NAMES_A_REQUEST_FIELD.some((field) => field.test(withoutPrompt))) {
+      return misconfigurationError(text, { status });
     }
     // Money, not load: no retry or wait will help until an operator tops up or raises the limit.
     if (BILLING_STATUSES.has(status) && OUT_OF_CREDITS.test(hint)) return billingError(text, { status });
@@ -234,6 +257,12 @@ function describeErrorBody(body: string, redact: (text: string) => string): { me
   const short = safe.length > MAX_DETAIL_CHARS ? `${safe.slice(0, MAX_DETAIL_CHARS)}...` : safe;
   const detail = short || 'no details';
   return { message: detail, hint: [text, ...extra.filter((x) => typeof x === 'string')].join(' ') };
+}
+
+/** `name` where it reads as a field's: quoted, after "field", "parameter" or "argument", or before `:`, `=` or "must". */
+function fieldName(name: string): RegExp {
+  const quote = '[\'"`]';
+  return new RegExp(`${quote}${name}${quote}|\\b(?:field|parameter|argument)\\s+${quote}?${name}\\b|(?:^|[\\s(,])${name}\\s*(?:[:=]|must\\b)`, 'i');
 }
 
 /** A one-way hash of the user's Id for xAI's `user` field. */
