@@ -61,6 +61,21 @@ describe('StoryBang at its real habits', () => {
     expect(ends().map((e) => e.outcome)).toEqual(['failed', 'completed']);
   });
 
+  it('an expired ask and a fresh ask for the same page, taken in together: the fresh one gets the picture', async () => {
+    const browser = await sys.user('alice');
+    // Both wait in Bull before the worker starts: the fresh ask joins the expired one.
+    await sys.enqueue({ Id: 'alice', Prompt: 'a fox', Token: signToken('alice', { expiresInS: -10 }), Number: 1 });
+    await sys.enqueue({ Id: 'alice', Prompt: 'a fox', Token: signToken('alice'), Number: 1 });
+    await sys.startWorker();
+    expect(isImage(await browser.waitFor((p) => p.Status === true))).toBe(true);
+    await waitUntil(() => ends().length === 2, 5000, 'both job ends');
+    expect(ends().map((e) => [e.outcome, e.code])).toEqual([
+      ['failed', 'SESSION_EXPIRED'],
+      ['completed', null],
+    ]);
+    expect(sys.xai.calls).toHaveLength(1);
+  });
+
   it('a reload mid-story: pages still waiting or running join them, one API call and one delivery each', async () => {
     // The first page is drawn until the reload's asks are in, so they come while it runs and the others wait.
     const release = sys.xai.hold();

@@ -89,3 +89,35 @@ describe('process faults: crashes', () => {
     expect(workers.filter((w) => jobEnds(w).length > 0).length).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe('process faults: a crash of the only worker, restarted at once', () => {
+  let sys: TestSystem;
+  useTestSystem('restart', (s) => (sys = s));
+
+  it("kill -9 with every request out: the dead worker's jobs run again within seconds, not after their lease", async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 3000 });
+    const total = 12;
+    // The default lease (60 s): only the dead worker's lost subscription can bring its jobs back this soon.
+    const doomed = sys.spawnWorker({ STALLED_INTERVAL_MS: '500' });
+    await doomed.ready;
+    for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `page ${n}`, Token: signToken(`user${n % 3}`), Number: n });
+    await waitUntil(() => sys.xai.calls.length === total, 10_000, 'every request out');
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
+
+    sys.xai.setDefault(successAnswer());
+    await sys.startWorker({ STALLED_INTERVAL_MS: '500' });
+    await waitUntil(() => new Set(finalsAtRelay().map((p) => p.Number)).size === total, 20_000, 'every page at the relay');
+    await waitUntil(async () => (await sys.producer.getJobCounts()).active === 0, 10_000, "Bull's active list empty");
+    const finals = finalsAtRelay();
+    expect(finals).toHaveLength(total);
+    expect(finals.every((p) => p.Status === true)).toBe(true);
+    // The requests cut off by the crash were paid, and are paid again: xAI keeps no idempotency key.
+    expect(sys.xai.calls).toHaveLength(2 * total);
+    expect(sys.events('claim:lost')).toEqual([]);
+  });
+
+  /** The final notifications the relay has received. */
+  const finalsAtRelay = (): Array<Record<string, unknown>> =>
+    sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
+});

@@ -1,6 +1,7 @@
+import { freeFixedPort } from '../../src/demo/redisServer';
 import { successAnswer } from '../support/fakeXai';
 import { USER_MESSAGES } from '../../src/errors';
-import { isFinal, KEPT_LEASES, SHORT_LEASES, signToken, waitUntil } from '../support/helpers';
+import { fidOf, isFinal, isImage, KEPT_LEASES, SHORT_LEASES, signToken, waitUntil } from '../support/helpers';
 import { jobEnds, TestSystem, useTestSystem } from '../support/harness';
 
 /**
@@ -60,5 +61,26 @@ describe('process faults: leases', () => {
     // One owner ended it: told once, and nothing of the job is left in the fair queue.
     expect(alice.finals()).toHaveLength(1);
     await waitUntil(async () => (await sys.keys()).every((k) => !/:fq:job:|:checkpoint:|:fq:q:/.test(k)), 5000, 'nothing of the job left');
+  });
+
+  it('a job that stalls out with its picture already paid delivers that picture, once, and pays nothing more', async () => {
+    // The notification service is away: the picture is paid and kept while its delivery waits; then the worker dies.
+    const port = await freeFixedPort();
+    await sys.relay.close();
+    const settings = { ...SHORT_LEASES, MAX_STALLED_COUNT: '0', PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` };
+    const first = sys.spawnWorker(settings);
+    await first.ready;
+    const job = await sys.enqueue({ Id: 'alice', Prompt: 'paid for', Token: signToken('alice'), Number: 7 });
+    await waitUntil(async () => (await sys.redis.exists(`bull:${sys.queueName}:checkpoint:${fidOf(job)}`)) === 1, 10_000, 'the picture kept');
+    await sys.killWorker(first);
+
+    await sys.restartRelay(port);
+    const alice = await sys.user('alice');
+    await sys.startWorker({ ...settings, ...KEPT_LEASES });
+    expect(isImage(await alice.waitFor(isFinal, 15_000))).toBe(true);
+    await waitUntil(() => sys.logs.jobEnds().length > 0, 10_000, 'the job ended');
+    expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ outcome: 'completed', fromCheckpoint: true })]);
+    expect(sys.xai.calls).toHaveLength(1);
+    expect(alice.finals()).toHaveLength(1);
   });
 });

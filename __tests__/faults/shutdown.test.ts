@@ -1,5 +1,5 @@
 import { successAnswer } from '../support/fakeXai';
-import { fidOf, isFinal, signToken } from '../support/helpers';
+import { fidOf, isFinal, signToken, waitUntil } from '../support/helpers';
 import { jobEnds, TestSystem, useTestSystem, WorkerProcess } from '../support/harness';
 
 /**
@@ -109,5 +109,26 @@ describe('process faults: shutdown', () => {
     // Exited while the generation (which never answers) was still running: it never ended here.
     expect(jobEnds(worker)).toEqual([]);
     expect(worker.logs.some((l) => l.msg === 'shutdown complete')).toBe(false);
+  });
+
+  it('workers stopped one after another under load (pace off): nothing paid twice, answered twice or left active', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 100 });
+    const total = 40;
+    const pages = (): number =>
+      new Set(sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)).map((p) => (p as Record<string, unknown>).Number)).size;
+    let worker = await sys.startWorker({ CONCURRENCY: '4' });
+    for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 4}`, Prompt: `page ${n}`, Token: signToken(`user${n % 4}`), Number: n });
+    // Each stop comes while runs end and claim the next job in the same round trip.
+    for (let round = 1; round <= 4; round++) {
+      await waitUntil(() => pages() >= round * 7, 15_000, `round ${round}`);
+      const next = await sys.startWorker({ CONCURRENCY: '4' });
+      await worker.close();
+      worker = next;
+    }
+    await waitUntil(() => pages() === total, 15_000, 'every page at the relay');
+    await waitUntil(async () => (await sys.producer.getJobCounts()).active === 0, 10_000, "Bull's active list empty");
+    expect(sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>))).toHaveLength(total);
+    expect(sys.xai.calls).toHaveLength(total);
+    expect(sys.logs.jobEnds().filter((l) => l.outcome === 'completed')).toHaveLength(total);
   });
 });

@@ -153,9 +153,9 @@ describe('who goes next', () => {
 });
 
 describe("Bull's order within a user's line", () => {
-  it('lifo newest first and priority first, for jobs taken in together as for jobs taken in one by one', async () => {
-    // Bull reads lifo jobs first (newest first: they are pushed to the end it reads from), then by priority, then
-    // the rest oldest first; the fair queue keeps that order whether a job comes in alone or in a batch.
+  it('jobs taken in together keep the order Bull gives them', async () => {
+    // Bull pushes lifo jobs to the end it reads from (newest first), and a prioritized job added after them to that
+    // end too; plain jobs come last, oldest first. (order.e2e.test.ts compares with a plain Bull worker.)
     const together = fairQueue();
     const lifo = [];
     for (let i = 0; i < 4; i++) lifo.push(await add('alice', { lifo: true }));
@@ -163,7 +163,7 @@ describe("Bull's order within a user's line", () => {
     const low = await add('alice', { priority: 5 });
     const high = await add('alice', { priority: 1 });
     await takeIn(together);
-    const expected = [...lifo.reverse(), high, low, plain].map((j) => String(j.id));
+    const expected = [high, low, ...lifo.reverse(), plain].map((j) => String(j.id));
     expect((await claimAll(together)).map((c) => c.job.id)).toEqual(expected);
   });
 
@@ -437,22 +437,49 @@ describe('what Bull says', () => {
 });
 
 describe('nothing stranded', () => {
-  it('a job Bull holds but the fair queue lost (its keys deleted) is taken in again by the sweep, once', async () => {
+  it('a job Bull holds but the fair queue lost (its keys deleted) is taken in again by the sweep, once no run can hold it', async () => {
     const fair = fairQueue();
     for (let i = 0; i < 3; i++) await add(`user${i}`);
     await takeIn(fair);
     const running = (await claim(fair))!;
-    // An operator's DEL of every fair-queue key, or a failover that kept only Bull's writes.
+    // An operator's DEL of every fair-queue key but the claims.
     const fqKeys = await redis.keys(`${prefix}fq:*`);
     await redis.del(...fqKeys.filter((k) => !k.endsWith('fq:claims')));
     expect(await claim(fair)).toBeUndefined();
-    expect(await fair.sweep({ worker: 'w0', roundMs: 60_000, presence: 'off' })).toEqual({ looked: 3, taken: 3, relinked: 0 });
-    // The job still running goes on running; the other two wait their turn again.
+    // The job still running is described again at once; the two others wait half a lease: a run might hold them.
+    const sweep = (): ReturnType<FairQueue['sweep']> => fair.sweep({ worker: 'w0', roundMs: 60_000, presence: 'off' });
+    expect(await sweep()).toEqual({ looked: 3, taken: 1, relinked: 0 });
+    expect(await claim(fair)).toBeUndefined();
+    for (const fid of await redis.hkeys(`${prefix}fq:unknown`)) await redis.hset(`${prefix}fq:unknown`, fid, 0);
+    expect(await sweep()).toEqual({ looked: 3, taken: 2, relinked: 0 });
     const claimed = await claimAll(fair);
     expect(claimed.map((c) => c.job.userId).sort()).toEqual(['user0', 'user1', 'user2'].filter((u) => u !== running.job.userId));
     expect((await fair.end(running, completed)).ended).toBe(true);
     // Nothing is taken in twice.
-    expect(await fair.sweep({ worker: 'w0', roundMs: 0, presence: 'off' })).toMatchObject({ taken: 0 });
+    expect(await sweep()).toMatchObject({ taken: 0 });
+  });
+
+  it('a run whose job the fair queue lost altogether still ends it in Bull, and the sweep leaves it be', async () => {
+    const fair = fairQueue();
+    const job = await add('alice', { removeOnComplete: false });
+    await takeIn(fair);
+    const running = (await claim(fair))!;
+    await redis.del(...(await redis.keys(`${prefix}fq:*`)));
+    const finished = job.finished();
+    expect((await fair.end(running, { how: 'completed', returnValue: { delivered: true } })).ended).toBe(true);
+    await expect(finished).resolves.toEqual({ delivered: true });
+    expect(await fair.sweep({ worker: 'w0', roundMs: 60_000, presence: 'off' })).toEqual({ looked: 0, taken: 0, relinked: 0 });
+  });
+
+  it("a claim whose member was lost stays its holder's: renewed, ended, never run twice", async () => {
+    const fair = fairQueue();
+    await add('alice');
+    await takeIn(fair);
+    const running = (await claim(fair))!;
+    await redis.del(`${prefix}fq:claims`);
+    expect(await fair.renew([running])).toEqual([]);
+    expect(await redis.zcard(`${prefix}fq:claims`)).toBe(1);
+    expect((await fair.end(running, completed)).ended).toBe(true);
   });
 
   it('a job in no place the fair queue knows (fq:users lost) is put back in its line', async () => {

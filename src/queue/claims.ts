@@ -10,6 +10,8 @@ interface Held {
   controller: AbortController;
   /** performance.now() when Redis last confirmed the claim (taking it, a renewal); -Infinity: ask again. */
   confirmedAt: number;
+  /** Its run is recording its end: whether the claim still held is END's to say (a renewal racing it would not know). */
+  ending: boolean;
 }
 
 /**
@@ -49,8 +51,14 @@ export class Claims {
   /** A claim just made; its run listens to the signal returned (aborted with a ClaimLostError if it is lost). */
   take(claim: Claim): AbortSignal {
     const controller = new AbortController();
-    this.held.set(claim.token, { claim, controller, confirmedAt: performance.now() });
+    this.held.set(claim.token, { claim, controller, confirmedAt: performance.now(), ending: false });
     return controller.signal;
+  }
+
+  /** The run records its end now: renewals go on, but only END says whether the claim was still held. */
+  ending(claim: Claim): void {
+    const entry = this.held.get(claim.token);
+    if (entry) entry.ending = true;
   }
 
   release(claim: Claim): void {
@@ -120,7 +128,7 @@ export class Claims {
   }
 
   private lost(entry: Held): void {
-    if (entry.controller.signal.aborted) return;
+    if (entry.controller.signal.aborted || entry.ending) return;
     const { claim } = entry;
     this.logger.warn({ jobId: claim.job.id, fid: claim.job.fid, claim: claim.token }, 'claim lost: stopping its run (the job was taken back)');
     entry.controller.abort(new ClaimLostError(claim.job.id));

@@ -140,6 +140,7 @@ function endJoined(ctx: EndingContext, leader: Claim, joined: string[], outcome:
 
 /** Whether the failure is told now (the claim confirmed), held back for a number of ms, or the claim is gone. */
 async function holdBack(claim: Claim, code: ErrorCode, ctx: EndingContext): Promise<'tell' | 'lost' | number> {
+  ctx.claims.ending(claim);
   try {
     const reply = await ctx.fair.holdBack(claim, code);
     if (reply.tell) return 'tell';
@@ -182,6 +183,7 @@ async function tell(event: JobEvent, serviceAway: boolean, ctx: EndingContext): 
  */
 async function record(claim: Claim, how: RunEnd, facts: RunFacts, ctx: EndingContext): Promise<string[] | null> {
   let giveUpAt = ctx.hardStop.aborted ? Date.now() + 2000 : Infinity;
+  ctx.claims.ending(claim);
   const nextToken = how.how === 'completed' || how.how === 'failed' ? facts.next?.token() : undefined;
   for (let attempt = 1; ; attempt++) {
     try {

@@ -165,7 +165,7 @@ export class FairQueue {
   async renew(claims: Array<Pick<Claim, 'token'> & { job: Pick<FairJob, 'fid'> }>): Promise<string[]> {
     if (claims.length === 0) return [];
     const members = claims.map((c) => `${c.token}|${c.job.fid}`);
-    const lost = (await this.call('renew', this.keys.claims, this.options.leaseMs, ...members)) as string[];
+    const lost = (await this.call('renew', ...this.keys.fixed, this.prefix, this.options.leaseMs, ...members)) as string[];
     return lost.map((member) => member.slice(0, member.indexOf('|')));
   }
 
@@ -201,8 +201,9 @@ export class FairQueue {
   }
 
   /**
-   * Walks Bull's active list, if no other live worker does this round (see sweep-14.lua). Returns null when
-   * another one does, else what it did.
+   * Walks Bull's active list, if no other live worker does this round (see sweep-15.lua). A job a run may still
+   * hold waits half a lease before it runs again. Returns null when another worker sweeps this round, else what it
+   * did.
    */
   async sweep(opts: { worker: string; roundMs: number; presence: Presence }): Promise<{ looked: number; taken: number; relinked: number } | null> {
     const total = { looked: 0, taken: 0, relinked: 0 };
@@ -211,6 +212,7 @@ export class FairQueue {
         'sweep',
         ...this.keys.fixed,
         this.keys.swept,
+        this.keys.unknown,
         this.prefix,
         opts.worker,
         Math.max(1, Math.round(opts.roundMs)),
@@ -220,6 +222,7 @@ export class FairQueue {
         start,
         SWEEP_PAGE,
         opts.presence,
+        Math.round(this.options.leaseMs / 2),
       )) as number[];
       if (reply[0] !== 1) return start === 0 ? null : total;
       total.looked += reply[1];

@@ -53,6 +53,11 @@ export class QueueKeys {
     return `${this.prefix}fq:suspects`;
   }
 
+  /** Jobs the sweep found unknown to the fair queue, and since when (a run may still hold them). */
+  get unknown(): string {
+    return `${this.prefix}fq:unknown`;
+  }
+
   /** The worker sweeping Bull's active list this round. */
   get swept(): string {
     return `${this.prefix}fq:swept`;

@@ -56,6 +56,29 @@ local function workerOf(member)
   return dot and string.sub(token, 1, dot - 1) or token
 end
 
+-- Whether `token` holds fid's claim: its member is in fq:claims, or the job's own record names it (the member was
+-- lost: an operator's DEL of fq:claims). With `renewTo`, the claim's deadline becomes that (and a lost member is
+-- written back).
+local function holds(token, fid, renewTo)
+  local member = claimMember(token, fid)
+  if rcall('ZSCORE', K.claims, member) then
+    if renewTo then rcall('ZADD', K.claims, renewTo, member) end
+    return true
+  end
+  local f = rcall('HMGET', jobKey(fid), 'claim', 'at')
+  if f[1] ~= token or f[2] ~= 'claimed' then return false end
+  if renewTo then rcall('ZADD', K.claims, renewTo, member) end
+  return true
+end
+
+-- Bull's removeOnComplete / removeOnFail as moveToFinished reads them: count (-1 keep all, 0 remove) and age.
+local function keepRule(value)
+  if value == true then return 0, '' end
+  if type(value) == 'number' then return value, '' end
+  if type(value) == 'table' then return tonumber(value['count']) or -1, tostring(tonumber(value['age']) or '') end
+  return -1, ''
+end
+
 -- What this call made ready, for the fleet's wake message: 'answers' (claimed whatever the pace) or 'line'.
 local ready = nil
 local function publishWake()

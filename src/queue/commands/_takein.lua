@@ -19,18 +19,12 @@ local function identify(data, maxIdBytes)
   return id, redis.sha1hex(id .. '\0' .. n .. '\0' .. p), type(prompt) == 'string'
 end
 
--- Bull's removeOnComplete / removeOnFail as moveToFinished reads them: count (-1 keep all, 0 remove) and age.
-local function keepRule(value)
-  if value == true then return 0, '' end
-  if type(value) == 'number' then return value, '' end
-  if type(value) == 'table' then return tonumber(value['count']) or -1, tostring(tonumber(value['age']) or '') end
-  return -1, ''
-end
-
 -- Where a job goes in its user's line, as Bull would run it: lifo jobs first, newest first (Bull pushes them to
 -- the end it reads from); then by priority, 1 highest; then the rest, oldest first. `fifo` counts up in the order
--- jobs were read from Bull's wait list; `lifo` counts up too, but backwards within one read, so that jobs read
--- together keep Bull's order. The order fits a ZSET score's 53 bits.
+-- jobs were read from Bull's wait list; `lifo` counts up too, but backwards within one read. Jobs of one user read
+-- together keep exactly the order Bull gave them (INTAKE passes the last one's order as a floor): Bull 4 places a
+-- prioritized job between lifo jobs when they meet in its list, and its order is the one producers see. The order
+-- fits a ZSET score's 53 bits.
 local function lineOrder(opts, fifo, lifo)
   local prio = tonumber(opts['priority']) or 0
   local base = 8796093022208
@@ -41,7 +35,7 @@ end
 
 -- Describes a Bull job the fair queue now holds (fields `f` of Bull's hash: data, opts, timestamp) in fq:job:<fid>.
 -- Returns its user, ask, whether it may join an identical job, and its order in its user's line.
-local function describe(bid, fid, f, fifo, lifo, maxIdBytes, notes)
+local function describe(bid, fid, f, fifo, lifo, maxIdBytes, notes, floors)
   local job = jobKey(fid)
   local okOpts, opts = pcall(cjson.decode, f[2] or '{}')
   if not okOpts or type(opts) ~= 'table' then opts = {} end
@@ -60,6 +54,10 @@ local function describe(bid, fid, f, fifo, lifo, maxIdBytes, notes)
 
   local uid, ask, joinable = identify(f[1], maxIdBytes)
   local order = lineOrder(opts, fifo, lifo)
+  if floors then
+    order = math.max(order, floors[uid] or 0)
+    floors[uid] = order + 1
+  end
   local kc, ka = keepRule(opts['removeOnComplete'])
   local fc, fa = keepRule(opts['removeOnFail'])
   rcall('HSET', job, 'uid', uid, 'data', f[1], 'ts', f[3], 'order', order, 'ask', ask,
@@ -70,8 +68,8 @@ local function describe(bid, fid, f, fifo, lifo, maxIdBytes, notes)
 end
 
 -- Places a described job: in the answers, joined to an identical job, or in its user's line.
-local function place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes)
-  local uid, ask, joinable, order = describe(bid, fid, f, fifo, lifo, maxIdBytes, notes)
+local function place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, floors)
+  local uid, ask, joinable, order = describe(bid, fid, f, fifo, lifo, maxIdBytes, notes, floors)
   local job = jobKey(fid)
   if uid == '' then
     toAnswers(fid, t)
@@ -94,7 +92,7 @@ local function place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes)
   return 'lined', fid, f[1]
 end
 
-local function takeIn(bid, fifo, lifo, t, lockMs, agingMs, maxIdBytes, notes)
+local function takeIn(bid, fifo, lifo, t, lockMs, agingMs, maxIdBytes, notes, floors)
   local bkey = P .. bid
   local f = rcall('HMGET', bkey, 'data', 'opts', 'timestamp')
   if not f[3] then
@@ -106,5 +104,5 @@ local function takeIn(bid, fifo, lifo, t, lockMs, agingMs, maxIdBytes, notes)
   if not rcall('SET', lockKey(bid), LOCK .. fid, 'NX', 'PX', lockMs) then return nil end
   -- Still held (Bull put it back in its wait list after its lock lapsed): it stays where it is.
   if rcall('HSETNX', jobKey(fid), 'bid', bid) == 0 then return nil, fid end
-  return place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes)
+  return place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, floors)
 end

@@ -11,12 +11,14 @@
           finished in Bull (moved to completed/failed, or removed as the producer's removeOnComplete/removeOnFail
           say; the global event is published). The jobs that joined it end with it, unless it failed for a reason
           of its own (`shared` 0: its token or its data): then they run on their own. A failure is counted for its
-          ask (fq:told:<ask>, kept toldWindowMs), so a repeat of it is told later (DEFER).
+          ask (fq:told:<ask>, kept toldWindowMs), so a repeat of it is told later (HOLD-BACK).
     how = retry: the producer's next attempt after delayMs (fq:retries; PROMOTE brings it back).
     how = back:  back where it was (shutdown handed it back before it was done).
     askedApi 0: the run never asked the image API: the pace slot promised to it is free again.
     nowMs (the worker's clock) stamps Bull's finishedOn, as Bull's own scripts do.
     nextToken: claim the next job in the same round trip, with this token.
+  A holder whose job the fair queue lost altogether (its keys were deleted) still ends a completed or failed job in
+  Bull, when Bull holds it for the fair queue and no other claim runs it: the picture went out, or the user was told.
   Returns {1, n, n Bull ids of the jobs that joined it and ended with it, then CLAIM's reply when asked}, or {-1}
   when the claim is not the caller's.
 ]]
@@ -32,7 +34,66 @@ local function reply(r)
   return r
 end
 
-if rcall('ZREM', K.claims, claimMember(token, fid)) == 0 then return {-1} end
+-- Bull's moveToFinished for one job of ours: what producers, Bull's events and bull-board read.
+local target = how == 'failed' and K.failed or K.completed
+local function finishInBull(bid, made, keepCount, keepAge)
+  local bkey = P .. bid
+  rcall('LREM', K.active, -1, bid)
+  if keepCount == 0 then
+    rcall('DEL', bkey, bkey .. ':lock', bkey .. ':logs')
+  else
+    rcall('DEL', bkey .. ':lock')
+    if rcall('EXISTS', bkey) == 1 then
+      rcall('ZADD', target, nowMs, bid)
+      if how == 'failed' then
+        rcall('HSET', bkey, 'failedReason', value, 'finishedOn', nowMs, 'attemptsMade', made + 1)
+      else
+        rcall('HSET', bkey, 'returnvalue', value, 'finishedOn', nowMs)
+      end
+      if keepAge then
+        local old = rcall('ZRANGEBYSCORE', target, '-inf', nowMs - keepAge * 1000)
+        for _, id in ipairs(old) do rcall('DEL', P .. id, P .. id .. ':logs') end
+        rcall('ZREMRANGEBYSCORE', target, '-inf', nowMs - keepAge * 1000)
+      end
+      if keepCount and keepCount > 0 then
+        local old = rcall('ZREVRANGE', target, keepCount, -1)
+        for _, id in ipairs(old) do rcall('DEL', P .. id, P .. id .. ':logs') end
+        rcall('ZREMRANGEBYRANK', target, 0, -(keepCount + 1))
+      end
+    end
+  end
+  rcall('PUBLISH', target, cjson.encode({jobId = bid, val = value}))
+end
+
+-- The rule a job's producer gave for keeping it once finished (removeOnComplete or removeOnFail).
+local function keepOf(kc, ka, fc, fa)
+  if how == 'failed' then return tonumber(fc), tonumber(fa) end
+  return tonumber(kc), tonumber(ka)
+end
+
+if rcall('ZREM', K.claims, claimMember(token, fid)) == 0 then
+  local own = rcall('HMGET', job, 'claim', 'at')
+  if own[2] then
+    if own[1] ~= token or own[2] ~= 'claimed' then return {-1} end
+  else
+    -- The fair queue lost the job: only a completed or failed run ends it, in Bull alone.
+    if how ~= 'completed' and how ~= 'failed' then return {-1} end
+    local bid = string.sub(fid, string.find(fid, '-', 1, true) + 1)
+    if rcall('GET', lockKey(bid)) ~= LOCK .. fid then return {-1} end
+    for _, member in ipairs(rcall('ZRANGE', K.claims, 0, -1)) do
+      if fidOf(member) == fid then return {-1} end
+    end
+    local b = rcall('HMGET', P .. bid, 'opts', 'attemptsMade')
+    local ok, opts = pcall(cjson.decode, b[1] or '{}')
+    if not ok or type(opts) ~= 'table' then opts = {} end
+    local kc, ka = keepRule(opts['removeOnComplete'])
+    local fc, fa = keepRule(opts['removeOnFail'])
+    local keepCount, keepAge = keepOf(kc, ka, fc, fa)
+    finishInBull(bid, tonumber(b[2]) or 0, keepCount, keepAge)
+    rcall('DEL', checkpoint)
+    return reply({1, 0})
+  end
+end
 local f = rcall('HMGET', job, 'uid', 'bid', 'order', 'ask', 'kc', 'ka', 'fc', 'fa', 'made', 'joined', 'cp')
 local uid = f[1]
 releaseRunning(job, uid)
@@ -55,39 +116,8 @@ if how == 'back' then
   return reply({1, 0})
 end
 
--- Bull's moveToFinished for one job of ours: what producers, Bull's events and bull-board read.
-local target, field, keepCount, keepAge = K.completed, 'returnvalue', tonumber(f[5]), tonumber(f[6])
-if how == 'failed' then target, field, keepCount, keepAge = K.failed, 'failedReason', tonumber(f[7]), tonumber(f[8]) end
-local function finishInBull(bid, made)
-  local bkey = P .. bid
-  rcall('LREM', K.active, -1, bid)
-  if keepCount == 0 then
-    rcall('DEL', bkey, bkey .. ':lock', bkey .. ':logs')
-  else
-    rcall('DEL', bkey .. ':lock')
-    if rcall('EXISTS', bkey) == 1 then
-      rcall('ZADD', target, nowMs, bid)
-      if how == 'failed' then
-        rcall('HSET', bkey, field, value, 'finishedOn', nowMs, 'attemptsMade', made + 1)
-      else
-        rcall('HSET', bkey, field, value, 'finishedOn', nowMs)
-      end
-      if keepAge then
-        local old = rcall('ZRANGEBYSCORE', target, '-inf', nowMs - keepAge * 1000)
-        for _, id in ipairs(old) do rcall('DEL', P .. id, P .. id .. ':logs') end
-        rcall('ZREMRANGEBYSCORE', target, '-inf', nowMs - keepAge * 1000)
-      end
-      if keepCount and keepCount > 0 then
-        local old = rcall('ZREVRANGE', target, keepCount, -1)
-        for _, id in ipairs(old) do rcall('DEL', P .. id, P .. id .. ':logs') end
-        rcall('ZREMRANGEBYRANK', target, 0, -(keepCount + 1))
-      end
-    end
-  end
-  rcall('PUBLISH', target, cjson.encode({jobId = bid, val = value}))
-end
-
-finishInBull(f[2], tonumber(f[9]) or 0)
+local keepCount, keepAge = keepOf(f[5], f[6], f[7], f[8])
+finishInBull(f[2], tonumber(f[9]) or 0, keepCount, keepAge)
 local r = {1, 0}
 if f[10] then
   if how == 'failed' and ARGV[11] == '0' then
@@ -97,8 +127,8 @@ if f[10] then
     for _, other in ipairs(ids) do
       local g = rcall('HMGET', jobKey(other), 'bid', 'kc', 'ka', 'fc', 'fa')
       if g[1] then
-        if how == 'failed' then keepCount, keepAge = tonumber(g[4]), tonumber(g[5]) else keepCount, keepAge = tonumber(g[2]), tonumber(g[3]) end
-        finishInBull(g[1], 0)
+        local otherCount, otherAge = keepOf(g[2], g[3], g[4], g[5])
+        finishInBull(g[1], 0, otherCount, otherAge)
         rcall('DEL', jobKey(other))
         table.insert(r, g[1])
         r[2] = r[2] + 1

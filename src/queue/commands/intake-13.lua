@@ -24,9 +24,9 @@ end
 if #ids == 0 then return {0, 0, 0, 0, 0} end
 
 local base = rcall('HINCRBY', K.stats, 'seq', #ids) - #ids
-local counts, notes, lined = {lined = 0, joined = 0, answers = 0}, {}, {}
+local counts, notes, lined, floors = {lined = 0, joined = 0, answers = 0}, {}, {}, {}
 for i, bid in ipairs(ids) do
-  local where, fid, data = takeIn(bid, base + i, base + #ids + 1 - i, t, lockMs, agingMs, maxIdBytes, notes)
+  local where, fid, data = takeIn(bid, base + i, base + #ids + 1 - i, t, lockMs, agingMs, maxIdBytes, notes, floors)
   if where then counts[where] = counts[where] + 1 end
   if where == 'lined' then
     table.insert(lined, fid)

@@ -10,15 +10,20 @@
     a job the fair queue no longer knows (its keys were lost: an operator's DEL, a failover);
   - puts back where it belongs a job the fair queue knows but that is in none of its places (fq:users, a user's
     line, fq:claims, ... lost).
+  A job that a run may still hold (locked for the fair queue but unknown to it, or recorded as claimed by a claim
+  that is gone) is left alone for graceMs first (fq:unknown): a live run renews its claim within that time, or ends
+  the job, or finds its claim lost and stops; only then is the job run again, so it is never run twice at once.
   In pages of `count` ids, from `start`; the worker calls it again while a page comes back full.
 
-  KEYS: the 13 fixed keys, 14 fq:swept (STRING: the worker sweeping this round)
-  ARGV: P, worker, flagMs, lockMs, agingMs, maxIdBytes, start, count, presence ('channel' | 'shard' | 'off')
+  KEYS: the 13 fixed keys, 14 fq:swept (STRING: the worker sweeping this round), 15 fq:unknown (HASH fid -> when
+        the sweep first found it unknown)
+  ARGV: P, worker, flagMs, lockMs, agingMs, maxIdBytes, start, count, presence ('channel' | 'shard' | 'off'), graceMs
   Returns {0} when another worker sweeps this round, else {1, ids looked at, taken in, put back}.
 ]]
 local self, flagMs, lockMs, agingMs = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local maxIdBytes, start, count, presence = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
-local flag = KEYS[14]
+local graceMs = tonumber(ARGV[10])
+local flag, unknown = KEYS[14], KEYS[15]
 local t = now()
 
 if start == 0 then
@@ -40,6 +45,21 @@ for _, member in ipairs(rcall('ZRANGE', K.claims, 0, -1)) do
 end
 
 local taken, relinked = 0, 0
+local deferred = {}
+local anyUnknown = rcall('HLEN', unknown) > 0
+-- Whether a job that a run may still hold has waited out its grace (and so may run again).
+local function graceOver(fid)
+  deferred[fid] = true
+  local since = tonumber(rcall('HGET', unknown, fid) or '-1')
+  if since < 0 then
+    rcall('HSET', unknown, fid, t)
+    return false
+  end
+  if t - since < graceMs then return false end
+  rcall('HDEL', unknown, fid)
+  return true
+end
+
 local function relink(fid, f)
   local at, uid = f[1], f[2]
   if at == 'line' then
@@ -51,8 +71,13 @@ local function relink(fid, f)
       return
     end
   elseif at == 'claimed' then
-    if f[4] and running[fid] == f[4] then return end
-    -- Its claim is gone: whatever still runs it finds out at its next renewal and stops.
+    if f[4] and running[fid] == f[4] then
+      if anyUnknown then rcall('HDEL', unknown, fid) end
+      return
+    end
+    -- Its claim's member is gone: a live run writes it back at its next renewal (see holds); past the grace, it
+    -- is taken back as a lapsed claim is.
+    if not graceOver(fid) then return end
     rcall('HDEL', jobKey(fid), 'claim')
     if f[6] == '1' then toAnswers(fid, t) else enqueue(uid, fid, tonumber(f[3]), agingMs, t) end
   elseif at == 'retry' or at == 'held' or at == 'answers' then
@@ -100,9 +125,9 @@ for _, bid in ipairs(ids) do
       relink(fid, f)
     else
       -- The fair queue lost it (or holds it as the 2.0 fair queue described it): taken in again, from Bull's own
-      -- record of it.
-      rcall('DEL', jobKey(fid))
-      local b = rcall('HMGET', P .. bid, 'data', 'opts', 'timestamp')
+      -- record of it, once no run can hold it any more.
+      local b = (running[fid] or graceOver(fid)) and rcall('HMGET', P .. bid, 'data', 'opts', 'timestamp') or {}
+      if b[3] then rcall('DEL', jobKey(fid)) end
       if b[3] and rcall('HSETNX', jobKey(fid), 'bid', bid) == 1 then
         local seq = rcall('HINCRBY', K.stats, 'seq', 1)
         if running[fid] then
@@ -121,6 +146,12 @@ for _, bid in ipairs(ids) do
         taken = taken + 1
       end
     end
+  end
+end
+-- The last page: what the sweep has not found unknown for a while is forgotten.
+if #ids < count and anyUnknown then
+  for _, fid in ipairs(rcall('HKEYS', unknown)) do
+    if not deferred[fid] and t - tonumber(rcall('HGET', unknown, fid) or '0') > 4 * graceMs then rcall('HDEL', unknown, fid) end
   end
 end
 publishWake()

@@ -1,0 +1,94 @@
+import { WorkerEvents } from '../../src/events';
+import { createLogger } from '../../src/logger';
+import type { NextJob } from '../../src/queue/ending';
+import { Dispatcher } from '../../src/queue/dispatcher';
+import type { Claim, FairQueue } from '../../src/queue/fairQueue';
+import type { ClaimReply, FairJob } from '../../src/queue/replies';
+
+function job(n: number): FairJob {
+  return {
+    fid: `0-${n}`,
+    id: String(n),
+    userId: 'alice',
+    data: {},
+    createdAt: 0,
+    attempts: 1,
+    attemptsMade: 0,
+    backoff: null,
+    lane: 'line',
+    hasCheckpoint: false,
+    stalledOut: false,
+  };
+}
+
+/** A fair queue that hands out jobs 1..n, then nothing. */
+function fakeQueue(n: number): { fair: FairQueue; claims: string[] } {
+  let next = 1;
+  const claims: string[] = [];
+  const fair = {
+    claim: async (token: string): Promise<ClaimReply> => {
+      claims.push(token);
+      return next <= n ? { job: job(next++) } : { retryInMs: null };
+    },
+  } as unknown as FairQueue;
+  return { fair, claims };
+}
+
+describe('Dispatcher', () => {
+  it('gives every claim a token of its own and tracks each run by it', async () => {
+    const { fair, claims } = fakeQueue(3);
+    const runs: Claim[] = [];
+    let n = 0;
+    const dispatcher = new Dispatcher({
+      fair,
+      token: () => `w.${++n}`,
+      run: async (claim, onSlot) => {
+        runs.push(claim);
+        onSlot();
+      },
+      handBack: async () => undefined,
+      limit: () => 10,
+      paced: false,
+      events: new WorkerEvents(),
+      logger: createLogger('silent'),
+    });
+    dispatcher.start();
+    while (runs.length < 3) await new Promise((r) => setImmediate(r));
+    expect(await dispatcher.drain(1000)).toBe(true);
+    expect(runs.map((c) => c.token)).toEqual(['w.1', 'w.2', 'w.3']);
+    expect(new Set(claims).size).toBe(claims.length);
+  });
+
+  it('a job claimed with the end of another run once shutdown has begun is handed back, never started', async () => {
+    const { fair } = fakeQueue(1);
+    const started: string[] = [];
+    const handedBack: string[] = [];
+    let finishFirst!: () => void;
+    let offered: NextJob | undefined;
+    const dispatcher = new Dispatcher({
+      fair,
+      token: () => `w.${started.length + handedBack.length + 1}`,
+      run: async (claim, onSlot, next) => {
+        started.push(claim.job.id);
+        offered = next;
+        onSlot();
+        await new Promise<void>((resolve) => (finishFirst = resolve));
+      },
+      handBack: async (claim) => void handedBack.push(claim.job.id),
+      limit: () => 10,
+      paced: false,
+      events: new WorkerEvents(),
+      logger: createLogger('silent'),
+    });
+    dispatcher.start();
+    while (started.length === 0) await new Promise((r) => setImmediate(r));
+    // The first run's end asked for the next job before shutdown began (a backlog was seen)...
+    const drained = dispatcher.drain(5000);
+    // ...and the job that round trip claimed arrives after it began.
+    offered!.take({ job: job(2) }, 'w.late');
+    finishFirst();
+    expect(await drained).toBe(true);
+    expect(started).toEqual(['1']);
+    expect(handedBack).toEqual(['2']);
+  });
+});
