@@ -417,6 +417,7 @@ describe('queue:stats', () => {
         // `waiting` is Bull's active list less what the fair queue runs, retries and holds: here the one job a
         // plain Bull consumer holds active.
         fair: { usersWaiting: 0, waiting: 1, running: 0, retrying: 0, heldBack: 0, answers: 0, joined: 0, heldBackTotal: 0 },
+        bill: { day: expect.stringMatching(/^\d{4}-\d\d-\d\d$/), spentUsd: 0, reservedUsd: 0, usersAtCap: 0 },
       },
     ]);
     const rows = table.stdout();
@@ -426,7 +427,7 @@ describe('queue:stats', () => {
     }
     expect(rows).toMatch(/\noldest waiting +1m 30s \(90000 ms\)\n/);
     expect(rows).toMatch(
-      /\ncheckpoints +0\nfair queue +1 waiting \(0 users\), 0 running, 0 retrying later, 0 answers held back, 0 answers to tell, 0 joined to an identical job\n$/,
+      /\ncheckpoints +0\nfair queue +1 waiting \(0 users\), 0 running, 0 retrying later, 0 answers held back, 0 answers to tell, 0 joined to an identical job\ntoday \(UTC\) +\d{4}-\d\d-\d\d: \$0\.00 spent, 0 users at USER_DAILY_IMAGES\n$/,
     );
   });
 
@@ -438,7 +439,7 @@ describe('queue:stats', () => {
     expect(out.stdout().endsWith('\n')).toBe(true);
     expect(out.stdout().trimEnd().split('\n')).toHaveLength(1);
     const [stats] = out.lines();
-    expect(Object.keys(stats)).toEqual(['queue', 'counts', 'oldestWaitingAgeMs', 'checkpoints', 'fair']);
+    expect(Object.keys(stats)).toEqual(['queue', 'counts', 'oldestWaitingAgeMs', 'checkpoints', 'fair', 'bill']);
     expect(Object.keys(stats.counts as object)).toEqual([...STATES]);
     expect(stats).toEqual({
       queue: queueName,
@@ -446,6 +447,7 @@ describe('queue:stats', () => {
       oldestWaitingAgeMs: null,
       checkpoints: 0,
       fair: { usersWaiting: 0, waiting: 0, running: 0, retrying: 0, heldBack: 0, answers: 0, joined: 0, heldBackTotal: 0 },
+      bill: { day: expect.any(String), spentUsd: 0, reservedUsd: 0, usersAtCap: 0 },
     });
   });
 

@@ -121,6 +121,17 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('keeps no bill and no picture memory by default; reads their caps, 0 meaning off', () => {
+    expect(loadConfig(minimal)).toMatchObject({ bill: { userDailyImages: 0, dailyBudgetUsd: 0 }, pictures: { rememberS: 0, rememberMb: 64 } });
+    const config = loadConfig({ ...minimal, USER_DAILY_IMAGES: '30', DAILY_BUDGET_USD: '7.50', REMEMBER_PICTURES_S: '900', REMEMBER_PICTURES_MB: '16' });
+    expect(config).toMatchObject({ bill: { userDailyImages: 30, dailyBudgetUsd: 7.5 }, pictures: { rememberS: 900, rememberMb: 16 } });
+    expect(problems({ ...minimal, USER_DAILY_IMAGES: '-1', DAILY_BUDGET_USD: '$5', REMEMBER_PICTURES_MB: '0' })).toEqual([
+      expect.stringMatching(/^USER_DAILY_IMAGES must be a whole number from 0 up \(got "-1"\)/),
+      expect.stringMatching(/^DAILY_BUDGET_USD must be an amount in US dollars from 0 up, e.g. 25 or 7.50 \(got "\$5"\)/),
+      expect.stringMatching(/^REMEMBER_PICTURES_MB must be a whole number from 1 up \(got "0"\)/),
+    ]);
+  });
+
   it("takes any aspect ratio and resolution of xAI's form, so a value xAI adds later needs no release", () => {
     const ratios = ['1:1', '3:4', '4:3', '9:16', '16:9', '2:3', '3:2', '9:19.5', '19.5:9', '9:20', '20:9', '1:2', '2:1', 'auto', '21:9', '5:2', '7:3'];
     for (const ratio of ratios) expect(loadConfig({ ...minimal, GROK_ASPECT_RATIO: ratio }).grok.aspectRatio).toBe(ratio);

@@ -7,7 +7,7 @@ import {
   rateLimitedError,
   transientError,
   WorkerError,
-  WorkerErrorOptions,
+  AlertOptions,
 } from '../src/errors';
 
 describe('errorSummary', () => {
@@ -108,7 +108,7 @@ describe('WorkerError kinds', () => {
    */
   it('cannot be built contradictory', () => {
     // Around the types, as plain JavaScript or a cast could go.
-    const build = (code: string, options: unknown) => () => new WorkerError(code as 'GENERATION_FAILED', 'x', options as WorkerErrorOptions);
+    const build = (code: string, options: unknown) => () => new WorkerError(code as 'GENERATION_FAILED', 'x', options as AlertOptions);
 
     // @ts-expect-error a retried error is GENERATION_FAILED: the user is told only once the tries are used up
     expect(() => new WorkerError('CONTENT_REJECTED', 'x', { kind: 'transient' })).toThrow(/transient error is GENERATION_FAILED/);
@@ -124,11 +124,15 @@ describe('WorkerError kinds', () => {
     expect(transientError('x', { alert: 'billing' }).alert).toBeUndefined();
     // @ts-expect-error nor a permanent error that is rate-limited
     expect(permanentError('GENERATION_FAILED', 'x', { rateLimited: true }).rateLimited).toBe(false);
-    // @ts-expect-error a kind is one of five
+    // @ts-expect-error a spent budget is told as QUOTA_REACHED, nothing else
+    expect(() => new WorkerError('GENERATION_FAILED', 'x', { kind: 'budget' })).toThrow(/budget error is QUOTA_REACHED/);
+    // @ts-expect-error a kind is one of six
     expect(() => new WorkerError('GENERATION_FAILED', 'x', { kind: 'fatal' })).toThrow(/unknown kind "fatal"/);
 
     expect(build('CONTENT_REJECTED', { kind: 'rateLimited' })).toThrow(TypeError);
     expect(build('GENERATION_FAILED', { kind: 'misconfiguration', retryAfterMs: 5 })).toThrow(TypeError);
     expect(build('GENERATION_FAILED', { kind: 'transient', retryAfterMs: 5 })).not.toThrow();
+    expect(build('QUOTA_REACHED', { kind: 'budget' })).not.toThrow();
+    expect(build('QUOTA_REACHED', { kind: 'billing' })).toThrow(TypeError);
   });
 });

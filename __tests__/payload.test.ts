@@ -6,7 +6,7 @@ import type { JobEvent } from '../src/types';
 const image = { base64: 'iVBORw0KGgo=', mimeType: 'image/png' };
 const base: Omit<JobEvent, 'status'> = { userId: 'alice', number: 4, jobId: '17' };
 const SUFFIX = '_Grok_Image_Generator';
-const CODES: ErrorCode[] = ['INVALID_JOB', 'INVALID_TOKEN', 'SESSION_EXPIRED', 'CONTENT_REJECTED', 'GENERATION_FAILED'];
+const CODES: ErrorCode[] = ['INVALID_JOB', 'INVALID_TOKEN', 'SESSION_EXPIRED', 'CONTENT_REJECTED', 'GENERATION_FAILED', 'QUOTA_REACHED'];
 
 const failed = (code: string, message = 'Image API 500: <b>internal</b> at Object.<anonymous> (/app/dist/x.js:1:2)'): JobEvent => ({
   ...base,
@@ -19,6 +19,7 @@ describe('words for people', () => {
     expect(Object.keys(USER_MESSAGES).sort()).toEqual([...CODES].sort());
     expect(USER_MESSAGES.SESSION_EXPIRED).toBe('Session expired. Please log in again.');
     expect(USER_MESSAGES.INVALID_TOKEN).toBe('Session expired. Please log in again.');
+    expect(USER_MESSAGES.QUOTA_REACHED).toBe('No more pictures can be made today. Please try again tomorrow.');
     expect(SESSION_EXPIRED_MESSAGE).toBe(USER_MESSAGES.SESSION_EXPIRED);
   });
 

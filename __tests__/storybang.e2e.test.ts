@@ -107,6 +107,24 @@ describe('StoryBang at its real habits', () => {
     expect(await sys.producer.getJobCounts()).toMatchObject({ waiting: 0, active: 0, completed: 6 });
   });
 
+  it('a reload after 3 of 6 pages, pictures remembered: 6 API calls in all, every page on the new page once', async () => {
+    const pages = [1, 2, 3, 4, 5, 6].map((n) => ({ Id: 'alice', Prompt: `page ${n}`, Number: n }));
+    const before = await sys.user('alice');
+    await sys.startWorker({ REMEMBER_PICTURES_S: '600' });
+    for (const page of pages.slice(0, 3)) await sys.enqueue({ ...page, Token: signToken('alice') });
+    await waitUntil(() => before.finals().length === 3, 10_000, 'three pages delivered');
+    // The reload: a new page joins the room once and asks for all six again.
+    before.close();
+    const after = await sys.user('alice');
+    for (const page of pages) await sys.enqueue({ ...page, Token: signToken('alice') });
+    await waitUntil(() => after.finals().length === 6, 10_000, 'all six on the new page');
+    expect(after.finals().every(isImage)).toBe(true);
+    expect(new Set(after.finals().map((p) => p.Number)).size).toBe(6);
+    expect(sys.xai.calls).toHaveLength(6);
+    await waitUntil(() => ends().length === 9, 5000, 'every job ended');
+    expect(ends().filter((e) => e.remembered === true)).toHaveLength(3);
+  });
+
   it('Bull tells the truth: finished() resolves after the picture is delivered, rejects with the code of a failure told, and the counts agree', async () => {
     const browser = await sys.user('alice');
     await sys.startWorker();

@@ -1,5 +1,5 @@
 /** The failure codes of the contract, as the user and the job's failed reason see them. */
-export type ErrorCode = 'INVALID_JOB' | 'INVALID_TOKEN' | 'SESSION_EXPIRED' | 'CONTENT_REJECTED' | 'GENERATION_FAILED';
+export type ErrorCode = 'INVALID_JOB' | 'INVALID_TOKEN' | 'SESSION_EXPIRED' | 'CONTENT_REJECTED' | 'GENERATION_FAILED' | 'QUOTA_REACHED';
 
 /**
  * What the person waiting for the picture reads, one fixed sentence per code, in both wire formats
@@ -14,6 +14,7 @@ export const USER_MESSAGES: Readonly<Record<ErrorCode, string>> = Object.freeze(
   SESSION_EXPIRED: 'Session expired. Please log in again.',
   CONTENT_REJECTED: 'We cannot draw this picture. Please try describing it another way.',
   GENERATION_FAILED: 'We could not make this picture right now. Please try again in a moment.',
+  QUOTA_REACHED: 'No more pictures can be made today. Please try again tomorrow.',
 });
 
 /** The sentence for `code`; a code this table does not know reads as GENERATION_FAILED. */
@@ -29,22 +30,28 @@ export function userMessage(code: string | undefined): string {
  *   capacity layer slows the fleet and asks again without using up the job's retries; elsewhere it is transient.
  * - `billing`: used-up credits or a reached spending limit: permanent, and an operator must top up.
  * - `misconfiguration`: the image API refused the key, the URL or a setting: permanent, and an operator must fix it.
+ * - `budget`: the fleet reached DAILY_BUDGET_USD for the day (QUOTA_REACHED): permanent, and an operator is told
+ *   once a day.
  */
-export type ErrorKind = 'permanent' | 'transient' | 'rateLimited' | 'billing' | 'misconfiguration';
+export type ErrorKind = 'permanent' | 'transient' | 'rateLimited' | 'billing' | 'misconfiguration' | 'budget';
 
 /** The kinds worth trying again: they alone may carry the server's Retry-After. */
 type RetryableKind = 'transient' | 'rateLimited';
 
 /** What an operator must act on; the job-end line carries it as `alert`. */
-export type OperatorAlert = 'billing' | 'misconfiguration';
+export type OperatorAlert = 'billing' | 'misconfiguration' | 'budget';
 
-/** Each kind's consequences, in one table: no combination of them can contradict another. */
-const KINDS: Readonly<Record<ErrorKind, { transient: boolean; alert?: OperatorAlert }>> = Object.freeze({
+/**
+ * Each kind's consequences, in one table: no combination of them can contradict another. A kind other than
+ * `permanent` is told as its one code.
+ */
+const KINDS: Readonly<Record<ErrorKind, { transient: boolean; alert?: OperatorAlert; code?: ErrorCode }>> = Object.freeze({
   permanent: { transient: false },
-  transient: { transient: true },
-  rateLimited: { transient: true },
-  billing: { transient: false, alert: 'billing' },
-  misconfiguration: { transient: false, alert: 'misconfiguration' },
+  transient: { transient: true, code: 'GENERATION_FAILED' },
+  rateLimited: { transient: true, code: 'GENERATION_FAILED' },
+  billing: { transient: false, alert: 'billing', code: 'GENERATION_FAILED' },
+  misconfiguration: { transient: false, alert: 'misconfiguration', code: 'GENERATION_FAILED' },
+  budget: { transient: false, alert: 'budget', code: 'QUOTA_REACHED' },
 });
 
 interface CommonOptions {
@@ -60,9 +67,15 @@ export interface PermanentOptions extends CommonOptions {
   retryAfterMs?: never;
 }
 
-/** A failure an operator must act on; the user is told GENERATION_FAILED. */
+/** A failure of the image API an operator must act on; the user is told GENERATION_FAILED. */
 export interface AlertOptions extends CommonOptions {
-  kind: OperatorAlert;
+  kind: 'billing' | 'misconfiguration';
+  retryAfterMs?: never;
+}
+
+/** The fleet's daily budget is spent; the user is told QUOTA_REACHED. */
+export interface BudgetOptions extends CommonOptions {
+  kind: 'budget';
   retryAfterMs?: never;
 }
 
@@ -73,14 +86,14 @@ export interface RetryableOptions extends CommonOptions {
   retryAfterMs?: number;
 }
 
-export type WorkerErrorOptions = PermanentOptions | AlertOptions | RetryableOptions;
+type WorkerErrorOptions = PermanentOptions | AlertOptions | BudgetOptions | RetryableOptions;
 
 /**
  * The one error type the pipeline acts on: `code` is what the user is told, `kind` decides whether the work is
  * tried again and whether an operator is alerted. Anything else thrown is a bug: the job fails, it is not retried.
  *
- * The constructor's types admit only coherent errors: a kind other than `permanent` means GENERATION_FAILED, and
- * only a retryable kind carries `retryAfterMs`. The same rules are checked at run time for callers that go around
+ * The constructor's types admit only coherent errors: a kind other than `permanent` means its own code (`budget`
+ * QUOTA_REACHED, the others GENERATION_FAILED), and only a retryable kind carries `retryAfterMs`. The same rules are checked at run time for callers that go around
  * the types.
  */
 export class WorkerError extends Error {
@@ -91,12 +104,14 @@ export class WorkerError extends Error {
   readonly status?: number;
 
   constructor(code: ErrorCode, message: string, options?: PermanentOptions);
-  constructor(code: 'GENERATION_FAILED', message: string, options: WorkerErrorOptions);
+  constructor(code: 'QUOTA_REACHED', message: string, options: BudgetOptions);
+  constructor(code: 'GENERATION_FAILED', message: string, options: PermanentOptions | AlertOptions | RetryableOptions);
   constructor(code: ErrorCode, message: string, options: WorkerErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     const kind = options.kind ?? 'permanent';
     if (!Object.prototype.hasOwnProperty.call(KINDS, kind)) throw new TypeError(`WorkerError: unknown kind ${JSON.stringify(kind)}`);
-    if (kind !== 'permanent' && code !== 'GENERATION_FAILED') throw new TypeError(`WorkerError: a ${kind} error is GENERATION_FAILED, not ${code}`);
+    const own = KINDS[kind].code;
+    if (own !== undefined && code !== own) throw new TypeError(`WorkerError: a ${kind} error is ${own}, not ${code}`);
     const retryAfterMs = (options as { retryAfterMs?: unknown }).retryAfterMs;
     if (retryAfterMs !== undefined && !KINDS[kind].transient) throw new TypeError(`WorkerError: a ${kind} error is not retried, so it has no retryAfterMs`);
     this.name = 'WorkerError';
@@ -156,6 +171,14 @@ export function billingError(message: string, options: Omit<AlertOptions, 'kind'
 /** The API refused the key, the URL or a setting: not retried, and an operator is alerted (`misconfiguration`). */
 export function misconfigurationError(message: string, options: Omit<AlertOptions, 'kind'> = {}): WorkerError {
   return new WorkerError('GENERATION_FAILED', message, { ...options, kind: 'misconfiguration' });
+}
+
+/**
+ * No picture may be bought for this job today: its user reached USER_DAILY_IMAGES, or the fleet DAILY_BUDGET_USD.
+ * `alert`: this is the first job the budget stops today, and an operator is told (`budget`).
+ */
+export function quotaError(message: string, options: { alert?: boolean } = {}): WorkerError {
+  return options.alert ? new WorkerError('QUOTA_REACHED', message, { kind: 'budget' }) : permanentError('QUOTA_REACHED', message);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { errorSummary, WorkerError } from './errors';
+import { errorSummary, OperatorAlert, WorkerError } from './errors';
 import type { Logger } from './logger';
 import type { RunReport } from './pipeline';
 
@@ -28,8 +28,9 @@ export interface JobEnd {
 }
 
 /** What an operator must act on, if anything: the alert an error carries. */
-const HINTS: Record<string, string> = {
+const HINTS: Record<OperatorAlert, string> = {
   billing: 'the xAI team is out of credits or over its spending limit',
+  budget: 'the fleet spent DAILY_BUDGET_USD today: no picture is bought until the next UTC day, or until the budget is raised',
   misconfiguration:
     'the image API refused the request: check GROK_API_KEY, GROK_API, GROK_MODEL and the image settings (GROK_ASPECT_RATIO, GROK_RESOLUTION, GROK_QUALITY)',
 };
@@ -54,6 +55,7 @@ export function logJobEnd(logger: Logger, end: JobEnd): void {
     promptChars: report.promptChars,
     imageBytes: report.imageBytes,
     fromCheckpoint: report.fromCheckpoint ?? false,
+    remembered: report.remembered,
     refusalRemembered: report.refusalRemembered,
     costUsd: report.costUsd,
     heldMs: report.heldMs,

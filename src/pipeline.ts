@@ -1,9 +1,10 @@
 import { ClaimLostError, ErrorCode, errorSummary, isAbortError, permanentError, toError, userMessage, WorkerError } from './errors';
 import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './steps/jobData';
+import type { ImageMemory } from './capacity/imageMemory';
 import type { Logger } from './logger';
 import { PreparedPrompt, preparePrompt } from './steps/prompt';
 import { retryDelayMs, withRetries } from './retryPolicy';
-import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, JobOwner, Notifier, RefusalMemory, TokenVerifier } from './types';
+import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, JobOwner, Notifier, PictureMemory, RefusalMemory, TokenVerifier } from './types';
 
 /** The steps' collaborators: the pipeline never builds a client or reads the environment itself. */
 export interface PipelineDeps {
@@ -13,10 +14,14 @@ export interface PipelineDeps {
   checkpoints: CheckpointStore;
   /** Prompts refused by moderation, per user (REFUSAL_MEMORY_S). Absent: every prompt goes to the API. */
   refusals?: RefusalMemory;
+  /** Pictures delivered lately for this job's ask (REMEMBER_PICTURES_S). Absent: none is kept or given again. */
+  pictures?: PictureMemory;
   logger: Logger;
   settings: PipelineSettings;
   /** The run's claim on its job, when the queue fences its runs. Absent: the run always holds its job. */
   claim?: RunClaim;
+  /** The image bytes the process holds: a run's picture counts from its answer until the run is over. */
+  images?: ImageMemory;
   /** Overrides for tests: how long to wait before retry `attempt`, and how to wait. */
   retryDelay?: (attempt: number, err: unknown) => number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -66,6 +71,8 @@ export interface RunReport {
   imageBytes?: number;
   /** The image came from a checkpoint: nothing was paid for on this run. */
   fromCheckpoint?: boolean;
+  /** The picture delivered for the same ask lately was given again (REMEMBER_PICTURES_S): nothing was paid for. */
+  remembered?: boolean;
   /** CONTENT_REJECTED from the refusal memory: the image API was not asked (and not paid) again. */
   refusalRemembered?: boolean;
   costUsd?: number;
@@ -106,6 +113,7 @@ interface RunState {
  */
 export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSignal): Promise<RunOutcome> {
   const state: RunState = { run, deps, signal, report: { steps: {} }, phase: 'validate' };
+  let letGo = (): void => undefined;
   try {
     const job = validate(state);
     const fingerprint = `${job.userId}:${run.createdAt}`;
@@ -116,16 +124,23 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
     if (!saved) await verifyToken(state, job);
     announceProgress(state, job);
     const prompt = prepare(state, job);
+    // A picture delivered for the same ask lately is given again, to a user whose token was verified just now.
+    const remembered = saved ? null : await recall(state);
     state.report.fromCheckpoint = saved !== null;
-    const image = saved ?? (await generate(state, job, prompt));
+    if (remembered) state.report.remembered = true;
+    const image = saved ?? remembered ?? (await generate(state, job, prompt));
+    letGo = deps.images?.hold(image.base64.length) ?? letGo;
     state.report.imageBytes = base64Bytes(image.base64);
-    // A checkpointed image was paid for by an earlier run, and logged there.
-    state.report.costUsd = saved ? 0 : image.costUsd;
-    await deliver(state, job, image, saved ? undefined : fingerprint);
+    // A checkpointed image was paid for by an earlier run, and logged there; a remembered one by another job.
+    state.report.costUsd = saved || remembered ? 0 : image.costUsd;
+    await deliver(state, job, image, saved || remembered ? undefined : fingerprint);
+    if (!remembered) await keepPicture(state, image);
     return { delivered: true, report: state.report };
   } catch (err) {
     if (err instanceof ClaimLostError || (signal.aborted && isAbortError(err))) throw err;
     return failed(state, err);
+  } finally {
+    letGo();
   }
 }
 
@@ -153,6 +168,22 @@ async function loadCheckpoint(state: RunState, fingerprint: string): Promise<Gen
   return deps.checkpoints.load(fingerprint).catch((err: unknown) => {
     deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'checkpoint unreadable, generating');
     return null;
+  });
+}
+
+/** The memory only saves money: when Redis cannot answer, the picture is made again. */
+async function recall(state: RunState): Promise<GeneratedImage | null> {
+  const { run, deps } = state;
+  return (deps.pictures?.recall() ?? Promise.resolve(null)).catch((err: unknown) => {
+    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'picture memory unreadable, generating');
+    return null;
+  });
+}
+
+async function keepPicture(state: RunState, image: GeneratedImage): Promise<void> {
+  const { run, deps } = state;
+  await deps.pictures?.keep(image).catch((err: unknown) => {
+    deps.logger.warn({ jobId: run.jobId, err: errorSummary(err) }, 'picture not kept for a reload');
   });
 }
 

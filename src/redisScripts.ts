@@ -14,24 +14,24 @@ interface Script {
 }
 
 const INCLUDE = /^--- @include "([^"]+)"$/gm;
-/** The part every fair-queue script includes: such a script builds keys from the declared prefix. */
-const BUILDS_KEYS = /(^|\/)_lib\.lua$/;
+/** Marks a script (or a part it includes) that builds keys from a declared key or prefix. */
+const BUILDS_KEYS = /^--- @builds-keys$/m;
 
 /**
  * Loads a folder of Lua scripts named like BullMQ's, `name-<numberOfKeys>.lua`, once per process. A line
  * `--- @include "<path>"` is replaced by `<path>.lua`, relative to the file that includes it (files whose name
- * starts with `_` are parts, not commands); a part is included once per script, where it is first named. Scripts
- * that build keys from a declared prefix (every such key shares the declared keys' hash slot when the prefix
- * carries a hash tag) say so to Dragonfly, which refuses undeclared keys by default.
+ * starts with `_` are parts, not commands); a part is included once per script, where it is first named. A script
+ * that builds keys from a declared prefix (every such key shares the declared keys' hash slot when the prefix
+ * carries a hash tag) says so with a line `--- @builds-keys`, and tells Dragonfly, which refuses undeclared keys by
+ * default.
  */
 export function loadScripts(dir: string): Script[] {
   return readdirSync(dir)
     .filter((file) => /^[a-z][a-z-]*-\d+\.lua$/.test(file))
     .map((file) => {
       const [, name, keys] = /^([a-z-]+)-(\d+)\.lua$/.exec(file)!;
-      const included = new Set<string>();
-      const lua = expand(path.join(dir, file), included);
-      const flagged = [...included].some((part) => BUILDS_KEYS.test(part)) ? `--!df flags=allow-undeclared-keys\n${lua}` : lua;
+      const lua = expand(path.join(dir, file), new Set<string>());
+      const flagged = BUILDS_KEYS.test(lua) ? `--!df flags=allow-undeclared-keys\n${lua}` : lua;
       return { name: camelCase(name), numberOfKeys: Number(keys), lua: flagged };
     });
 }
@@ -45,10 +45,15 @@ function expand(file: string, included: Set<string>): string {
   });
 }
 
-/** Defines `scripts` on `client` (once per connection); ioredis then sends each as EVALSHA. */
-export function defineScripts<Name extends string>(client: RedisClient, scripts: Script[], prefix: string): Record<Name, ScriptCommand> {
+/** Defines `scripts` (or those of them named) on `client`, once per connection; ioredis then sends each as EVALSHA. */
+export function defineScripts<Name extends string>(
+  client: RedisClient,
+  scripts: Script[],
+  prefix: string,
+  names?: readonly Name[],
+): Record<Name, ScriptCommand> {
   const commands = {} as Record<Name, ScriptCommand>;
-  for (const script of scripts) {
+  for (const script of scripts.filter((s) => !names || names.includes(s.name as Name))) {
     const name = `${prefix}${script.name[0].toUpperCase()}${script.name.slice(1)}`;
     if (!(name in client)) client.defineCommand(name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
     const command = (client as unknown as Record<string, ScriptCommand>)[name];

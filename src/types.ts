@@ -80,6 +80,15 @@ export interface CheckpointStore {
 }
 
 /**
+ * Pictures delivered lately for one ask (the same user, page and prompt), kept REMEMBER_PICTURES_S: a reload
+ * mid-story gets the pages it already had without buying them again.
+ */
+export interface PictureMemory {
+  recall(): Promise<GeneratedImage | null>;
+  keep(image: GeneratedImage): Promise<void>;
+}
+
+/**
  * Prompts refused by moderation, per user, for REFUSAL_MEMORY_S: the StoryBang front end asks again at once
  * after any failure, and a refused prompt would otherwise go back to the paid API every time. Only a hash of
  * user and prompt is stored.

@@ -1,7 +1,10 @@
 import { setMaxListeners } from 'node:events';
 import Bull, { Queue } from 'bull';
+import { Bill } from './capacity/bill';
+import { IMAGE_MEMORY_BUDGET_BYTES, ImageMemory } from './capacity/imageMemory';
 import { InFlightLimit } from './capacity/inFlight';
 import { paceIntervalMs, PROMISE_MS, RedisPacer } from './capacity/pacer';
+import { listPriceUsd } from './capacity/prices';
 import { Config, describeConfig, redactUrl } from './config';
 import { abortError, errorSummary } from './errors';
 import { WorkerEvents } from './events';
@@ -17,6 +20,7 @@ import { Dispatcher } from './queue/dispatcher';
 import { handBack } from './queue/ending';
 import { FairQueue } from './queue/fairQueue';
 import { BULL_SETTINGS, BullIntake } from './queue/intake';
+import { Pictures } from './queue/pictures';
 import { bullLockMs, Keeper } from './queue/keeper';
 import { WorkerPresence } from './queue/presence';
 import { runClaim, RunContext } from './queue/run';
@@ -67,7 +71,7 @@ export interface RunningWorker {
 function createProvider(config: Config): ImageProvider {
   if (config.imageProvider === 'local') return new LocalImageProvider({ delayMs: config.localImageDelayMs });
   const { apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution, quality } = config.grok;
-  return new GrokImageProvider({ apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution, quality });
+  return new GrokImageProvider({ apiUrl, apiKey, model, timeoutMs, aspectRatio, resolution, quality, listPriceUsd: listPriceUsd(model, quality, resolution) });
 }
 
 function createVerifier(config: Config): TokenVerifier {
@@ -134,9 +138,14 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     paced,
     promiseMs: PROMISE_MS,
     lockMs: bullLockMs(config.stalledIntervalMs),
+    remember: config.pictures.rememberS > 0,
   });
   const pacer = config.rateLimit ? new RedisPacer(client, fair.keys.pace, paceIntervalMs(config.rateLimit)) : null;
-  const inFlight = new InFlightLimit(pacer?.intervalMs ?? null, config.concurrency);
+  const images = new ImageMemory(IMAGE_MEMORY_BUDGET_BYTES);
+  // The daily bill is kept only when a cap is set: otherwise the drop-in costs Redis nothing more.
+  const bill = config.bill.userDailyImages > 0 || config.bill.dailyBudgetUsd > 0 ? new Bill(client, fair.keys.bill, config.bill) : undefined;
+  const { model, quality, resolution } = config.grok;
+  const inFlight = new InFlightLimit(pacer?.intervalMs ?? null, config.concurrency, images);
   const verifier = overrides.verifier ?? createVerifier(config);
   const deps: PipelineDeps = {
     verifier,
@@ -145,6 +154,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     // Each run gets its job's own store (see Checkpoints.forJob).
     checkpoints: { load: async () => null, save: async () => undefined },
     refusals: config.refusalMemoryS > 0 ? new RedisRefusalMemory(client, prefix, config.refusalMemoryS) : undefined,
+    images,
     logger,
     settings: {
       promptPrefix: config.promptPrefix,
@@ -183,7 +193,8 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     claims,
     checkpoints: new Checkpoints(client, fair, config.checkpointTtlS),
     deps,
-    capacity: { pacer, logger },
+    capacity: { pacer, images, bill: bill && { bill, priceUsd: listPriceUsd(model, quality, resolution) }, logger },
+    pictures: config.pictures.rememberS > 0 ? new Pictures(client, fair.keys, config.pictures.rememberS, config.pictures.rememberMb) : undefined,
     inFlight,
     hardStop: hardStop.signal,
     maxStalledCount: config.maxStalledCount,
@@ -197,7 +208,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     token: () => presence.token(),
     run: (claim, onSlot, next) => runClaim(claim, context, onSlot, next),
     handBack: (claim) => handBack(claim, { startedAt: Date.now(), askedApi: false }, context),
-    limit: () => inFlight.limit,
+    limit: (running) => inFlight.limitFor(running),
     paced,
     events,
     logger,
@@ -220,14 +231,19 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   keeper.start();
   dispatcher.start();
 
-  const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue, fair, inFlight, dispatcher, logger), config.statsIntervalMs) : undefined;
-  stats?.unref();
-  logger.info({ queue: config.queueName, concurrency: config.concurrency ?? 'auto', inFlightLimit: inFlight.limit }, 'ready');
-  events.emit('worker:ready', {
-    queue: config.queueName,
+  const here = (): WorkerGauges => ({
+    inFlight: dispatcher.inFlight,
     inFlightLimit: inFlight.limit,
-    limitedBy: config.concurrency ? 'CONCURRENCY' : paced ? 'pace' : 'none',
+    limitedBy: inFlight.limitedBy,
+    apiLatencyMs: inFlight.observedLatencyMs,
+    imageMB: Math.round(images.held / 104857.6) / 10,
+    imageBudgetMB: Math.round(images.budgetBytes / 1048576),
   });
+  const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue.name, fair, bill, here, logger), config.statsIntervalMs) : undefined;
+  stats?.unref();
+  const { inFlightLimit, limitedBy, imageBudgetMB } = here();
+  logger.info({ queue: config.queueName, concurrency: config.concurrency ?? 'auto', inFlightLimit, limitedBy, imageBudgetMB }, 'ready');
+  events.emit('worker:ready', { queue: config.queueName, inFlightLimit, limitedBy });
   // Tests fail any test that leaves a worker running (__tests__/support/leakCheck.ts).
   const untrack = track('worker', config.queueName);
 
@@ -285,11 +301,20 @@ function watchQueue(queue: Queue, logger: Logger): void {
   });
 }
 
-async function logStats(queue: Queue, fair: FairQueue, inFlight: InFlightLimit, dispatcher: Dispatcher, logger: Logger): Promise<void> {
+/** This process, as the stats line shows it. */
+interface WorkerGauges {
+  inFlight: number;
+  inFlightLimit: number;
+  limitedBy: string;
+  apiLatencyMs: number;
+  imageMB: number;
+  imageBudgetMB: number;
+}
+
+async function logStats(queue: string, fair: FairQueue, bill: Bill | undefined, here: () => WorkerGauges, logger: Logger): Promise<void> {
   try {
-    const [counts, fairCounts] = await Promise.all([queue.getJobCounts(), fair.counts()]);
-    const here = { inFlight: dispatcher.inFlight, inFlightLimit: inFlight.limit, apiLatencyMs: inFlight.observedLatencyMs };
-    logger.info({ queue: queue.name, counts, fair: fairCounts, worker: here }, 'queue stats');
+    const [{ bull, fair: fairCounts }, today] = await Promise.all([fair.counts(), bill?.today()]);
+    logger.info({ queue, counts: bull, fair: fairCounts, worker: here(), bill: today }, 'queue stats');
   } catch (err) {
     logger.warn({ err: errorSummary(err) }, 'queue stats unavailable');
   }

@@ -40,6 +40,8 @@ async function job(fid: string, hasCheckpoint = true): Promise<FairJob> {
     attempts: 1,
     attemptsMade: 0,
     backoff: null,
+    ask: '',
+    remembered: false,
     lane: 'line',
     hasCheckpoint,
     stalledOut: false,

@@ -15,6 +15,8 @@ function job(n: number): FairJob {
     attempts: 1,
     attemptsMade: 0,
     backoff: null,
+    ask: '',
+    remembered: false,
     lane: 'line',
     hasCheckpoint: false,
     stalledOut: false,

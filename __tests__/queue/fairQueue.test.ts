@@ -525,7 +525,7 @@ describe('one request, one picture; a loop is answered slower', () => {
     const joinedDone = again.finished();
     expect(await fair.end(claimed[0], { how: 'completed', returnValue: { delivered: true } })).toEqual({ ended: true, joined: [String(again.id)] });
     await expect(joinedDone).resolves.toEqual({ delivered: true });
-    expect((await fair.counts()).joined).toBe(0);
+    expect((await fair.counts()).fair.joined).toBe(0);
     // Once the first has ended, the same ask is a new job.
     await bull.add({ Id: 'alice', Prompt: 'a fox', Token: 't3', Number: 1 });
     expect(await fair.intake(null, 100)).toMatchObject({ lined: 1, joined: 0 });
@@ -580,7 +580,7 @@ describe('one request, one picture; a loop is answered slower', () => {
     await takeIn(fair);
     const repeat = (await claim(fair))!;
     expect(await fair.holdBack(repeat, 'INVALID_JOB')).toEqual({ tell: false, heldMs: 2000 });
-    expect((await fair.counts()).heldBack).toBe(1);
+    expect((await fair.counts()).fair.heldBack).toBe(1);
     expect(await claim(fair)).toBeUndefined();
     await redis.zadd(`${prefix}fq:held`, 0, repeat.job.fid);
     expect(await fair.promote()).toBe(1);
@@ -605,6 +605,10 @@ describe('one request, one picture; a loop is answered slower', () => {
     await add('user0', {}, { Prompt: 'page 1', Number: 1 });
     await takeIn(fair);
     await claim(fair);
-    expect(await fair.counts()).toEqual({ usersWaiting: 2, waiting: 3, running: 1, retrying: 0, heldBack: 0, answers: 0, joined: 0, heldBackTotal: 0 });
+    expect(await fair.counts()).toEqual({
+      bull: { waiting: 0, active: 4, completed: 0, failed: 0, delayed: 0, paused: 0 },
+      fair: { usersWaiting: 2, waiting: 3, running: 1, retrying: 0, heldBack: 0, answers: 0, joined: 0, heldBackTotal: 0 },
+    });
+    expect((await fair.counts()).bull).toEqual(await bull.getJobCounts());
   });
 });

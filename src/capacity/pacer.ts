@@ -46,7 +46,7 @@ export class RedisPacer implements Pacer {
     private readonly key: string,
     readonly intervalMs: number,
   ) {
-    this.commands = defineScripts(client, SCRIPTS, 'pace');
+    this.commands = defineScripts(client, SCRIPTS, 'pace', ['acquire', 'slowDown']);
   }
 
   async acquire(deadlineInMs?: number): Promise<number | null> {

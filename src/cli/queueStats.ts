@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import type Bull from 'bull';
 import { Cluster } from 'ioredis';
 import { DEFAULTS } from '../config';
+import { Bill, BillToday } from '../capacity/bill';
 import { FairCounts, FairQueue } from '../queue/fairQueue';
 import type { RedisClient } from '../redisScripts';
 import {
@@ -44,13 +45,15 @@ export interface QueueStats {
   counts: Record<State, number>;
   /** Age of the job next in line (the oldest one the queue is FIFO), from its creation; null when none waits. */
   oldestWaitingAgeMs: number | null;
-  /** Generated images kept until their notification is delivered (`<prefix>:<queue>:checkpoint:<jobId>`). */
+  /** Generated images kept until their notification is delivered (`<prefix>:<queue>:checkpoint:<fid>`). */
   checkpoints: number;
   /**
    * The fair queue, which holds every job Bull counts as active: users with jobs waiting, jobs waiting, running,
    * retrying later, failure answers held back, and asks joined to an identical job.
    */
   fair: FairCounts;
+  /** Today's bill (UTC): what the fleet spent on pictures, and the users at USER_DAILY_IMAGES. */
+  bill: BillToday;
 }
 
 /** Redis glob characters in a queue name must match themselves. */
@@ -100,7 +103,8 @@ export async function collectStats(queue: Bull.Queue, now: () => number = Date.n
     counts,
     oldestWaitingAgeMs: await oldestWaitingAgeMs(queue, now()),
     checkpoints: await countKeys(queue, `${escapeGlob(queue.toKey('checkpoint'))}:*`),
-    fair: await new FairQueue(queue.client, queue.toKey(''), FAIR_READ_ONLY).counts(),
+    fair: (await new FairQueue(queue.client, queue.toKey(''), FAIR_READ_ONLY).counts()).fair,
+    bill: await new Bill(queue.client, queue.toKey('bill'), { userDailyImages: 0, dailyBudgetUsd: 0 }).today(),
   };
 }
 
@@ -125,6 +129,7 @@ export function formatTable(stats: QueueStats, settings: QueueSettings): string 
       `${stats.fair.waiting} waiting (${stats.fair.usersWaiting} users), ${stats.fair.running} running, ${stats.fair.retrying} retrying later, ` +
         `${stats.fair.heldBack} answers held back, ${stats.fair.answers} answers to tell, ${stats.fair.joined} joined to an identical job`,
     ],
+    ['today (UTC)', `${stats.bill.day}: $${stats.bill.spentUsd.toFixed(2)} spent, ${stats.bill.usersAtCap} users at USER_DAILY_IMAGES`],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   return rows.map(([label, value]) => `${label.padEnd(width)}${value}\n`).join('');

@@ -32,6 +32,12 @@ export function int({ min, max }: { min: number; max?: number }): Kind<number> {
   };
 }
 
+/** An amount of money in US dollars, to the cent or finer: `25`, `7.50`. */
+export const dollars: Kind<number> = {
+  expects: 'an amount in US dollars from 0 up, e.g. 25 or 7.50',
+  parse: (t) => (/^\d+(\.\d+)?$/.test(t) && Number.isFinite(Number(t)) ? Number(t) : REJECT),
+};
+
 /** One of `values`; `orUnset` says what leaving the variable unset does, for a setting without a default. */
 export function oneOf<const T extends string>(values: readonly T[], options: { lowercase?: boolean; orUnset?: string } = {}): Kind<T> {
   return {

@@ -1,5 +1,5 @@
 import type { Algorithm } from 'jsonwebtoken';
-import { bool, int, list, matching, oneOf, pem, text, url, urlOrPort, word } from './kinds';
+import { bool, dollars, int, list, matching, oneOf, pem, text, url, urlOrPort, word } from './kinds';
 import { apiGrok, apiJwt, bullGeneratorPair } from './legacy';
 import { defaultsOf, setting, Values } from './setting';
 
@@ -115,6 +115,18 @@ export const SCHEMA = {
   userConcurrency: setting('USER_CONCURRENCY', int({ min: 0, max: 1000 }), { default: '0' }),
   /** How long a moderation refusal of a prompt for a user is remembered, in seconds; 0 turns it off. */
   refusalMemoryS: setting('REFUSAL_MEMORY_S', int({ min: 0 }), { default: '600' }),
+  bill: {
+    /** Pictures bought for one user per UTC day, across the fleet; beyond it, QUOTA_REACHED. 0: no cap. */
+    userDailyImages: setting('USER_DAILY_IMAGES', int({ min: 0 }), { default: '0' }),
+    /** What the fleet may spend on pictures per UTC day, in USD; once reached, QUOTA_REACHED. 0: no cap. */
+    dailyBudgetUsd: setting('DAILY_BUDGET_USD', dollars, { default: '0' }),
+  },
+  pictures: {
+    /** How long a delivered picture is kept to answer the same ask again (user, page, prompt) for free. 0: off. */
+    rememberS: setting('REMEMBER_PICTURES_S', int({ min: 0 }), { default: '0' }),
+    /** The Redis memory the pictures kept may take, in MB; the oldest go first. */
+    rememberMb: setting('REMEMBER_PICTURES_MB', int({ min: 1 }), { default: '64' }),
+  },
   /** Simulated latency of the local provider. */
   localImageDelayMs: setting('LOCAL_IMAGE_DELAY_MS', int({ min: 0 }), { default: '0' }),
   notify: {

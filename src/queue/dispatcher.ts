@@ -11,10 +11,10 @@ import type { ClaimReply } from './replies';
 /** How long the dispatcher waits for a claimed job's first image API slot before it claims the next one anyway. */
 const FIRST_SLOT_WAIT_MS = 2000;
 /**
- * An idle worker is woken by the fleet's wake messages (and by its own intake); it asks again this often even
- * without one, in case a message was lost while its subscription reconnected.
+ * An idle worker is woken by the fleet's wake messages (and by its own intake, and when its subscription comes
+ * back after a drop, when a message may have been lost); it asks again this often even without one.
  */
-const IDLE_POLL_MS = 30_000;
+const IDLE_POLL_MS = 120_000;
 
 type Waiting = 'work' | 'room' | 'first-slot' | 'pace' | 'redis' | 'nothing';
 
@@ -26,8 +26,8 @@ export interface DispatcherDeps {
   run(claim: Claim, onSlot: () => void, next: NextJob): Promise<void>;
   /** Gives back a job claimed once shutdown had begun, without starting it. */
   handBack(claim: Claim): Promise<void>;
-  /** How many jobs this process may have in flight now. */
-  limit(): number;
+  /** How many jobs this process may have in flight now, given how many it has. */
+  limit(inFlight: number): number;
   paced: boolean;
   events: WorkerEvents;
   logger: Logger;
@@ -90,7 +90,7 @@ export class Dispatcher {
 
   private async dispatch(): Promise<void> {
     for (let failures = 0; !this.stopping;) {
-      if (this.running.size >= this.deps.limit()) {
+      if (this.running.size >= this.deps.limit(this.running.size)) {
         await this.idle('room', IDLE_POLL_MS);
         continue;
       }
@@ -124,7 +124,8 @@ export class Dispatcher {
    * it (the ending run still counts until it has left). With the pace on, claims wait for the pace's slots.
    */
   private readonly next: NextJob = {
-    token: () => (this.backlog && !this.stopping && !this.deps.paced && this.running.size <= this.deps.limit() ? this.deps.token() : undefined),
+    token: () =>
+      this.backlog && !this.stopping && !this.deps.paced && this.running.size <= this.deps.limit(this.running.size) ? this.deps.token() : undefined,
     take: (reply, token) => {
       this.backlog = reply.job !== undefined;
       if (reply.job) void this.begin({ token, job: reply.job });

@@ -5,7 +5,8 @@ import { QueueKeys } from './keys';
 import { ClaimReply, decodeClaim, decodeEnd, decodeHoldBack, FairJob, HoldBackReply } from './replies';
 
 const SCRIPTS = loadScripts(path.join(__dirname, 'commands'));
-type Name = 'intake' | 'claim' | 'end' | 'holdBack' | 'renew' | 'reap' | 'promote' | 'sweep' | 'expedite' | 'counts' | 'checkpoint';
+const NAMES = ['intake', 'claim', 'end', 'holdBack', 'renew', 'reap', 'promote', 'sweep', 'expedite', 'counts', 'checkpoint'] as const;
+type Name = (typeof NAMES)[number];
 
 /** A run's hold on a job: only the holder of its token may renew, end, retry, hold back or hand back the job. */
 export interface Claim {
@@ -38,6 +39,8 @@ export interface FairQueueOptions {
   lockMs: number;
   /** Each this many ms of waiting counts as one job fewer in a user's line (aging; see AGING_MS). */
   agingMs?: number;
+  /** Pictures delivered lately are kept (REMEMBER_PICTURES_S): an ask that has one goes to the answers. */
+  remember?: boolean;
 }
 
 /**
@@ -76,7 +79,7 @@ export class FairQueue {
     private readonly options: FairQueueOptions,
   ) {
     this.keys = new QueueKeys(prefix);
-    this.commands = defineScripts<Name>(client, SCRIPTS, 'fq');
+    this.commands = defineScripts(client, SCRIPTS, 'fq', NAMES);
     this.agingMs = options.agingMs ?? AGING_MS;
   }
 
@@ -104,7 +107,8 @@ export class FairQueue {
    * options the worker does not apply (to be logged), and the jobs that went into a line (to be vetted).
    */
   async intake(firstId: string | null, batch: number): Promise<Intake> {
-    const reply = await this.call('intake', ...this.keys.fixed, this.prefix, firstId ?? '', batch, this.agingMs, this.options.lockMs, MAX_ID_BYTES);
+    const { lockMs, remember } = this.options;
+    const reply = await this.call('intake', ...this.keys.fixed, this.prefix, firstId ?? '', batch, this.agingMs, lockMs, MAX_ID_BYTES, remember ? 1 : 0);
     const notes = Number(reply[4]);
     const unapplied: Intake['unapplied'] = [];
     for (let i = 5; i < 5 + notes; i += 2) unapplied.push({ id: String(reply[i]), option: String(reply[i + 1]) });
@@ -243,16 +247,32 @@ export class FairQueue {
     return Number(await this.call('checkpoint', this.keys.job(fid), this.keys.checkpoint(fid), ttlS, value)) === 1;
   }
 
-  /** O(1) counts for the stats line. `waiting`: jobs in users' lines (Bull's active list less the rest). */
-  async counts(): Promise<FairCounts> {
-    const [usersWaiting, running, retrying, heldBack, answers, joined, heldBackTotal, bullActive] = (await this.call(
+  /**
+   * Bull's counts (as getJobCounts gives them) and the fair queue's, in O(1) and one round trip. `waiting` in the
+   * fair queue: jobs in users' lines (Bull's active list less the rest).
+   */
+  async counts(): Promise<{ bull: BullCounts; fair: FairCounts }> {
+    const [wait, active, completed, failed, delayed, paused, usersWaiting, running, retrying, heldBack, answers, joined, heldBackTotal] = (await this.call(
       'counts',
       ...this.keys.fixed,
       this.prefix,
     )) as number[];
-    const waiting = Math.max(0, bullActive - running - retrying - heldBack - answers - joined);
-    return { usersWaiting, waiting, running, retrying, heldBack, answers, joined, heldBackTotal };
+    const waiting = Math.max(0, active - running - retrying - heldBack - answers - joined);
+    return {
+      bull: { waiting: wait, active, completed, failed, delayed, paused },
+      fair: { usersWaiting, waiting, running, retrying, heldBack, answers, joined, heldBackTotal },
+    };
   }
+}
+
+/** Bull's job counts, as its getJobCounts() names them. */
+export interface BullCounts {
+  waiting: number;
+  active: number;
+  completed: number;
+  failed: number;
+  delayed: number;
+  paused: number;
 }
 
 export interface Intake {

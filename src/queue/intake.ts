@@ -17,9 +17,9 @@ const BATCH = 100;
 const BLOCK_S = 30;
 /**
  * Whatever may stall the blocking read (a connection that died without a word), the jobs in Bull's wait list are
- * taken in at least this often through the shared connection.
+ * taken in through the shared connection once the read has not come back for this long past its timeout.
  */
-const POLL_MS = 30_000;
+const STUCK_MS = 10_000;
 /** How long a stop waits for CLIENT UNBLOCK to free the read before it cuts the connection. */
 const UNBLOCK_WAIT_MS = 1000;
 
@@ -28,7 +28,7 @@ const UNBLOCK_WAIT_MS = 1000;
  * `delay`) runs, woken by Bull's own message when such a job is added; the guard is its poll for a message lost.
  * Bull's stalled check does not run: the fair queue's sweep looks after Bull's active list.
  */
-export const BULL_SETTINGS = { guardInterval: 30_000 };
+export const BULL_SETTINGS = { guardInterval: 60_000 };
 
 export interface IntakeHooks {
   /** Jobs went into users' lines: vet them (data and token), so that those that need no API are answered at once. */
@@ -47,6 +47,8 @@ export class BullIntake {
   private loop: Promise<void> = Promise.resolve();
   private housekeeping: Promise<void> = Promise.resolve();
   private pollTimer: NodeJS.Timeout | undefined;
+  /** performance.now() when the blocking read under way was sent; undefined while none is. */
+  private readSince: number | undefined;
   private readonly throttle = new Throttle(30_000);
   /** The blocking connection's CLIENT ID on each node, asked once per connection (null: not to be had). */
   private blockingIds: Map<string, number> | null | undefined;
@@ -74,7 +76,7 @@ export class BullIntake {
       () => undefined,
       () => undefined,
     );
-    this.pollTimer = setInterval(() => void this.poll(), POLL_MS);
+    this.pollTimer = setInterval(() => void this.poll(), this.blockS * 1000 + STUCK_MS);
     this.pollTimer.unref();
     this.loop = this.run();
   }
@@ -105,7 +107,12 @@ export class BullIntake {
         // Before the read: a stop that comes while it blocks can then unblock it.
         if (this.blockingIds === undefined) this.blockingIds = await this.clientIds();
         if (this.stopped) return;
-        firstId = await this.blocking.brpoplpush(this.fair.keys.bullWait, this.fair.keys.bullActive, this.blockS);
+        this.readSince = performance.now();
+        try {
+          firstId = await this.blocking.brpoplpush(this.fair.keys.bullWait, this.fair.keys.bullActive, this.blockS);
+        } finally {
+          this.readSince = undefined;
+        }
       } catch (err) {
         failures += 1;
         // Stopping: a job read but not taken in is left to the sweep after a few tries.
@@ -116,8 +123,9 @@ export class BullIntake {
     }
   }
 
-  /** What waits in Bull's wait list, taken in through the shared connection. */
+  /** What waits in Bull's wait list, taken in through the shared connection while the blocking read is stuck. */
   private async poll(): Promise<void> {
+    if (this.readSince === undefined || performance.now() - this.readSince < this.blockS * 1000 + STUCK_MS) return;
     try {
       while (!this.stopped && (await this.takeIn(null)));
     } catch (err) {

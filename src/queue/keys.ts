@@ -48,6 +48,11 @@ export class QueueKeys {
     return this.fixed[9];
   }
 
+  /** What the fleet bought per UTC day (src/capacity owns it): `<bill>:<day>`. */
+  get bill(): string {
+    return `${this.prefix}bill`;
+  }
+
   /** Workers that looked gone at the last reap, and since when. */
   get suspects(): string {
     return `${this.prefix}fq:suspects`;
@@ -80,6 +85,21 @@ export class QueueKeys {
   /** Jobs that joined `fid` (the same user, page and prompt while it waited or ran). */
   joined(fid: string): string {
     return `${this.prefix}fq:joined:${fid}`;
+  }
+
+  /** A picture delivered lately for the ask `ask` (REMEMBER_PICTURES_S). */
+  picture(ask: string): string {
+    return `${this.prefix}picture:${ask}`;
+  }
+
+  /** The asks whose pictures are kept, by when: the oldest go first. */
+  get pictures(): string {
+    return `${this.prefix}pictures`;
+  }
+
+  /** The bytes each kept picture takes, and their total. */
+  get pictureBytes(): string {
+    return `${this.prefix}pictures:bytes`;
   }
 
   /** The picture of `fid`, paid for and not yet delivered. */

@@ -31,6 +31,10 @@ export interface FairJob {
   attemptsMade: number;
   /** Bull's `backoff` option as the producer gave it. */
   backoff: unknown;
+  /** What makes two asks the same: sha1 of the user, the page (Number) and the prompt; '' for data without a user. */
+  ask: string;
+  /** A picture was delivered for this ask lately: it may be given again without buying (REMEMBER_PICTURES_S). */
+  remembered: boolean;
   /** `answers`: claimed without waiting for the pace (it needs no image request); `line`: from its user's line. */
   lane: 'answers' | 'line';
   /** A paid picture was kept for it by an earlier run (a crash, a stall, a retry, a hand-back, a lost claim). */
@@ -85,6 +89,8 @@ function decodeJob(fid: string, lane: FairJob['lane'], fields: string[]): FairJo
     attempts: Math.max(1, Number(record.attempts) || 1),
     attemptsMade: Number(record.made) || 0,
     backoff: parseJson(record.backoff),
+    ask: record.ask ?? '',
+    remembered: record.remembered === '1',
     lane,
     hasCheckpoint: record.cp === '1',
     stalledOut: record.stalledOut === '1',

@@ -3,8 +3,10 @@ import type { InFlightLimit } from '../capacity/inFlight';
 import { ClaimLostError, isAbortError, toError, WorkerError } from '../errors';
 import { PipelineDeps, RunOutcome, runJob } from '../pipeline';
 import { echoableNumber } from '../steps/jobData';
+import type { PictureMemory } from '../types';
 import type { Checkpoints } from './checkpoints';
 import type { Claims } from './claims';
+import type { Pictures } from './pictures';
 import { answerError, claimLost, endRun, EndingContext, handBack, NextJob, RunFacts } from './ending';
 import type { Claim } from './fairQueue';
 
@@ -16,6 +18,8 @@ export interface RunContext extends EndingContext {
   deps: PipelineDeps;
   capacity: CapacityOptions;
   inFlight: InFlightLimit;
+  /** Pictures delivered lately, when REMEMBER_PICTURES_S is on. */
+  pictures?: Pictures;
   maxStalledCount: number;
 }
 
@@ -69,8 +73,15 @@ async function produce(claim: Claim, ctx: RunContext, signal: AbortSignal, onSlo
       onAnswer: (ms) => ctx.inFlight.observe(ms),
     }),
     checkpoints: ctx.checkpoints.forJob(job),
+    pictures: ctx.pictures && job.ask ? picturesFor(ctx.pictures, job) : undefined,
     claim: { stillHeld },
   };
   const run = { jobId: job.id, data: job.data, attempt: job.attemptsMade + 1, maxAttempts: job.attempts, createdAt: job.createdAt, keptOnly: answer };
   return runJob(run, deps, signal);
+}
+
+/** The job's ask's pictures; one not taken in as remembered is spared the read. */
+function picturesFor(pictures: Pictures, job: Claim['job']): PictureMemory {
+  const memory = pictures.forAsk(job.ask);
+  return job.remembered ? memory : { recall: async () => null, keep: (image) => memory.keep(image) };
 }

@@ -21,6 +21,8 @@ export interface GrokProviderOptions {
   quality?: string;
   /** Limit for each HTTP request (the API call, then the download of a `url` answer), body included. */
   timeoutMs: number;
+  /** What a picture costs when the answer does not say (no usage.cost_in_usd_ticks), in USD. */
+  listPriceUsd?: number;
   /** Extra attempts at downloading a `url` answer; the image is paid for, so the API is not asked again. Default 3. */
   downloadRetries?: number;
   /** Wait before download retry `attempt` (default: the shared backoff policy). */
@@ -101,7 +103,8 @@ export class GrokImageProvider implements ImageProvider {
       image = await this.downloadPaidImage(String(item.url), statedMime, signal);
     }
     if (typeof item.revised_prompt === 'string') image.revisedPrompt = item.revised_prompt;
-    if (costUsd !== undefined) image.costUsd = costUsd;
+    const cost = costUsd ?? this.options.listPriceUsd;
+    if (cost !== undefined) image.costUsd = cost;
     return image;
   }
 

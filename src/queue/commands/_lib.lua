@@ -1,5 +1,6 @@
 --- @include "../../redis/_time"
 --- @include "../../capacity/commands/_pace"
+--- @builds-keys
 --[[
   Shared by every fair-queue script: the fixed keys, the job's places and the moves between them.
   docs/ARCHITECTURE.md has the states, the keys with their lifetimes and the invariants.

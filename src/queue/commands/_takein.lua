@@ -68,10 +68,16 @@ local function describe(bid, fid, f, fifo, lifo, maxIdBytes, notes, floors)
 end
 
 -- Places a described job: in the answers, joined to an identical job, or in its user's line.
-local function place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, floors)
+local function place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, floors, remember)
   local uid, ask, joinable, order = describe(bid, fid, f, fifo, lifo, maxIdBytes, notes, floors)
   local job = jobKey(fid)
   if uid == '' then
+    toAnswers(fid, t)
+    return 'answers', fid
+  end
+  -- A picture delivered for this very ask lately is given again without the pace (REMEMBER_PICTURES_S).
+  if remember and joinable and rcall('EXISTS', P .. 'picture:' .. ask) == 1 then
+    rcall('HSET', job, 'remembered', 1)
     toAnswers(fid, t)
     return 'answers', fid
   end
@@ -92,7 +98,7 @@ local function place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, flo
   return 'lined', fid, f[1]
 end
 
-local function takeIn(bid, fifo, lifo, t, lockMs, agingMs, maxIdBytes, notes, floors)
+local function takeIn(bid, fifo, lifo, t, lockMs, agingMs, maxIdBytes, notes, floors, remember)
   local bkey = P .. bid
   local f = rcall('HMGET', bkey, 'data', 'opts', 'timestamp')
   if not f[3] then
@@ -104,5 +110,5 @@ local function takeIn(bid, fifo, lifo, t, lockMs, agingMs, maxIdBytes, notes, fl
   if not rcall('SET', lockKey(bid), LOCK .. fid, 'NX', 'PX', lockMs) then return nil end
   -- Still held (Bull put it back in its wait list after its lock lapsed): it stays where it is.
   if rcall('HSETNX', jobKey(fid), 'bid', bid) == 0 then return nil, fid end
-  return place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, floors)
+  return place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, floors, remember)
 end

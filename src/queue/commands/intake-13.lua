@@ -5,12 +5,12 @@
   locked for the fair queue, until END finishes it there.
 
   ARGV: P, firstId (a job a blocking BRPOPLPUSH already moved to Bull's active list, or ''), batch, agingMs,
-        lockMs, maxIdBytes
+        lockMs, maxIdBytes, remember (1: an ask with a picture kept lately goes to the answers)
   Returns {lined, joined, answers, read (ids read from Bull's wait list), n, n/2 x (id, option): the Bull options
            given that the worker does not apply, then fid, data of each job that went into a line}.
 ]]
 local firstId, batch, agingMs = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local lockMs, maxIdBytes = tonumber(ARGV[5]), tonumber(ARGV[6])
+local lockMs, maxIdBytes, remember = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
 local t = now()
 
 -- Read first, then placed: jobs read together keep the order Bull would run them in (see lineOrder).
@@ -26,7 +26,7 @@ if #ids == 0 then return {0, 0, 0, 0, 0} end
 local base = rcall('HINCRBY', K.stats, 'seq', #ids) - #ids
 local counts, notes, lined, floors = {lined = 0, joined = 0, answers = 0}, {}, {}, {}
 for i, bid in ipairs(ids) do
-  local where, fid, data = takeIn(bid, base + i, base + #ids + 1 - i, t, lockMs, agingMs, maxIdBytes, notes, floors)
+  local where, fid, data = takeIn(bid, base + i, base + #ids + 1 - i, t, lockMs, agingMs, maxIdBytes, notes, floors, remember)
   if where then counts[where] = counts[where] + 1 end
   if where == 'lined' then
     table.insert(lined, fid)
