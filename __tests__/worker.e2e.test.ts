@@ -35,9 +35,10 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
       response_format: 'b64_json',
       user: hashUserId('alice'),
     });
-    // What stays: Bull's id counter, the fair queue's pace and intake counter, and the mark of this round's sweep.
+    // What stays: Bull's id counter, the fair queue's pace and counters, and the marks of this round's sweep (the
+    // fleet keeps Bull's locks: they expire with the lock duration).
     await waitUntil(
-      async () => (await sys.keys()).every((k) => /:(id|fq:pace|fq:stats|fq:swept)$/.test(k)),
+      async () => (await sys.keys()).every((k) => /:(id|fq:pace|fq:stats|fq:swept|fq:kept)$/.test(k)),
       15000,
       `only counters left: ${(await sys.keys()).join(' ')}`,
     );

@@ -65,3 +65,8 @@ export function defineScripts<Name extends string>(
 function camelCase(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
+
+/** `text` in a SCAN or KEYS pattern, its glob characters matching themselves. */
+export function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}

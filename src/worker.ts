@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import Bull, { Queue } from 'bull';
+import { Cluster } from 'ioredis';
 import { Bill } from './capacity/bill';
 import { IMAGE_MEMORY_BUDGET_BYTES, ImageMemory } from './capacity/imageMemory';
 import { InFlightLimit } from './capacity/inFlight';
@@ -147,13 +148,14 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const { model, quality, resolution } = config.grok;
   const inFlight = new InFlightLimit(pacer?.intervalMs ?? null, config.concurrency, images);
   const verifier = overrides.verifier ?? createVerifier(config);
+  const refusals = config.refusalMemoryS > 0 ? new RedisRefusalMemory(client, prefix, config.refusalMemoryS, fair.keys.refusedChannel) : undefined;
   const deps: PipelineDeps = {
     verifier,
     provider: overrides.provider ?? createProvider(config),
     notifier,
     // Each run gets its job's own store (see Checkpoints.forJob).
     checkpoints: { load: async () => null, save: async () => undefined },
-    refusals: config.refusalMemoryS > 0 ? new RedisRefusalMemory(client, prefix, config.refusalMemoryS) : undefined,
+    refusals,
     images,
     logger,
     settings: {
@@ -185,7 +187,13 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const keeper = new Keeper(
     fair,
     claims,
-    { stalledIntervalMs: config.stalledIntervalMs, maxStalledCount: config.maxStalledCount, worker: presence.worker, presence: () => presence.presence },
+    {
+      stalledIntervalMs: config.stalledIntervalMs,
+      maxStalledCount: config.maxStalledCount,
+      worker: presence.worker,
+      presence: () => presence.presence,
+      known: () => dispatcher.known,
+    },
     logger,
   );
   const context: RunContext = {
@@ -214,11 +222,22 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     logger,
   });
 
-  // The fleet's wake messages, and this worker's presence, on one subscription.
+  // The fleet's wake messages, its refusals and this worker's presence, on one subscription.
   await wake.subscribe(fair.keys.wakeChannel);
-  wake.on('message', (channel: string, what: string) => channel === fair.keys.wakeChannel && dispatcher.wake(what === 'answers' ? 'answers' : 'line'));
-  // A wake message may have been lost while the subscription was down.
+  wake.on('message', (channel: string, message: string) => {
+    if (channel === fair.keys.wakeChannel) dispatcher.wake(message === 'answers' ? 'answers' : 'line');
+    else if (channel === fair.keys.refusedChannel) refusals?.heard(message);
+  });
+  // A message may have been lost while the subscription was down.
   wake.on('ready', () => dispatcher.wake('answers'));
+  if (refusals && !(client instanceof Cluster)) {
+    await wake.subscribe(fair.keys.refusedChannel);
+    await refusals.reload();
+    wake.on(
+      'ready',
+      () => void refusals.reload().catch((err: unknown) => logger.warn({ err: errorSummary(err) }, 'refusal memory not reloaded: Redis failed')),
+    );
+  }
   await presence.start();
   const vet = jobVetting(fair, verifier, logger);
   const intake = new BullIntake(fair, queue, redis.create('intake'), client, logger, {
@@ -226,6 +245,10 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     ready: () => dispatcher.wake('answers'),
   });
 
+  // A reply lost with the connection: the client sends the command again, and a claim may be left behind.
+  client.on('close', () => keeper.suspectOrphans());
+  // The epoch before the first claim: a job a plain Bull worker may have run meanwhile is checked when claimed.
+  await fair.learnEpoch();
   intake.start();
   claims.start();
   keeper.start();

@@ -1,5 +1,6 @@
 import { successAnswer } from '../support/fakeXai';
 import { fidOf, isFinal, signToken, waitUntil } from '../support/helpers';
+import { FakeNotifier } from '../support/fakes';
 import { jobEnds, TestSystem, useTestSystem, WorkerProcess } from '../support/harness';
 
 /**
@@ -130,5 +131,24 @@ describe('process faults: shutdown', () => {
     expect(sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>))).toHaveLength(total);
     expect(sys.xai.calls).toHaveLength(total);
     expect(sys.logs.jobEnds().filter((l) => l.outcome === 'completed')).toHaveLength(total);
+  });
+
+  it('shutdown out of time while a failure is being told: the job comes back as that answer, never failed untold', async () => {
+    // The notification service is away: telling the failure waits until shutdown runs out of time.
+    const notifier = new FakeNotifier();
+    notifier.hang = true;
+    notifier.connected = false;
+    const worker = await sys.startWorker({ SHUTDOWN_TIMEOUT_MS: '300' }, { notifier });
+    const job = await sys.enqueue({ Id: 'alice', Prompt: 'a fox', Token: 'not-a-jwt', Number: 1 }, { removeOnFail: false });
+    await waitUntil(() => notifier.notifyCalls.length === 1, 10_000, 'the failure being told');
+    await worker.close();
+    expect(await (await sys.producer.getJob(job.id!))!.getState()).toBe('active');
+    expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ outcome: 'handed_back' })]);
+
+    // The next worker tells it, once the service is there.
+    const alice = await sys.user('alice');
+    await sys.startWorker();
+    expect(await alice.waitFor(isFinal)).toMatchObject({ Status: false, Number: 1 });
+    await waitUntil(async () => (await (await sys.producer.getJob(job.id!))!.getState()) === 'failed', 5000, 'failed in Bull once told');
   });
 });

@@ -87,10 +87,42 @@ describe('Dispatcher', () => {
     // The first run's end asked for the next job before shutdown began (a backlog was seen)...
     const drained = dispatcher.drain(5000);
     // ...and the job that round trip claimed arrives after it began.
-    offered!.take({ job: job(2) }, 'w.late');
+    offered!.take({ job: job(2) }, { token: 'w.late', answers: true });
     finishFirst();
     expect(await drained).toBe(true);
     expect(started).toEqual(['1']);
     expect(handedBack).toEqual(['2']);
+  });
+
+  it('keeps looking at the answers while a look finds a job there: a batch of answers is never stranded', async () => {
+    // Three answers wait (one wake message told of them all), and five jobs in line.
+    const answers = [11, 12, 13].map((n) => ({ ...job(n), lane: 'answers' as const }));
+    const line = [1, 2, 3, 4, 5].map(job);
+    const fair = {
+      claim: async (_token: string, look: boolean): Promise<ClaimReply> => {
+        const next = (look && answers.shift()) || line.shift();
+        return next ? { job: next } : { retryInMs: null };
+      },
+    } as unknown as FairQueue;
+    const started: string[] = [];
+    let n = 0;
+    const dispatcher = new Dispatcher({
+      fair,
+      token: () => `w.${++n}`,
+      run: async (claim, onSlot) => {
+        started.push(claim.job.id);
+        onSlot();
+      },
+      handBack: async () => undefined,
+      limit: () => 10,
+      paced: false,
+      events: new WorkerEvents(),
+      logger: createLogger('silent'),
+    });
+    dispatcher.start();
+    // The ninth claim finds nothing: then the dispatcher waits for a wake message.
+    for (let turns = 0; n < 9 && turns < 1000; turns++) await new Promise((r) => setImmediate(r));
+    expect(await dispatcher.drain(1000)).toBe(true);
+    expect(started).toEqual(['11', '12', '13', '1', '2', '3', '4', '5']);
   });
 });

@@ -187,10 +187,10 @@ describe('one round trip between jobs', () => {
     await takeIn(fair);
     const first = (await claim(fair))!;
     const nextToken = token();
-    const { ended, next } = await fair.end(first, completed, true, nextToken);
+    const { ended, next } = await fair.end(first, completed, true, { token: nextToken, answers: true });
     expect(ended).toBe(true);
     expect(next?.job?.userId).toBe(first.job.userId === 'alice' ? 'bob' : 'alice');
-    expect((await fair.end({ token: nextToken, job: next!.job! }, completed, true, token())).next).toEqual({ retryInMs: null });
+    expect((await fair.end({ token: nextToken, job: next!.job! }, completed, true, { token: token(), answers: true })).next).toEqual({ retryInMs: null });
   });
 });
 
@@ -421,18 +421,13 @@ describe('what Bull says', () => {
     expect((await claimAll(fair)).length).toBe(1);
   });
 
-  it('holds each job with a lock that lapses unless a worker keeps it, and forgets a job Bull finished without it', async () => {
+  it('holds each job with a lock that lapses unless a worker keeps it', async () => {
     const fair = fairQueue({ lockMs: 30_000 });
     const job = await add('alice', { removeOnComplete: false });
     await takeIn(fair);
     const lock = `${prefix}${job.id}:lock`;
     expect(await redis.get(lock)).toBe(`fair-queue:${job.timestamp}-${job.id}`);
     expect(await redis.pttl(lock)).toBeGreaterThan(0);
-    // A plain Bull worker ran it meanwhile (a roll-back): the fair queue's record of it is stale.
-    await redis.del(lock);
-    await redis.hset(`${prefix}${job.id}`, 'finishedOn', Date.now());
-    expect(await claim(fair)).toBeUndefined();
-    expect(await redis.exists(`${prefix}fq:job:${job.timestamp}-${job.id}`)).toBe(0);
   });
 });
 
@@ -510,6 +505,141 @@ describe('nothing stranded', () => {
     expect(await fair.sweep({ worker: 'w0', roundMs: 60_000, presence: 'off' })).toMatchObject({ looked: 1 });
     expect(await redis.pttl(lock)).toBeGreaterThan(1000);
     expect(await fair.sweep({ worker: 'w1', roundMs: 60_000, presence: 'off' })).toBeNull();
+  });
+});
+
+describe('repairs keep the counts and the places right', () => {
+  const sweep = (fair: FairQueue): ReturnType<FairQueue['sweep']> => fair.sweep({ worker: 'w0', roundMs: 60_000, presence: 'off' });
+  const graceOver = async (): Promise<void> => {
+    for (const fid of await redis.hkeys(`${prefix}fq:unknown`)) await redis.hset(`${prefix}fq:unknown`, fid, 0);
+  };
+
+  it("a running job's record lost and taken in again still gives USER_CONCURRENCY's count back at its end", async () => {
+    const fair = fairQueue({ userConcurrency: 1 });
+    await add('alice');
+    await takeIn(fair);
+    const running = (await claim(fair))!;
+    await redis.del(`${prefix}fq:job:${running.job.fid}`);
+    await sweep(fair);
+    expect((await fair.end(running, completed)).ended).toBe(true);
+    expect(await redis.hget(`${prefix}fq:running`, 'alice')).toBeNull();
+    await add('alice');
+    await takeIn(fair);
+    expect(await claim(fair)).toBeDefined();
+  });
+
+  it("a dead worker's claim whose member was lost comes back claimable, its count given back", async () => {
+    const fair = fairQueue({ userConcurrency: 1 });
+    await add('alice');
+    await takeIn(fair);
+    await claim(fair, 'dead');
+    await redis.del(`${prefix}fq:claims`);
+    await sweep(fair);
+    await graceOver();
+    await sweep(fair);
+    const again = (await claim(fair))!;
+    expect(again).toBeDefined();
+    await fair.end(again, completed);
+    expect(await redis.hget(`${prefix}fq:running`, 'alice')).toBeNull();
+  });
+
+  it('a held answer whose record was lost and taken in again is not also promoted: one run', async () => {
+    const fair = fairQueue();
+    await add('alice', {}, { Prompt: 'same', Number: 1 });
+    await takeIn(fair);
+    await fair.end((await claim(fair))!, { how: 'failed', code: 'CONTENT_REJECTED', shared: true });
+    await add('alice', {}, { Prompt: 'same', Number: 1 });
+    await takeIn(fair);
+    const again = (await claim(fair))!;
+    expect(await fair.holdBack(again, 'CONTENT_REJECTED')).toMatchObject({ tell: false });
+    await redis.del(`${prefix}fq:job:${again.job.fid}`);
+    await sweep(fair);
+    await graceOver();
+    await sweep(fair);
+    expect(await claim(fair)).toBeDefined();
+    await redis.zadd(`${prefix}fq:held`, 0, again.job.fid);
+    await fair.promote();
+    expect(await claim(fair)).toBeUndefined();
+  });
+
+  it('answers handed back or taken back stay answers: claimed whatever the pace', async () => {
+    const fair = fairQueue({ paced: true });
+    await redis.hset(`${prefix}fq:pace`, 'tat', Date.now() + 3_600_000);
+    await bull.add('not an object');
+    const bad = await add('alice', {}, { Token: 'bad' });
+    await takeIn(fair);
+    await fair.expedite([`${bad.timestamp}-${bad.id}`]);
+    const a = (await claim(fair))!;
+    const b = (await claim(fair))!;
+    await fair.end(a, { how: 'back' });
+    await redis.zadd(`${prefix}fq:claims`, 0, `${b.token}|${b.job.fid}`);
+    await fair.reap({ maxStalls: 5, presence: 'off', graceMs: 5000, worker: 'w9' });
+    expect((await claim(fair))?.job.lane).toBe('answers');
+    expect((await claim(fair))?.job.lane).toBe('answers');
+    expect(await redis.zrange(`${prefix}fq:users`, 0, -1)).toEqual([]);
+  });
+
+  it('a run handed back while it told a failure comes back as that answer', async () => {
+    const fair = fairQueue({ paced: true });
+    await add('alice');
+    await takeIn(fair);
+    const told = (await claim(fair))!;
+    await redis.hset(`${prefix}fq:pace`, 'tat', Date.now() + 3_600_000);
+    await fair.end(told, { how: 'back', answer: 'SESSION_EXPIRED' });
+    expect((await claim(fair))?.job).toMatchObject({ answer: 'SESSION_EXPIRED', lane: 'answers' });
+  });
+
+  it('the jobs that joined a leader whose claims kept lapsing run on their own', async () => {
+    const fair = fairQueue();
+    await add('alice', {}, { Prompt: 'same', Number: 1 });
+    await takeIn(fair);
+    const lead = (await claim(fair))!;
+    await add('alice', {}, { Prompt: 'same', Number: 1 });
+    expect((await fair.intake(null, 100)).joined).toBe(1);
+    await redis.zadd(`${prefix}fq:claims`, 0, `${lead.token}|${lead.job.fid}`);
+    await fair.reap({ maxStalls: 0, presence: 'off', graceMs: 5000, worker: 'w9' });
+    const answer = (await claim(fair))!;
+    expect(answer.job.stalledOut).toBe(true);
+    expect(await fair.end(answer, { how: 'failed', code: 'GENERATION_FAILED', shared: true })).toEqual({ ended: true, joined: [] });
+    expect((await claim(fair))?.job.lane).toBe('line');
+  });
+
+  it('a claim of this worker it never learned of (a reply lost, the command sent again) is given back, without a stall', async () => {
+    const fair = fairQueue();
+    await add('alice');
+    await add('bob');
+    await takeIn(fair);
+    const orphan = token('w1');
+    await fair.claim(orphan);
+    const known = (await claim(fair, 'w1'))!;
+    const elsewhere = (await fair.claim(token('w2'))).job;
+    expect(elsewhere).toBeUndefined();
+    expect(await fair.giveBackOrphans('w1', { running: [known], pending: [] })).toBe(1);
+    const again = (await claim(fair))!;
+    expect(again).toBeDefined();
+    expect(await redis.hget(`${prefix}fq:job:${again.job.fid}`, 'stalls')).toBeNull();
+    expect(await fair.renew([known])).toEqual([]);
+  });
+});
+
+describe('a new epoch: jobs a plain Bull worker may have run meanwhile', () => {
+  it('a job taken in before the epoch is checked when claimed; within one it is not', async () => {
+    const fair = fairQueue({ lockMs: 30_000 });
+    expect(await fair.learnEpoch()).toBe(1);
+    const job = await add('alice', { removeOnComplete: false });
+    await takeIn(fair);
+    // No worker kept the locks for their life (the mark lapsed): a new epoch.
+    await redis.del(`${prefix}fq:kept`, `${prefix}${job.id}:lock`);
+    await redis.hset(`${prefix}${job.id}`, 'finishedOn', Date.now());
+    const restarted = fairQueue({ lockMs: 30_000 });
+    expect(await restarted.learnEpoch()).toBe(2);
+    expect(await claim(restarted)).toBeUndefined();
+    expect(await redis.exists(`${prefix}fq:job:${job.timestamp}-${job.id}`)).toBe(0);
+    // Within an epoch the claim trusts the lock the fleet kept.
+    const other = await add('bob');
+    await takeIn(restarted);
+    await redis.del(`${prefix}${other.id}:lock`);
+    expect((await claim(restarted))?.job.id).toBe(String(other.id));
   });
 });
 

@@ -4,7 +4,7 @@ import { Cluster } from 'ioredis';
 import { DEFAULTS } from '../config';
 import { Bill, BillToday } from '../capacity/bill';
 import { FairCounts, FairQueue } from '../queue/fairQueue';
-import type { RedisClient } from '../redisScripts';
+import { escapeGlob, RedisClient } from '../redisScripts';
 import {
   CliIO,
   closeQueue,
@@ -54,11 +54,6 @@ export interface QueueStats {
   fair: FairCounts;
   /** Today's bill (UTC): what the fleet spent on pictures, and the users at USER_DAILY_IMAGES. */
   bill: BillToday;
-}
-
-/** Redis glob characters in a queue name must match themselves. */
-export function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 
 /**

@@ -71,9 +71,13 @@ export class Claims {
     this.distrustedAt = performance.now();
   }
 
-  /** This worker's subscription is back: confirmations last half a lease again. */
+  /**
+   * This worker's subscription is back: confirmations last half a lease again, those asked for from now on. One from
+   * before (or during) the drop may predate a take-back by the fleet.
+   */
   trust(): void {
     this.distrusted = false;
+    this.distrustedAt = performance.now();
   }
 
   private confirmed(entry: Held, askedAt: number): void {
@@ -84,7 +88,7 @@ export class Claims {
   async stillHeld(claim: Claim, signal?: AbortSignal): Promise<boolean> {
     const entry = this.held.get(claim.token);
     if (!entry || entry.controller.signal.aborted) return false;
-    if (!this.distrusted && performance.now() - entry.confirmedAt < this.leaseMs / 2) return true;
+    if (!this.distrusted && entry.confirmedAt > this.distrustedAt && performance.now() - entry.confirmedAt < this.leaseMs / 2) return true;
     for (let attempt = 1; ; attempt++) {
       const askedAt = performance.now();
       try {

@@ -5,9 +5,14 @@ import { backoffDelayMs } from '../retryPolicy';
 import { timeLimit } from '../sleep';
 import { Throttle } from '../throttle';
 import type { NextJob } from './ending';
-import type { Claim, FairQueue } from './fairQueue';
+import type { Claim, FairQueue, KnownClaims } from './fairQueue';
 import type { ClaimReply } from './replies';
 
+/**
+ * A claim looks at fq:answers when the fleet said there may be work there (a wake message 'answers', which a lost
+ * message could hide), and at least every this many claims.
+ */
+const ANSWERS_LOOK_EVERY = 20;
 /** How long the dispatcher waits for a claimed job's first image API slot before it claims the next one anyway. */
 const FIRST_SLOT_WAIT_MS = 2000;
 /**
@@ -41,13 +46,21 @@ export interface DispatcherDeps {
  * has begun (a claim under way, or one made with another job's end) is handed back, never started.
  */
 export class Dispatcher {
-  private readonly running = new Map<string, Promise<void>>();
+  private readonly running = new Map<string, { claim: Claim; ended: Promise<void> }>();
   private readonly throttle = new Throttle(30_000);
   private stopping = false;
   private waiting: Waiting = 'nothing';
   private nudge: (() => void) | undefined;
   /** A wake that came while the dispatcher was not idle (a claim under way may have missed what it announced). */
   private woken: 'answers' | 'line' | null = null;
+  /**
+   * fq:answers may hold work: told so since a claim last looked there, or the last look found a job there. Claims
+   * look only then (and every ANSWERS_LOOK_EVERY claims).
+   */
+  private answersPending = true;
+  private claimsSinceLook = 0;
+  /** Tokens of claims sent and not yet settled (the reply is on its way). */
+  private readonly unsettled = new Set<string>();
   private loop: Promise<void> = Promise.resolve();
   /** The last claim found a job: more are likely waiting, and claiming with the end of a run is worth it. */
   private backlog = false;
@@ -67,6 +80,7 @@ export class Dispatcher {
    * waits for the pace claims now only for `answers` (they never wait for it).
    */
   wake(what: 'answers' | 'line' = 'line'): void {
+    if (what === 'answers') this.answersPending = true;
     if (this.waiting === 'work' || (what === 'answers' && this.waiting === 'pace')) this.nudge?.();
     else if (this.woken !== 'answers') this.woken = what;
   }
@@ -83,7 +97,7 @@ export class Dispatcher {
   async settled(limitMs: number): Promise<boolean> {
     const limit = timeLimit(limitMs).then(() => false);
     while (this.running.size > 0) {
-      if (!(await Promise.race([Promise.all(this.running.values()).then(() => true), limit]))) return false;
+      if (!(await Promise.race([Promise.all([...this.running.values()].map((r) => r.ended)).then(() => true), limit]))) return false;
     }
     return true;
   }
@@ -97,16 +111,19 @@ export class Dispatcher {
       const token = this.deps.token();
       let reply: ClaimReply;
       this.woken = null;
+      this.unsettled.add(token);
       try {
-        reply = await this.deps.fair.claim(token);
+        reply = await this.deps.fair.claim(token, this.lookAtAnswers());
         failures = 0;
       } catch (err) {
+        this.unsettled.delete(token);
         failures += 1;
         if (this.throttle.allow()) this.deps.logger.warn({ component: 'fair-queue', err: errorSummary(err) }, 'jobs not claimed: Redis failed; trying again');
         await this.idle('redis', backoffDelayMs(failures, { baseMs: 200, maxMs: 5000 }));
         continue;
       }
-      this.backlog = reply.job !== undefined;
+      this.found(reply);
+      this.unsettled.delete(token);
       if (reply.job) {
         const hasSlot = this.begin({ token, job: reply.job });
         if (this.deps.paced && reply.job.lane === 'line') {
@@ -124,13 +141,44 @@ export class Dispatcher {
    * it (the ending run still counts until it has left). With the pace on, claims wait for the pace's slots.
    */
   private readonly next: NextJob = {
-    token: () =>
-      this.backlog && !this.stopping && !this.deps.paced && this.running.size <= this.deps.limit(this.running.size) ? this.deps.token() : undefined,
-    take: (reply, token) => {
-      this.backlog = reply.job !== undefined;
-      if (reply.job) void this.begin({ token, job: reply.job });
+    wanted: () => {
+      if (!this.backlog || this.stopping || this.deps.paced || this.running.size > this.deps.limit(this.running.size)) return undefined;
+      const token = this.deps.token();
+      this.unsettled.add(token);
+      return { token, answers: this.lookAtAnswers() };
+    },
+    take: (reply, next) => {
+      this.found(reply);
+      if (reply.job) void this.begin({ token: next.token, job: reply.job });
+      this.unsettled.delete(next.token);
+    },
+    // The claim was not made (the end was refused) or its reply is lost: what it would have looked at is still
+    // unlooked-at, so the dispatcher claims on its own.
+    lost: (next) => {
+      this.unsettled.delete(next.token);
+      this.wake(next.answers ? 'answers' : 'line');
     },
   };
+
+  /** The claims this worker knows: its runs (hand-backs included), and its claims whose replies are on their way. */
+  get known(): KnownClaims {
+    return { running: [...this.running.values()].map((r) => r.claim), pending: [...this.unsettled] };
+  }
+
+  /** A job found means more are likely waiting; one found in fq:answers means the next claim looks there again. */
+  private found(reply: ClaimReply): void {
+    this.backlog = reply.job !== undefined;
+    if (reply.job?.lane === 'answers') this.answersPending = true;
+  }
+
+  private lookAtAnswers(): boolean {
+    const look = this.answersPending || ++this.claimsSinceLook >= ANSWERS_LOOK_EVERY;
+    if (look) {
+      this.answersPending = false;
+      this.claimsSinceLook = 0;
+    }
+    return look;
+  }
 
   /** Starts the claim's run (or hands it back, once stopping); settles once it has its first image API slot. */
   private begin(claim: Claim): Promise<void> {
@@ -146,7 +194,7 @@ export class Dispatcher {
         gotSlot();
         if (this.waiting === 'room') this.nudge?.();
       });
-    this.running.set(token, ended);
+    this.running.set(token, { claim, ended });
     return hasSlot;
   }
 

@@ -7,7 +7,7 @@ import { backoffDelayMs, producerBackoffMs } from '../retryPolicy';
 import { timeLimit } from '../sleep';
 import type { JobEvent, Notifier } from '../types';
 import type { Claims } from './claims';
-import type { Claim, FairQueue, RunEnd } from './fairQueue';
+import type { Claim, FairQueue, NextClaim, RunEnd } from './fairQueue';
 import type { ClaimReply } from './replies';
 
 /**
@@ -19,10 +19,15 @@ import type { ClaimReply } from './replies';
 
 /** The dispatcher's offer to take the next job from the round trip that ends this one. */
 export interface NextJob {
-  /** The token to claim it with, when the dispatcher wants a job now (it has room, and claims without the pace). */
-  token(): string | undefined;
+  /** The claim to make, when the dispatcher wants a job now (it has room, and claims without the pace). */
+  wanted(): NextClaim | undefined;
   /** What the claim made with the end found. */
-  take(claim: ClaimReply, token: string): void;
+  take(claim: ClaimReply, next: NextClaim): void;
+  /**
+   * No claim came back: the end was refused (its claim was gone), or its call failed, and then the claim made with
+   * it may have happened all the same (see giveBackOrphans).
+   */
+  lost(next: NextClaim): void;
 }
 
 export interface EndingContext {
@@ -83,7 +88,10 @@ export async function endRun(claim: Claim, outcome: RunOutcome, facts: RunFacts,
       ctx.promoteAfter(decision);
       return;
     }
-    await tell(failureEvent(job.id, outcome.owner, error.code), outcome.serviceAway, ctx);
+    if ((await tell(failureEvent(job.id, outcome.owner, error.code), outcome.serviceAway, ctx)) === 'stopped') {
+      // Shutdown ran out of time before the person was told: the job comes back as that answer, for the next worker.
+      return handBack(claim, facts, ctx, error.code);
+    }
   }
   const shared = !OWN_FAILURES.has(error.code);
   const joined = await record(claim, { how: 'failed', code: error.code, shared }, facts, ctx);
@@ -92,9 +100,12 @@ export async function endRun(claim: Claim, outcome: RunOutcome, facts: RunFacts,
   endJoined(ctx, claim, joined, 'failed', outcome.report, error);
 }
 
-/** A run stopped by shutdown: back where it was, for the next worker, which delivers a kept picture without paying again. */
-export async function handBack(claim: Claim, facts: RunFacts, ctx: EndingContext): Promise<void> {
-  const joined = await record(claim, { how: 'back' }, facts, ctx);
+/**
+ * A run stopped by shutdown: back where it was, for the next worker, which delivers a kept picture without paying
+ * again, or tells `answer` when that is what the run was telling.
+ */
+export async function handBack(claim: Claim, facts: RunFacts, ctx: EndingContext, answer?: ErrorCode): Promise<void> {
+  const joined = await record(claim, { how: 'back', answer }, facts, ctx);
   emitEnd(ctx, claim, facts, joined === null ? 'claim_lost' : 'handed_back', { userId: claim.job.userId || undefined, steps: {} });
 }
 
@@ -159,19 +170,22 @@ async function confirm(claim: Claim, ctx: EndingContext): Promise<'tell' | 'lost
 /**
  * Tells the user their job failed, waiting for the notification service; a delivery that fails is logged, not
  * thrown. When the service is away (the picture's own delivery gave up), the failure goes out only if the
- * connection happens to be back: waiting as long again to say so would only hold the worker.
+ * connection happens to be back: waiting as long again to say so would only hold the worker. 'stopped': shutdown
+ * ran out of time first, and the person was not told.
  */
-async function tell(event: JobEvent, serviceAway: boolean, ctx: EndingContext): Promise<void> {
+async function tell(event: JobEvent, serviceAway: boolean, ctx: EndingContext): Promise<'told' | 'not told' | 'stopped'> {
   try {
     if (serviceAway) {
-      if (!ctx.notifier.tryNotify(event)) return;
+      if (!ctx.notifier.tryNotify(event)) return 'not told';
     } else {
       await ctx.notifier.notify(event, ctx.hardStop);
     }
     ctx.events.emit('job:told', { jobId: event.jobId, userId: event.userId, code: event.error!.code as ErrorCode });
+    return 'told';
   } catch (err) {
-    if (ctx.hardStop.aborted && isAbortError(err)) return;
+    if (ctx.hardStop.aborted && isAbortError(err)) return 'stopped';
     ctx.logger.warn({ jobId: event.jobId, code: event.error?.code, err: errorSummary(err) }, 'failure notification not delivered');
+    return 'not told';
   }
 }
 
@@ -184,17 +198,21 @@ async function tell(event: JobEvent, serviceAway: boolean, ctx: EndingContext): 
 async function record(claim: Claim, how: RunEnd, facts: RunFacts, ctx: EndingContext): Promise<string[] | null> {
   let giveUpAt = ctx.hardStop.aborted ? Date.now() + 2000 : Infinity;
   ctx.claims.ending(claim);
-  const nextToken = how.how === 'completed' || how.how === 'failed' ? facts.next?.token() : undefined;
+  let wanted = how.how === 'completed' || how.how === 'failed' ? facts.next?.wanted() : undefined;
   for (let attempt = 1; ; attempt++) {
     try {
-      const { ended, joined, next } = await ctx.fair.end(claim, how, facts.askedApi, nextToken);
-      if (next && nextToken) facts.next?.take(next, nextToken);
+      const { ended, joined, next } = await ctx.fair.end(claim, how, facts.askedApi, wanted);
+      if (wanted && next) facts.next?.take(next, wanted);
+      else if (wanted) facts.next?.lost(wanted);
       if (!ended) {
         ctx.logger.warn({ jobId: claim.job.id, what: how.how }, 'claim lost before the run ended: its end was not recorded (the job was taken back)');
         return null;
       }
       return joined;
     } catch (err) {
+      // The end may have run without its reply: the tries claim nothing more (what it claimed is given back later).
+      if (wanted) facts.next?.lost(wanted);
+      wanted = undefined;
       if (ctx.hardStop.aborted && giveUpAt === Infinity) giveUpAt = Date.now() + 2000;
       if (Date.now() >= giveUpAt) {
         ctx.logger.error({ jobId: claim.job.id, what: how.how, err: errorSummary(err) }, 'job end not recorded in Redis: the job will run again');

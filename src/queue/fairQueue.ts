@@ -5,7 +5,7 @@ import { QueueKeys } from './keys';
 import { ClaimReply, decodeClaim, decodeEnd, decodeHoldBack, FairJob, HoldBackReply } from './replies';
 
 const SCRIPTS = loadScripts(path.join(__dirname, 'commands'));
-const NAMES = ['intake', 'claim', 'end', 'holdBack', 'renew', 'reap', 'promote', 'sweep', 'expedite', 'counts', 'checkpoint'] as const;
+const NAMES = ['intake', 'claim', 'end', 'holdBack', 'renew', 'reap', 'promote', 'sweep', 'expedite', 'counts', 'checkpoint', 'epoch', 'orphans'] as const;
 type Name = (typeof NAMES)[number];
 
 /** A run's hold on a job: only the holder of its token may renew, end, retry, hold back or hand back the job. */
@@ -21,7 +21,21 @@ export type RunEnd =
   /** `shared`: the failure belongs to the ask, so the jobs that joined it fail too (not to its token or data). */
   | { how: 'failed'; code: ErrorCode; shared: boolean }
   | { how: 'retry'; delayMs: number }
-  | { how: 'back' };
+  /** `answer`: the run had this failure to tell and was stopped first: the job comes back as that answer. */
+  | { how: 'back'; answer?: ErrorCode };
+
+/** The claims a worker knows: those it runs, and the tokens of those whose replies are on their way. */
+export interface KnownClaims {
+  running: Claim[];
+  pending: string[];
+}
+
+/** The next job to claim in the same round trip as a run's end. */
+export interface NextClaim {
+  token: string;
+  /** Look at fq:answers first: the dispatcher was told there may be some since it last looked. */
+  answers: boolean;
+}
 
 /** How the fleet can tell that a worker is gone: by its subscription to its own channel (see reap-14.lua). */
 export type Presence = 'channel' | 'shard' | 'off';
@@ -71,6 +85,8 @@ export class FairQueue {
   private readonly agingMs: number;
   /** Calls Redis failed since the start: a keeper that sees it grow knows Redis was away meanwhile. */
   private failedCalls = 0;
+  /** The fleet's epoch as this worker knows it (see commands/epoch-14.lua): learned at start, kept by sweeps. */
+  private epoch = 0;
 
   constructor(
     client: RedisClient,
@@ -85,6 +101,15 @@ export class FairQueue {
 
   private get prefix(): string {
     return this.keys.prefix;
+  }
+
+  /**
+   * Learns the fleet's epoch, beginning a new one when no worker kept Bull's locks for their life: asked once before
+   * the first claim, so that a job a plain Bull worker may have run meanwhile is checked when claimed.
+   */
+  async learnEpoch(): Promise<number> {
+    this.epoch = Number(await this.call('epoch', ...this.keys.fixed, this.keys.kept, this.prefix, this.options.lockMs));
+    return this.epoch;
   }
 
   /** How many calls Redis failed since the start. */
@@ -108,7 +133,18 @@ export class FairQueue {
    */
   async intake(firstId: string | null, batch: number): Promise<Intake> {
     const { lockMs, remember } = this.options;
-    const reply = await this.call('intake', ...this.keys.fixed, this.prefix, firstId ?? '', batch, this.agingMs, lockMs, MAX_ID_BYTES, remember ? 1 : 0);
+    const reply = await this.call(
+      'intake',
+      ...this.keys.fixed,
+      this.prefix,
+      firstId ?? '',
+      batch,
+      this.agingMs,
+      lockMs,
+      MAX_ID_BYTES,
+      remember ? 1 : 0,
+      this.epoch,
+    );
     const notes = Number(reply[4]);
     const unapplied: Intake['unapplied'] = [];
     for (let i = 5; i < 5 + notes; i += 2) unapplied.push({ id: String(reply[i]), option: String(reply[i + 1]) });
@@ -117,31 +153,33 @@ export class FairQueue {
     return { lined: Number(reply[0]), joined: Number(reply[1]), answers: Number(reply[2]), read: Number(reply[3]), unapplied, jobs };
   }
 
-  /** The next job under a new claim `token`, fairly, or how long until asking again is worth it (null: until woken). */
-  async claim(token: string): Promise<ClaimReply> {
-    return decodeClaim(await this.call('claim', ...this.keys.fixed, this.prefix, token, ...this.claimArgs()));
-  }
-
-  private claimArgs(): number[] {
+  /**
+   * The next job under a new claim `token`, fairly (work that needs no image request first, when `answers`: there
+   * may be some), or how long until asking again is worth it (null: until woken).
+   */
+  async claim(token: string, answers = true): Promise<ClaimReply> {
     const { leaseMs, userConcurrency, paced, promiseMs, lockMs } = this.options;
-    return [leaseMs, userConcurrency, paced ? 1 : 0, promiseMs, this.agingMs, lockMs];
+    const args = [leaseMs, userConcurrency, paced ? 1 : 0, promiseMs, this.agingMs, lockMs, answers ? 1 : 0, this.epoch];
+    return decodeClaim(await this.call('claim', ...this.keys.fixed, this.prefix, token, ...args));
   }
 
   /**
    * Ends this run of the job, if the claim is still the caller's (`ended` false: it was lost, and nothing was
    * changed). `joined`: the Bull ids of jobs that had joined this one and ended with it. `askedApi`: whether the run
-   * reserved a slot of the image API. `nextToken`: claim the next job in the same round trip (`next`).
+   * reserved a slot of the image API. `next`: claim the next job in the same round trip.
    */
-  async end(claim: Claim, end: RunEnd, askedApi = true, nextToken?: string): Promise<{ ended: boolean; joined: string[]; next?: ClaimReply }> {
+  async end(claim: Claim, end: RunEnd, askedApi = true, next?: NextClaim): Promise<{ ended: boolean; joined: string[]; next?: ClaimReply }> {
     const { job, token } = claim;
-    const value = end.how === 'completed' ? (JSON.stringify(end.returnValue) ?? 'null') : end.how === 'failed' ? end.code : '';
+    const value =
+      end.how === 'completed' ? (JSON.stringify(end.returnValue) ?? 'null') : end.how === 'failed' ? end.code : end.how === 'back' ? (end.answer ?? '') : '';
     const delayMs = end.how === 'retry' ? Math.max(0, Math.round(end.delayMs)) : 0;
     const shared = end.how === 'failed' && end.shared ? 1 : 0;
     const keys = [...this.keys.fixed, this.keys.job(job.fid), this.keys.checkpoint(job.fid), this.keys.joined(job.fid)];
     const { leaseMs, userConcurrency, paced, promiseMs, lockMs } = this.options;
-    const args = [job.fid, token, end.how, value, delayMs, Date.now(), this.agingMs, TOLD_WINDOW_MS, askedApi ? 1 : 0, shared, nextToken ?? ''];
-    const reply = await this.call('end', ...keys, this.prefix, ...args, leaseMs, userConcurrency, paced ? 1 : 0, promiseMs, lockMs);
-    return decodeEnd(reply, nextToken !== undefined);
+    const args = [job.fid, token, end.how, value, delayMs, Date.now(), this.agingMs, TOLD_WINDOW_MS, askedApi ? 1 : 0, shared, next?.token ?? ''];
+    const claimArgs = [leaseMs, userConcurrency, paced ? 1 : 0, promiseMs, lockMs, next?.answers ? 1 : 0, this.epoch];
+    const reply = await this.call('end', ...keys, this.prefix, ...args, ...claimArgs);
+    return decodeEnd(reply, next !== undefined);
   }
 
   /**
@@ -199,6 +237,15 @@ export class FairQueue {
     return { requeued, stalledOut, promoted, suspects };
   }
 
+  /**
+   * Gives back every claim of `worker` it does not know (`known`: the claims it runs, and the tokens of its claims
+   * under way): a reply lost with the connection and a command sent again left it behind. Returns how many.
+   */
+  async giveBackOrphans(worker: string, known: KnownClaims): Promise<number> {
+    const members = known.running.map((c) => `${c.token}|${c.job.fid}`);
+    return Number(await this.call('orphans', ...this.keys.fixed, this.prefix, this.agingMs, worker, members.length, ...members, ...known.pending));
+  }
+
   /** Due retries join their users' lines, due answers the answers; returns how many. */
   async promote(): Promise<number> {
     return Number(await this.call('promote', ...this.keys.fixed, this.prefix, this.agingMs));
@@ -217,6 +264,7 @@ export class FairQueue {
         ...this.keys.fixed,
         this.keys.swept,
         this.keys.unknown,
+        this.keys.kept,
         this.prefix,
         opts.worker,
         Math.max(1, Math.round(opts.roundMs)),
@@ -228,7 +276,11 @@ export class FairQueue {
         opts.presence,
         Math.round(this.options.leaseMs / 2),
       )) as number[];
-      if (reply[0] !== 1) return start === 0 ? null : total;
+      if (reply[0] !== 1) {
+        this.epoch = Math.max(this.epoch, Number(reply[1]));
+        return start === 0 ? null : total;
+      }
+      this.epoch = Math.max(this.epoch, Number(reply[4]));
       total.looked += reply[1];
       total.taken += reply[2];
       total.relinked += reply[3];

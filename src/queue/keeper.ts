@@ -2,7 +2,7 @@ import { errorSummary } from '../errors';
 import type { Logger } from '../logger';
 import { Throttle } from '../throttle';
 import type { Claims } from './claims';
-import type { FairQueue, Presence } from './fairQueue';
+import type { FairQueue, KnownClaims, Presence } from './fairQueue';
 
 /** How often Bull's active list is swept when STALLED_INTERVAL_MS is 0 (lapsed claims are then never taken back). */
 const SWEEP_DEFAULT_MS = 30_000;
@@ -26,7 +26,12 @@ export interface KeeperSettings {
   worker: string;
   /** How a worker's presence is told, now (it is 'off' until this worker's own subscription is up). */
   presence(): Presence;
+  /** The claims this worker knows (its runs, its claims under way): see giveBackOrphans. */
+  known(): KnownClaims;
 }
+
+/** Rounds after the command connection dropped that look for claims of this worker it does not know. */
+const ORPHAN_ROUNDS = 2;
 
 /**
  * Looks after what no run owns, on every worker, every STALLED_INTERVAL_MS: takes back the claims nobody will end
@@ -42,6 +47,7 @@ export class Keeper {
   private readonly throttle = new Throttle(30_000);
   private stopped = false;
   private failuresSeen = 0;
+  private orphanRounds = 0;
   private ticking: Promise<void> = Promise.resolve();
 
   constructor(
@@ -70,6 +76,14 @@ export class Keeper {
     this.timers.clear();
   }
 
+  /**
+   * The command connection dropped: a reply may have been lost and the command sent again, leaving a claim behind
+   * that this worker never learned of. The next rounds give such claims back.
+   */
+  suspectOrphans(): void {
+    this.orphanRounds = ORPHAN_ROUNDS;
+  }
+
   /** Promotes what this worker put aside once it is due (every keeper does it too, should this worker die). */
   promoteAfter(delayMs: number): void {
     if (this.stopped) return;
@@ -91,8 +105,19 @@ export class Keeper {
     const redisWasAway = this.fair.failures !== this.failuresSeen;
     this.failuresSeen = this.fair.failures;
     await this.claims.renew();
+    if (this.orphanRounds > 0) await this.giveBackOrphans();
     if (this.settings.stalledIntervalMs > 0 && !redisWasAway) await this.reap();
     await this.sweep();
+  }
+
+  private async giveBackOrphans(): Promise<void> {
+    try {
+      const given = await this.fair.giveBackOrphans(this.settings.worker, this.settings.known());
+      this.orphanRounds -= 1;
+      if (given > 0) this.logger.warn({ given }, 'jobs claimed by a command sent twice after a dropped connection were given back');
+    } catch (err) {
+      this.warn('claims not checked after the connection dropped: Redis failed', err);
+    }
   }
 
   private async reap(): Promise<void> {

@@ -63,6 +63,11 @@ export class QueueKeys {
     return `${this.prefix}fq:unknown`;
   }
 
+  /** Marked by every sweep round for a lock's life: while it lasts, the fleet keeps Bull's locks (an epoch). */
+  get kept(): string {
+    return `${this.prefix}fq:kept`;
+  }
+
   /** The worker sweeping Bull's active list this round. */
   get swept(): string {
     return `${this.prefix}fq:swept`;
@@ -71,6 +76,11 @@ export class QueueKeys {
   /** Published when jobs become ready, so idle workers claim at once. */
   get wakeChannel(): string {
     return `${this.prefix}fq:wake`;
+  }
+
+  /** Published when a worker remembers a refusal: every worker keeps a copy of the refusal memory. */
+  get refusedChannel(): string {
+    return `${this.prefix}fq:refused`;
   }
 
   /** The channel a live worker stays subscribed to: no subscriber, no worker. */

@@ -4,9 +4,10 @@
   slot of the pace, or -1: nothing to claim (wait to be woken)}.
 ]]
 
--- Whether Bull still holds the job for the fair queue. Its lock is ours, or it lapsed (no worker kept it for a
--- while) on a job Bull has not finished: then it is ours again. A lock of anyone else's, or a job Bull finished
--- or removed (a plain Bull worker ran it after a roll-back), is not ours: the fair queue forgets the job.
+-- Whether Bull still holds the job for the fair queue. Asked only of a job taken in before the fleet's current
+-- epoch (see KEEP in sweep): within one epoch a live worker kept every lock. Its lock is ours, or it lapsed on a
+-- job Bull has not finished: then it is ours again. A lock of anyone else's, or a job Bull finished or removed (a
+-- plain Bull worker ran it after a roll-back), is not ours: the fair queue forgets the job.
 local function bullHolds(fid, bid, lockMs)
   local lock = lockKey(bid)
   local v = rcall('GET', lock)
@@ -33,10 +34,12 @@ local function fieldsOf(list)
   return f
 end
 
-local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lockMs)
+-- `answers`: look at fq:answers first (a claim made with a run's end looks only when told there may be some).
+-- `epoch`: the fleet's epoch as the claiming worker knows it.
+local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lockMs, answers, epoch)
   for _ = 1, 10 do
     local lane, uid = 'answers', nil
-    local fid = rcall('ZPOPMIN', K.answers)[1]
+    local fid = answers and rcall('ZPOPMIN', K.answers)[1]
     if not fid then
       lane = 'line'
       if paced then
@@ -67,7 +70,7 @@ local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lock
       local list = rcall('HGETALL', job)
       if #list > 0 then
         local f = fieldsOf(list)
-        if bullHolds(fid, f.bid, lockMs) then
+        if (tonumber(f.epoch) or 0) >= epoch or bullHolds(fid, f.bid, lockMs) then
           rcall('HSET', job, 'at', 'claimed', 'claim', token)
           rcall('ZADD', K.claims, t + leaseMs, claimMember(token, fid))
           if lane == 'line' then

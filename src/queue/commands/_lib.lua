@@ -27,6 +27,10 @@
     stalledOut  the answer is for a job whose claims kept lapsing
     joins   the fid of the identical job it joined (at = joined); joined: how many joined this one
     cp      a paid picture was kept for it (checkpoint:<fid>)
+    epoch   the fleet's epoch when it was taken in (fq:stats epoch): a job from an earlier epoch may have been run by
+            a plain Bull worker while no worker of this kind kept its lock (a roll-back), and is checked when claimed
+    remembered  a picture was delivered for its ask lately (REMEMBER_PICTURES_S)
+    refused  vetting found its data or token refused: it needs no image request
 ]]
 local rcall = redis.call
 local P = ARGV[1]
@@ -88,10 +92,10 @@ end
 
 -- A job joins its user's line at `order`; the user's place among users grows by one job's worth of aging.
 -- A user new to the line is ranked from now: fewest waiting first, then the one waiting longest.
-local function enqueue(uid, fid, order, agingMs, t)
+local function enqueue(uid, fid, order, agingMs, t, atWritten)
   rcall('ZADD', lineKey(uid), order, fid)
   if rcall('ZADD', K.users, 'NX', agingMs + t, uid) == 0 then rcall('ZINCRBY', K.users, agingMs, uid) end
-  rcall('HSET', jobKey(fid), 'at', 'line')
+  if not atWritten then rcall('HSET', jobKey(fid), 'at', 'line') end
   ready = ready or 'line'
 end
 
@@ -110,9 +114,11 @@ local function toAnswers(fid, t)
   ready = 'answers'
 end
 
--- Takes fid's running count back, as its claim recorded it (not by the ending worker's settings).
-local function releaseRunning(job, uid)
-  if rcall('HGET', job, 'capped') == '1' then
+-- Takes fid's running count back, as its claim recorded it (not by the ending worker's settings); `capped` is the
+-- job's field when the caller has read it already.
+local function releaseRunning(job, uid, capped)
+  if capped == nil then capped = rcall('HGET', job, 'capped') end
+  if capped == '1' then
     rcall('HDEL', job, 'capped')
     if rcall('HINCRBY', K.running, uid, -1) <= 0 then rcall('HDEL', K.running, uid) end
   end
@@ -151,29 +157,52 @@ local function releaseJoined(leader, agingMs, t)
   end
 end
 
--- A claim that will not end by its holder (it lapsed, its worker died, or Redis was rolled back) goes back:
--- where it was in its user's line, or to the answers when a paid picture is kept for it. One that lapsed more
--- than maxStalls times is answered GENERATION_FAILED instead; a picture kept for it is still delivered once.
--- Returns 'requeued', 'stalledOut' or nil (the job is gone).
+-- Whether a job needs no image request: a picture kept for it (or for its ask), an answer to tell, data without a
+-- user, or data or a token vetting found refused. `f` holds its fields (see placeFields).
+local function needsNoApi(f)
+  return f.cp == '1' or f.remembered == '1' or f.refused == '1' or (f.answer and f.answer ~= '') or f.uid == ''
+end
+
+-- A job that waits again (handed back, taken back, due again): to the answers when it needs no image request, else
+-- where it was in its user's line.
+local function placeBack(fid, f, agingMs, t)
+  if needsNoApi(f) then toAnswers(fid, t) else enqueue(f.uid, fid, tonumber(f.order), agingMs, t) end
+end
+
+local function placeFields(job)
+  local f = rcall('HMGET', job, 'uid', 'order', 'cp', 'answer', 'capped', 'claim', 'ask', 'stalledOut', 'remembered', 'refused')
+  if not f[1] then return nil end
+  return {uid = f[1], order = f[2], cp = f[3], answer = f[4], capped = f[5], claim = f[6], ask = f[7], stalledOut = f[8],
+    remembered = f[9], refused = f[10]}
+end
+
+-- A claim that will not end by its holder (it lapsed, its worker died, or Redis was rolled back) goes back (see
+-- placeBack). One that lapsed more than maxStalls times is answered GENERATION_FAILED instead (a picture kept for it
+-- is still delivered once), and the jobs that joined it run on their own: its stalls were its own. A member whose
+-- job names another claim (the job was claimed again) is only dropped.
+-- Returns 'requeued', 'stalledOut' or nil (nothing to take back).
 local function requeue(member, t, agingMs, maxStalls)
   rcall('ZREM', K.claims, member)
   local fid = fidOf(member)
   local job = jobKey(fid)
-  local f = rcall('HMGET', job, 'uid', 'order', 'cp', 'stalledOut')
-  if not f[1] then return nil end
-  releaseRunning(job, f[1])
+  local f = placeFields(job)
+  local token = string.sub(member, 1, #member - #fid - 1)
+  if not f or (f.claim and f.claim ~= token) then return nil end
+  releaseRunning(job, f.uid, f.capped)
   freeSlot(K.pace, fid)
   rcall('HDEL', job, 'claim')
   if maxStalls >= 0 and rcall('HINCRBY', job, 'stalls', 1) > maxStalls then
-    if f[4] == '1' then
+    if f.stalledOut == '1' then
       -- Even the delivery of its kept picture kept stalling: the picture goes, the answer stays.
       rcall('DEL', checkpointKey(fid))
       rcall('HDEL', job, 'cp')
     end
     rcall('HSET', job, 'answer', 'GENERATION_FAILED', 'stalledOut', 1)
+    releaseJoined(fid, agingMs, t)
+    releaseAsk(f.ask, fid)
     toAnswers(fid, t)
     return 'stalledOut'
   end
-  if f[3] == '1' then toAnswers(fid, t) else enqueue(f[1], fid, tonumber(f[2]), agingMs, t) end
+  placeBack(fid, f, agingMs, t)
   return 'requeued'
 end

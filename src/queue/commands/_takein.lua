@@ -8,6 +8,10 @@
   string Id goes to the answers: its run fails INVALID_JOB (the rules on job data are src/steps/jobData.ts'; the
   byte bound here only keeps key names small).
   Returns 'lined', 'joined', 'answers' or nil (not ours to take, or gone), the fid, and for 'lined' the job's data.
+
+  `c`, the take-in's context: t (Redis' clock), agingMs, lockMs, maxIdBytes, epoch (the fleet's), remember (an ask
+  with a picture kept goes to the answers), notes (Bull options the worker does not apply, collected), floors (per
+  user, the order of the last job read in this batch: see lineOrder; nil when jobs come one by one).
 ]]
 local function identify(data, maxIdBytes)
   local ok, d = pcall(cjson.decode, data)
@@ -35,8 +39,10 @@ end
 
 -- Describes a Bull job the fair queue now holds (fields `f` of Bull's hash: data, opts, timestamp) in fq:job:<fid>.
 -- Returns its user, ask, whether it may join an identical job, and its order in its user's line.
-local function describe(bid, fid, f, fifo, lifo, maxIdBytes, notes, floors)
+-- It is described as in its user's line (`at`); placing it elsewhere says so.
+local function describe(bid, fid, f, fifo, lifo, c)
   local job = jobKey(fid)
+  local notes = c.notes
   local okOpts, opts = pcall(cjson.decode, f[2] or '{}')
   if not okOpts or type(opts) ~= 'table' then opts = {} end
   if (tonumber(opts['priority']) or 0) > 0 then rcall('ZREM', K.priority, bid) end
@@ -52,33 +58,33 @@ local function describe(bid, fid, f, fifo, lifo, maxIdBytes, notes, floors)
     table.insert(notes, 'backoff')
   end
 
-  local uid, ask, joinable = identify(f[1], maxIdBytes)
+  local uid, ask, joinable = identify(f[1], c.maxIdBytes)
   local order = lineOrder(opts, fifo, lifo)
-  if floors then
-    order = math.max(order, floors[uid] or 0)
-    floors[uid] = order + 1
+  if c.floors then
+    order = math.max(order, c.floors[uid] or 0)
+    c.floors[uid] = order + 1
   end
   local kc, ka = keepRule(opts['removeOnComplete'])
   local fc, fa = keepRule(opts['removeOnFail'])
   rcall('HSET', job, 'uid', uid, 'data', f[1], 'ts', f[3], 'order', order, 'ask', ask,
     'attempts', tonumber(opts['attempts']) or 1,
     'backoff', (backoff == nil or backoff == cjson.null) and 'null' or cjson.encode(backoff),
-    'kc', kc, 'ka', ka, 'fc', fc, 'fa', fa)
+    'kc', kc, 'ka', ka, 'fc', fc, 'fa', fa, 'epoch', c.epoch, 'at', 'line')
   return uid, ask, joinable, order
 end
 
 -- Places a described job: in the answers, joined to an identical job, or in its user's line.
-local function place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, floors, remember)
-  local uid, ask, joinable, order = describe(bid, fid, f, fifo, lifo, maxIdBytes, notes, floors)
+local function place(bid, fid, f, fifo, lifo, c)
+  local uid, ask, joinable, order = describe(bid, fid, f, fifo, lifo, c)
   local job = jobKey(fid)
   if uid == '' then
-    toAnswers(fid, t)
+    toAnswers(fid, c.t)
     return 'answers', fid
   end
   -- A picture delivered for this very ask lately is given again without the pace (REMEMBER_PICTURES_S).
-  if remember and joinable and rcall('EXISTS', P .. 'picture:' .. ask) == 1 then
+  if c.remember and joinable and rcall('EXISTS', P .. 'picture:' .. ask) == 1 then
     rcall('HSET', job, 'remembered', 1)
-    toAnswers(fid, t)
+    toAnswers(fid, c.t)
     return 'answers', fid
   end
   if joinable and not rcall('SET', askKey(ask), fid, 'NX') then
@@ -94,11 +100,11 @@ local function place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, flo
     end
     rcall('SET', askKey(ask), fid)
   end
-  enqueue(uid, fid, order, agingMs, t)
+  enqueue(uid, fid, order, c.agingMs, c.t, true)
   return 'lined', fid, f[1]
 end
 
-local function takeIn(bid, fifo, lifo, t, lockMs, agingMs, maxIdBytes, notes, floors, remember)
+local function takeIn(bid, fifo, lifo, c)
   local bkey = P .. bid
   local f = rcall('HMGET', bkey, 'data', 'opts', 'timestamp')
   if not f[3] then
@@ -107,8 +113,8 @@ local function takeIn(bid, fifo, lifo, t, lockMs, agingMs, maxIdBytes, notes, fl
   end
   local fid = f[3] .. '-' .. bid
   -- Taken in once: a job locked already (by the fair queue, or by a plain Bull worker) is not ours to take.
-  if not rcall('SET', lockKey(bid), LOCK .. fid, 'NX', 'PX', lockMs) then return nil end
+  if not rcall('SET', lockKey(bid), LOCK .. fid, 'NX', 'PX', c.lockMs) then return nil end
   -- Still held (Bull put it back in its wait list after its lock lapsed): it stays where it is.
   if rcall('HSETNX', jobKey(fid), 'bid', bid) == 0 then return nil, fid end
-  return place(bid, fid, f, fifo, lifo, t, agingMs, maxIdBytes, notes, floors, remember)
+  return place(bid, fid, f, fifo, lifo, c)
 end

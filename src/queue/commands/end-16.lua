@@ -6,14 +6,15 @@
 
   KEYS: the 13 fixed keys, 14 fq:job:<fid>, 15 checkpoint:<fid>, 16 fq:joined:<fid> (jobs that joined this one)
   ARGV: P, fid, token, how, value, delayMs, nowMs, agingMs, toldWindowMs, askedApi (1/0), shared (1/0),
-        nextToken ('': none), then CLAIM's leaseMs, userCap, paced, promiseMs, lockMs for the next job
+        nextToken ('': none), then CLAIM's leaseMs, userCap, paced, promiseMs, lockMs, answers, epoch for the next job
     how = completed | failed: the job has ended. value: Bull's return value (JSON) or the failure's code. It is
           finished in Bull (moved to completed/failed, or removed as the producer's removeOnComplete/removeOnFail
           say; the global event is published). The jobs that joined it end with it, unless it failed for a reason
           of its own (`shared` 0: its token or its data): then they run on their own. A failure is counted for its
           ask (fq:told:<ask>, kept toldWindowMs), so a repeat of it is told later (HOLD-BACK).
     how = retry: the producer's next attempt after delayMs (fq:retries; PROMOTE brings it back).
-    how = back:  back where it was (shutdown handed it back before it was done).
+    how = back:  back where it was (shutdown handed it back before it was done). value: a failure's code when the
+          run had one to tell and was stopped before it could: the job comes back as that answer.
     askedApi 0: the run never asked the image API: the pace slot promised to it is free again.
     nowMs (the worker's clock) stamps Bull's finishedOn, as Bull's own scripts do.
     nextToken: claim the next job in the same round trip, with this token.
@@ -25,11 +26,16 @@
 local fid, token, how, value = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local delayMs, nowMs, agingMs, toldWindowMs = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local job, checkpoint, joined = KEYS[14], KEYS[15], KEYS[16]
-local t = now()
+-- Redis' clock, read once and only when needed: a job completed with no next job to claim does not ask for it.
+local clock
+local function t()
+  clock = clock or now()
+  return clock
+end
 local function reply(r)
   if ARGV[12] == '' then return r end
-  local next = claimNext(t, ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15] == '1', tonumber(ARGV[16]),
-    agingMs, tonumber(ARGV[17]))
+  local next = claimNext(t(), ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15] == '1', tonumber(ARGV[16]),
+    agingMs, tonumber(ARGV[17]), ARGV[18] == '1', tonumber(ARGV[19]))
   for _, v in ipairs(next) do table.insert(r, v) end
   return r
 end
@@ -94,24 +100,31 @@ if rcall('ZREM', K.claims, claimMember(token, fid)) == 0 then
     return reply({1, 0})
   end
 end
-local f = rcall('HMGET', job, 'uid', 'bid', 'order', 'ask', 'kc', 'ka', 'fc', 'fa', 'made', 'joined', 'cp')
+local f = rcall('HMGET', job, 'uid', 'bid', 'order', 'ask', 'kc', 'ka', 'fc', 'fa', 'made', 'joined', 'cp', 'capped', 'answer',
+  'remembered', 'refused')
 local uid = f[1]
-releaseRunning(job, uid)
+releaseRunning(job, uid, f[12])
 if ARGV[10] == '0' then freeSlot(K.pace, fid) end
-rcall('HDEL', job, 'claim')
 
 if how == 'retry' then
+  rcall('HDEL', job, 'claim')
   rcall('HINCRBY', job, 'made', 1)
   rcall('HINCRBY', P .. f[2], 'attemptsMade', 1)
-  rcall('ZADD', K.retries, t + delayMs, fid)
+  rcall('ZADD', K.retries, t() + delayMs, fid)
   rcall('HSET', job, 'at', 'retry')
-  releaseJoined(fid, agingMs, t)
+  releaseJoined(fid, agingMs, t())
   releaseAsk(f[4], fid)
   publishWake()
   return reply({1, 0})
 end
 if how == 'back' then
-  if f[11] == '1' then toAnswers(fid, t) else enqueue(uid, fid, tonumber(f[3]), agingMs, t) end
+  rcall('HDEL', job, 'claim')
+  local answer = f[13]
+  if value ~= '' then
+    answer = value
+    rcall('HSET', job, 'answer', value)
+  end
+  placeBack(fid, {uid = uid, order = f[3], cp = f[11], answer = answer, remembered = f[14], refused = f[15]}, agingMs, t())
   publishWake()
   return reply({1, 0})
 end
@@ -121,7 +134,7 @@ finishInBull(f[2], tonumber(f[9]) or 0, keepCount, keepAge)
 local r = {1, 0}
 if f[10] then
   if how == 'failed' and ARGV[11] == '0' then
-    releaseJoined(fid, agingMs, t)
+    releaseJoined(fid, agingMs, t())
   else
     local ids = rcall('LRANGE', joined, 0, -1)
     for _, other in ipairs(ids) do
@@ -137,8 +150,9 @@ if f[10] then
     if #ids > 0 then rcall('HINCRBY', K.stats, 'joined', -#ids) end
   end
 end
-releaseAsk(f[4], fid)
-rcall('DEL', job, checkpoint, joined)
+-- New identical asks join this job no more. Its pointer is deleted with it: only a job set aside and later due again
+-- could have lost the pointer to a newer ask meanwhile, and then that ask merely does not join.
+if f[4] and f[4] ~= '' then rcall('DEL', job, checkpoint, joined, askKey(f[4])) else rcall('DEL', job, checkpoint, joined) end
 if how == 'failed' and f[4] and f[4] ~= '' then
   local told = toldKey(f[4])
   rcall('INCR', told)

@@ -13,6 +13,7 @@ for i = 3, #ARGV do
   local fid = ARGV[i]
   local uid = rcall('HGET', jobKey(fid), 'uid')
   if uid and leaveLine(uid, fid, agingMs) then
+    rcall('HSET', jobKey(fid), 'refused', 1)
     toAnswers(fid, t)
     moved = moved + 1
   end

@@ -5,14 +5,11 @@
   locked for the fair queue, until END finishes it there.
 
   ARGV: P, firstId (a job a blocking BRPOPLPUSH already moved to Bull's active list, or ''), batch, agingMs,
-        lockMs, maxIdBytes, remember (1: an ask with a picture kept lately goes to the answers)
+        lockMs, maxIdBytes, remember (1: an ask with a picture kept lately goes to the answers), epoch
   Returns {lined, joined, answers, read (ids read from Bull's wait list), n, n/2 x (id, option): the Bull options
            given that the worker does not apply, then fid, data of each job that went into a line}.
 ]]
 local firstId, batch, agingMs = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local lockMs, maxIdBytes, remember = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
-local t = now()
-
 -- Read first, then placed: jobs read together keep the order Bull would run them in (see lineOrder).
 local ids = {}
 if firstId ~= '' then ids[1] = firstId end
@@ -23,10 +20,13 @@ for _ = 1, batch do
 end
 if #ids == 0 then return {0, 0, 0, 0, 0} end
 
+local c = {t = now(), agingMs = agingMs, lockMs = tonumber(ARGV[5]), maxIdBytes = tonumber(ARGV[6]),
+  remember = ARGV[7] == '1', epoch = tonumber(ARGV[8]), notes = {}, floors = {}}
+
 local base = rcall('HINCRBY', K.stats, 'seq', #ids) - #ids
-local counts, notes, lined, floors = {lined = 0, joined = 0, answers = 0}, {}, {}, {}
+local counts, lined = {lined = 0, joined = 0, answers = 0}, {}
 for i, bid in ipairs(ids) do
-  local where, fid, data = takeIn(bid, base + i, base + #ids + 1 - i, t, lockMs, agingMs, maxIdBytes, notes, floors, remember)
+  local where, fid, data = takeIn(bid, base + i, base + #ids + 1 - i, c)
   if where then counts[where] = counts[where] + 1 end
   if where == 'lined' then
     table.insert(lined, fid)
@@ -34,7 +34,7 @@ for i, bid in ipairs(ids) do
   end
 end
 publishWake()
-local reply = {counts.lined, counts.joined, counts.answers, #ids, #notes}
-for _, v in ipairs(notes) do table.insert(reply, v) end
+local reply = {counts.lined, counts.joined, counts.answers, #ids, #c.notes}
+for _, v in ipairs(c.notes) do table.insert(reply, v) end
 for _, v in ipairs(lined) do table.insert(reply, v) end
 return reply

@@ -15,26 +15,34 @@
   the job, or finds its claim lost and stops; only then is the job run again, so it is never run twice at once.
   In pages of `count` ids, from `start`; the worker calls it again while a page comes back full.
 
+  The round also marks fq:kept for lockMs (see EPOCH): the fleet keeps Bull's locks. A round that finds the mark
+  gone begins a new epoch. Every caller learns the epoch.
+
   KEYS: the 13 fixed keys, 14 fq:swept (STRING: the worker sweeping this round), 15 fq:unknown (HASH fid -> when
-        the sweep first found it unknown)
+        the sweep first found it unknown), 16 fq:kept
   ARGV: P, worker, flagMs, lockMs, agingMs, maxIdBytes, start, count, presence ('channel' | 'shard' | 'off'), graceMs
-  Returns {0} when another worker sweeps this round, else {1, ids looked at, taken in, put back}.
+  Returns {0, epoch} when another worker sweeps this round, else {1, ids looked at, taken in, put back, epoch}.
 ]]
 local self, flagMs, lockMs, agingMs = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local maxIdBytes, start, count, presence = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
 local graceMs = tonumber(ARGV[10])
-local flag, unknown = KEYS[14], KEYS[15]
+local flag, unknown, kept = KEYS[14], KEYS[15], KEYS[16]
 local t = now()
+local function epoch() return tonumber(rcall('HGET', K.stats, 'epoch') or '0') end
 
 if start == 0 then
   if not rcall('SET', flag, self, 'NX', 'PX', flagMs) then
     local holder = rcall('GET', flag)
     local alive = presence == 'off' or (holder and tonumber(rcall('PUBSUB', presence == 'shard' and 'SHARDNUMSUB' or 'NUMSUB', F .. 'worker:' .. holder)[2]) > 0)
-    if alive and holder ~= self then return {0} end
+    if alive and holder ~= self then return {0, epoch()} end
     rcall('SET', flag, self, 'PX', flagMs)
   end
+  if rcall('SET', kept, 1, 'XX', 'PX', lockMs) == false then
+    rcall('SET', kept, 1, 'PX', lockMs)
+    rcall('HINCRBY', K.stats, 'epoch', 1)
+  end
 elseif rcall('GET', flag) ~= self then
-  return {0}
+  return {0, epoch()}
 end
 
 -- The runs under way, by fid: a job running when the fair queue lost its record goes on running.
@@ -42,6 +50,11 @@ local running = {}
 for _, member in ipairs(rcall('ZRANGE', K.claims, 0, -1)) do
   local fid = fidOf(member)
   running[fid] = string.sub(member, 1, #member - #fid - 1)
+end
+
+-- Jobs taken in by the sweep come one by one, in the fleet's epoch as it is now.
+local function takeInContext()
+  return {t = t, agingMs = agingMs, lockMs = lockMs, maxIdBytes = maxIdBytes, epoch = epoch(), remember = false, notes = {}}
 end
 
 local taken, relinked = 0, 0
@@ -76,10 +89,14 @@ local function relink(fid, f)
       return
     end
     -- Its claim's member is gone: a live run writes it back at its next renewal (see holds); past the grace, it
-    -- is taken back as a lapsed claim is.
+    -- is taken back as a lapsed claim is (without counting a stall: its worker may never have stalled).
     if not graceOver(fid) then return end
-    rcall('HDEL', jobKey(fid), 'claim')
-    if f[6] == '1' then toAnswers(fid, t) else enqueue(uid, fid, tonumber(f[3]), agingMs, t) end
+    local job = jobKey(fid)
+    local p = placeFields(job)
+    releaseRunning(job, uid, p.capped)
+    freeSlot(K.pace, fid)
+    rcall('HDEL', job, 'claim')
+    placeBack(fid, p, agingMs, t)
   elseif at == 'retry' or at == 'held' or at == 'answers' then
     local set = at == 'retry' and K.retries or at == 'held' and K.held or K.answers
     if rcall('ZSCORE', set, fid) then return end
@@ -116,11 +133,11 @@ for _, bid in ipairs(ids) do
     end
     if not v and not fid then
       local seq = rcall('HINCRBY', K.stats, 'seq', 1)
-      if takeIn(bid, seq, seq, t, lockMs, agingMs, maxIdBytes, {}) then taken = taken + 1 end
+      if takeIn(bid, seq, seq, takeInContext()) then taken = taken + 1 end
     end
   end
   if fid then
-    local f = rcall('HMGET', jobKey(fid), 'at', 'uid', 'order', 'claim', 'joins', 'cp')
+    local f = rcall('HMGET', jobKey(fid), 'at', 'uid', 'order', 'claim', 'joins')
     if f[1] then
       relink(fid, f)
     else
@@ -130,11 +147,17 @@ for _, bid in ipairs(ids) do
       if b[3] then rcall('DEL', jobKey(fid)) end
       if b[3] and rcall('HSETNX', jobKey(fid), 'bid', bid) == 1 then
         local seq = rcall('HINCRBY', K.stats, 'seq', 1)
+        -- Nothing of the lost record may linger where the job would be found twice.
+        rcall('ZREM', K.retries, fid)
+        rcall('ZREM', K.held, fid)
+        rcall('ZREM', K.answers, fid)
         if running[fid] then
-          describe(bid, fid, b, seq, seq, maxIdBytes, {})
+          local uid = describe(bid, fid, b, seq, seq, takeInContext())
           rcall('HSET', jobKey(fid), 'at', 'claimed', 'claim', running[fid])
+          -- Counted against USER_CONCURRENCY as its claim surely was, if the cap is in use (see the rebuild below).
+          if rcall('HEXISTS', K.running, uid) == 1 then rcall('HSET', jobKey(fid), 'capped', 1) end
         else
-          place(bid, fid, b, seq, seq, t, agingMs, maxIdBytes, {})
+          place(bid, fid, b, seq, seq, takeInContext())
         end
         if rcall('EXISTS', checkpointKey(fid)) == 1 then
           rcall('HSET', jobKey(fid), 'cp', 1)
@@ -148,11 +171,23 @@ for _, bid in ipairs(ids) do
     end
   end
 end
--- The last page: what the sweep has not found unknown for a while is forgotten.
+-- The last page: USER_CONCURRENCY's counts are made again from the claims that recorded them, should any have
+-- drifted (a record lost and taken in again); and what the sweep has not found unknown for a while is forgotten.
+if #ids < count and rcall('HLEN', K.running) > 0 then
+  local counted = {}
+  for fid in pairs(running) do
+    local c = rcall('HMGET', jobKey(fid), 'uid', 'capped')
+    if c[1] and c[2] == '1' then counted[c[1]] = (counted[c[1]] or 0) + 1 end
+  end
+  for _, uid in ipairs(rcall('HKEYS', K.running)) do
+    if not counted[uid] then rcall('HDEL', K.running, uid) end
+  end
+  for uid, n in pairs(counted) do rcall('HSET', K.running, uid, n) end
+end
 if #ids < count and anyUnknown then
   for _, fid in ipairs(rcall('HKEYS', unknown)) do
     if not deferred[fid] and t - tonumber(rcall('HGET', unknown, fid) or '0') > 4 * graceMs then rcall('HDEL', unknown, fid) end
   end
 end
 publishWake()
-return {1, #ids, taken, relinked}
+return {1, #ids, taken, relinked, epoch()}
