@@ -1,6 +1,6 @@
 import Bull from 'bull';
 import Redis, { RedisOptions } from 'ioredis';
-import { InvalidJobError } from '../src/steps/jobData';
+import { InvalidJobError } from '../src/pipeline/steps/jobData';
 import { DEFAULT_QUEUE_PREFIX, loadConfig } from '../src/config';
 import {
   createImageQueue,
@@ -12,7 +12,7 @@ import {
   PRODUCER_DEFAULTS,
   PRODUCER_PREFIX,
 } from '../src/producer';
-import { redisOptionsFromUrl } from '../src/redis';
+import { redisOptionsFromUrl } from '../src/redis/connections';
 import { redisUrl, signToken, uniqueQueueName } from './support/helpers';
 
 describe('enqueueImageJob against real Redis', () => {

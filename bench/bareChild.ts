@@ -3,7 +3,7 @@ import Bull, { Job } from 'bull';
 import jwt from 'jsonwebtoken';
 import fetch from 'node-fetch';
 import { io } from 'socket.io-client';
-import { redisOptionsFromUrl } from '../src/redis';
+import { redisOptionsFromUrl } from '../src/redis/connections';
 import { DEFAULT_QUEUE_PREFIX } from '../src/config';
 import { failChild, serveParent } from './childProtocol';
 

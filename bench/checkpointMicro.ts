@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
 import { encodeCheckpoint } from '../src/queue/checkpoints';
 import { FairQueue } from '../src/queue/fairQueue';
-import type { GeneratedImage } from '../src/types';
+import type { GeneratedImage } from '../src/pipeline/ports';
 import { ownCpuMs } from './procStats';
 
 /** CPU one checkpoint save costs the process that writes it (src's `save`, and the `forget` that ends the job). */

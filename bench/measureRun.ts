@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Bull from 'bull';
 import jwt from 'jsonwebtoken';
-import { redisOptionsFromUrl } from '../src/redis';
+import { redisOptionsFromUrl } from '../src/redis/connections';
 import { DEFAULT_QUEUE_PREFIX } from '../src/config';
 import { BenchChild, ConsumerKind } from './benchChild';
 import type { MemorySnapshot } from './childProtocol';

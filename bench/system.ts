@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Redis from 'ioredis';
 import { RedisServer, startRedisServer } from '../src/demo/redisServer';
-import { redisOptionsFromUrl } from '../src/redis';
+import { redisOptionsFromUrl } from '../src/redis/connections';
 import { BenchChild } from './benchChild';
 import { DeliveryCounter } from './deliveryCounter';
 import { startXaiServer, XaiServer } from './xaiServer';

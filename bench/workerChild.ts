@@ -1,5 +1,5 @@
 import { loadConfig } from '../src/config';
-import { createLogger } from '../src/logger';
+import { createLogger } from '../src/base/logger';
 import { startWorker } from '../src/worker';
 import { applyCheckpointVariant, CheckpointVariant } from './checkpointVariants';
 import { failChild, serveParent } from './childProtocol';

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfigFromEnvironment } from './config';
-import { isAbortError, toError } from './errors';
-import { createLogger } from './logger';
+import { isAbortError, toError } from './base/errors';
+import { createLogger } from './base/logger';
 import { startWorker } from './worker';
 
 /** Exit codes: the platform tells a clean stop from a forced one, and a bad configuration from a crash. */

@@ -1,8 +1,8 @@
 import Bull from 'bull';
 import type { RedisOptions } from 'ioredis';
 import { DEFAULT_QUEUE_PREFIX, DEFAULTS } from './config';
-import { validateJobData } from './steps/jobData';
-import { connectRedis, redisOptionsFromUrl } from './redis';
+import { validateJobData } from './pipeline/steps/jobData';
+import { connectRedis, redisOptionsFromUrl } from './redis/connections';
 
 /**
  * For Node services that enqueue image jobs: the job's shape, the options the existing front end uses, and a

@@ -7,14 +7,13 @@ import { InFlightLimit } from './capacity/inFlight';
 import { paceIntervalMs, PROMISE_MS, RedisPacer } from './capacity/pacer';
 import { listPriceUsd } from './capacity/prices';
 import { Config, describeConfig, redactUrl } from './config';
-import { abortError, errorSummary } from './errors';
-import { WorkerEvents } from './events';
-import { logJobEnd } from './jobEnd';
-import { GrokImageProvider } from './steps/grokProvider';
-import { track } from './liveResources';
-import { LocalImageProvider } from './steps/localProvider';
-import type { Logger } from './logger';
-import type { PipelineDeps } from './pipeline';
+import { abortError, errorSummary } from './base/errors';
+import { WorkerEvents } from './events/workerEvents';
+import { logJobEnd } from './events/jobEnd';
+import { GrokImageProvider } from './pipeline/steps/grokProvider';
+import { LocalImageProvider } from './pipeline/steps/localProvider';
+import type { Logger } from './base/logger';
+import type { PipelineDeps } from './pipeline/runJob';
 import { Checkpoints } from './queue/checkpoints';
 import { Claims } from './queue/claims';
 import { Dispatcher } from './queue/dispatcher';
@@ -26,16 +25,16 @@ import { bullLockMs, Keeper } from './queue/keeper';
 import { WorkerPresence } from './queue/presence';
 import { runClaim, RunContext } from './queue/run';
 import { jobVetting } from './queue/vetting';
-import { redisClientFactory } from './redis';
-import type { RedisClient } from './redisScripts';
-import { RedisRefusalMemory } from './steps/refusalMemory';
-import { Releasers } from './releasers';
-import { sleep } from './sleep';
-import { SocketNotifier } from './steps/socketNotifier';
-import { Throttle } from './throttle';
-import { JwtTokenVerifier, RemoteTokenVerifier } from './steps/tokenVerifier';
-import { rememberVerified } from './steps/verifiedTokens';
-import type { ImageProvider, Notifier, TokenVerifier } from './types';
+import { redisClientFactory } from './redis/connections';
+import type { RedisClient } from './redis/scripts';
+import { RedisRefusalMemory } from './pipeline/steps/refusalMemory';
+import { Releasers } from './base/releasers';
+import { sleep } from './base/sleep';
+import { SocketNotifier } from './pipeline/steps/socketNotifier';
+import { Throttle } from './base/throttle';
+import { JwtTokenVerifier, RemoteTokenVerifier } from './pipeline/steps/tokenVerifier';
+import { rememberVerified } from './pipeline/steps/verifiedTokens';
+import type { ImageProvider, Notifier, TokenVerifier } from './pipeline/ports';
 
 /**
  * How long start waits for the notification service, so the first jobs' progress events have a connection. It
@@ -267,8 +266,6 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const { inFlightLimit, limitedBy, imageBudgetMB } = here();
   logger.info({ queue: config.queueName, concurrency: config.concurrency ?? 'auto', inFlightLimit, limitedBy, imageBudgetMB }, 'ready');
   events.emit('worker:ready', { queue: config.queueName, inFlightLimit, limitedBy });
-  // Tests fail any test that leaves a worker running (__tests__/support/leakCheck.ts).
-  const untrack = track('worker', config.queueName);
 
   let closing: Promise<boolean> | undefined;
   const close = (): Promise<boolean> =>
@@ -296,7 +293,6 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
       const durationMs = Date.now() - started;
       logger.info({ durationMs, finishedInFlight: finished, handedBack: settled }, 'shutdown complete');
       events.emit('worker:stopped', { durationMs, finishedInFlight: finished, handedBack: settled });
-      untrack();
       return settled;
     })());
   return { queue, events, close };

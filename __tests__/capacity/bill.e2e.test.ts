@@ -1,4 +1,4 @@
-import { USER_MESSAGES } from '../../src/errors';
+import { USER_MESSAGES } from '../../src/base/errors';
 import { isImage, signToken, waitUntil } from '../support/helpers';
 import { TestSystem, useTestSystem } from '../support/harness';
 

@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import { Bill, isRefusal, Purchase } from '../../src/capacity/bill';
 import { listPriceUsd } from '../../src/capacity/prices';
-import { redisOptionsFromUrl } from '../../src/redis';
+import { redisOptionsFromUrl } from '../../src/redis/connections';
 import { redisUrl, uniqueQueueName } from '../support/helpers';
 
 /** The daily bill against real Redis, as several workers share it. */

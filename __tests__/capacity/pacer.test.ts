@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
 import { RedisPacer } from '../../src/capacity/pacer';
-import { redisOptionsFromUrl } from '../../src/redis';
+import { redisOptionsFromUrl } from '../../src/redis/connections';
 import { redisUrl } from '../support/helpers';
 
 /** The shared pace's scripts against real Redis. Assertions read the reserved slots Redis keeps, not the clock. */

@@ -1,8 +1,8 @@
 import { withCapacity } from '../../src/capacity/withCapacity';
-import { transientError, WorkerError } from '../../src/errors';
-import { createLogger } from '../../src/logger';
+import { transientError, WorkerError } from '../../src/base/errors';
+import { createLogger } from '../../src/base/logger';
 import type { Pacer } from '../../src/capacity/pacer';
-import type { GeneratedImage, ImageProvider, ImageRequest } from '../../src/types';
+import type { GeneratedImage, ImageProvider, ImageRequest } from '../../src/pipeline/ports';
 import { LogCapture } from '../support/helpers';
 
 const IMAGE: GeneratedImage = { base64: 'aGk=', mimeType: 'image/png' };

@@ -2,8 +2,8 @@ import Redis from 'ioredis';
 import { Checkpoints, encodeCheckpoint, parseCheckpoint } from '../../src/queue/checkpoints';
 import { FairQueue } from '../../src/queue/fairQueue';
 import type { FairJob } from '../../src/queue/replies';
-import { redisOptionsFromUrl } from '../../src/redis';
-import type { GeneratedImage } from '../../src/types';
+import { redisOptionsFromUrl } from '../../src/redis/connections';
+import type { GeneratedImage } from '../../src/pipeline/ports';
 import { redisUrl, uniqueQueueName } from '../support/helpers';
 
 const FINGERPRINT = 'user-42:1700000000000';

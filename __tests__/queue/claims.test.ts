@@ -1,4 +1,4 @@
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 import { Claims } from '../../src/queue/claims';
 import type { Claim, FairQueue } from '../../src/queue/fairQueue';
 

@@ -1,5 +1,5 @@
-import { WorkerEvents } from '../../src/events';
-import { createLogger } from '../../src/logger';
+import { WorkerEvents } from '../../src/events/workerEvents';
+import { createLogger } from '../../src/base/logger';
 import type { NextJob } from '../../src/queue/ending';
 import { Dispatcher } from '../../src/queue/dispatcher';
 import type { Claim, FairQueue } from '../../src/queue/fairQueue';

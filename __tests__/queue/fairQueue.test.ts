@@ -1,7 +1,7 @@
 import Bull, { JobOptions } from 'bull';
 import Redis from 'ioredis';
 import { Claim, FairQueue, FairQueueOptions } from '../../src/queue/fairQueue';
-import { redisOptionsFromUrl } from '../../src/redis';
+import { redisOptionsFromUrl } from '../../src/redis/connections';
 import { lapseLeases as lapseAll, redisUrl, uniqueQueueName } from '../support/helpers';
 
 /**

@@ -2,8 +2,8 @@ import Bull from 'bull';
 import Redis from 'ioredis';
 import { FairQueue } from '../../src/queue/fairQueue';
 import { BullIntake } from '../../src/queue/intake';
-import { createLogger } from '../../src/logger';
-import { redisOptionsFromUrl } from '../../src/redis';
+import { createLogger } from '../../src/base/logger';
+import { redisOptionsFromUrl } from '../../src/redis/connections';
 import { fidOf, redisUrl, uniqueQueueName, waitUntil } from '../support/helpers';
 
 /**

@@ -1,9 +1,9 @@
 import net from 'node:net';
 import Bull from 'bull';
 import Redis from 'ioredis';
-import { createLogger } from '../../src/logger';
+import { createLogger } from '../../src/base/logger';
 import { FairQueue } from '../../src/queue/fairQueue';
-import { redisClientFactory, redisOptionsFromUrl } from '../../src/redis';
+import { redisClientFactory, redisOptionsFromUrl } from '../../src/redis/connections';
 import { redisUrl, uniqueQueueName } from '../support/helpers';
 
 /**

@@ -1,5 +1,5 @@
 import Bull from 'bull';
-import { redisOptionsFromUrl } from '../../src/redis';
+import { redisOptionsFromUrl } from '../../src/redis/connections';
 import { redisUrl, signToken, uniqueQueueName, waitUntil } from '../support/helpers';
 import { TestSystem, useTestSystem } from '../support/harness';
 

@@ -1,5 +1,5 @@
-import { abortError, transientError } from '../../src/errors';
-import type { CheckpointStore, GeneratedImage, ImageProvider, ImageRequest, JobEvent, Notifier, RefusalMemory, TokenVerifier } from '../../src/types';
+import { abortError, transientError } from '../../src/base/errors';
+import type { CheckpointStore, GeneratedImage, ImageProvider, ImageRequest, JobEvent, Notifier, RefusalMemory, TokenVerifier } from '../../src/pipeline/ports';
 
 /**
  * Small stand-ins for the pipeline's edges, for unit tests of the pipeline and of a run's ending. Each writes what

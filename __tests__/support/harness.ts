@@ -5,12 +5,12 @@ import Bull from 'bull';
 import Redis from 'ioredis';
 import { io, Socket } from 'socket.io-client';
 import { loadConfig } from '../../src/config';
-import { track } from '../../src/liveResources';
+import { track } from './liveResources';
 import { startRelay, Relay, RelayOptions } from '../../src/demo/notificationService';
-import { createLogger } from '../../src/logger';
-import { redisOptionsFromUrl } from '../../src/redis';
+import { createLogger } from '../../src/base/logger';
+import { redisOptionsFromUrl } from '../../src/redis/connections';
 import { RunningWorker, startWorker, WorkerOverrides } from '../../src/worker';
-import { WORKER_EVENT_NAMES, WorkerEventMap, WorkerEventName } from '../../src/events';
+import { WORKER_EVENT_NAMES, WorkerEventMap, WorkerEventName } from '../../src/events/workerEvents';
 import { FakeXai, startFakeXai } from './fakeXai';
 import { JWT_SECRET, LogCapture, lapseLeases, redisUrl, signToken, uniqueQueueName, waitUntil } from './helpers';
 
@@ -250,6 +250,8 @@ export class TestSystem {
     for (const name of WORKER_EVENT_NAMES) {
       worker.events.on(name, (...args: unknown[]) => this.emitted.push({ name, payload: args[0] }));
     }
+    // Open until it says it stopped (its notifier and connections are closed by then): see leakCheck.
+    worker.events.once('worker:stopped', track('worker', config.queueName));
     this.workers.push(worker);
     return worker;
   }

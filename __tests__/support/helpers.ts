@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import type Bull from 'bull';
 import type Redis from 'ioredis';
 import jwt from 'jsonwebtoken';
-import type { JobEvent, Notifier } from '../../src/types';
+import type { JobEvent, Notifier } from '../../src/pipeline/ports';
 
 /**
  * What unit and integration tests share that needs no worker, relay or Bull queue: the test Redis, names,

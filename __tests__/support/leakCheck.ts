@@ -1,4 +1,4 @@
-import { onClose, openResources } from '../../src/liveResources';
+import { onClose, openResources } from './liveResources';
 
 /**
  * Fails a test that leaves a worker, notifier or test system open (graphile/worker's tests do the same for

@@ -1,5 +1,5 @@
 import Redis from 'ioredis';
-import { redisOptionsFromUrl } from '../../src/redis';
+import { redisOptionsFromUrl } from '../../src/redis/connections';
 
 /**
  * Makes a Redis fall silent for `seconds`, as a long script, a failover or a slow AOF rewrite does: a Lua loop holds

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { defineScripts, loadScripts, RedisClient, ScriptCommand } from '../redisScripts';
+import { defineScripts, loadScripts, RedisClient, ScriptCommand } from '../redis/scripts';
 
 const SCRIPTS = loadScripts(path.join(__dirname, 'commands'));
 

@@ -1,8 +1,8 @@
-import { errorSummary, permanentError, quotaError, transientError, WorkerError } from '../errors';
-import type { Logger } from '../logger';
-import { backoffDelayMs } from '../retryPolicy';
-import { sleep as cancellableSleep } from '../sleep';
-import type { GeneratedImage, ImageProvider, ImageRequest } from '../types';
+import { errorSummary, permanentError, quotaError, transientError, WorkerError } from '../base/errors';
+import type { Logger } from '../base/logger';
+import { backoffDelayMs } from '../base/retryPolicy';
+import { sleep as cancellableSleep } from '../base/sleep';
+import type { GeneratedImage, ImageProvider, ImageRequest } from '../pipeline/ports';
 import { Bill, isRefusal, Purchase } from './bill';
 import type { ImageMemory } from './imageMemory';
 import type { Pacer } from './pacer';

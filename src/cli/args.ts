@@ -3,7 +3,7 @@ import dotenv from 'dotenv';
 import type { RedisOptions } from 'ioredis';
 import { ConfigError, loadQueueSettings, QueueSettings, redactUrl } from '../config';
 import { createImageQueue } from '../producer';
-import { timeLimit } from '../sleep';
+import { timeLimit } from '../base/sleep';
 
 /** What the commands share: their streams and exit codes, the queue settings they read, a fail-fast Redis. */
 

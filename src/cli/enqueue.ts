@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import type Bull from 'bull';
 import jwt from 'jsonwebtoken';
 import { ConfigError, DEFAULTS, JwtConfig, loadJwtConfig } from '../config';
-import { InvalidJobError, validateJobData } from '../steps/jobData';
+import { InvalidJobError, validateJobData } from '../pipeline/steps/jobData';
 import { enqueueImageJob, ImageJobData } from '../producer';
 import { CliIO, closeQueue, Env, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, openQueue, readQueueSettings, redisFailureMessage, runAsScript, UsageError } from './args';
 import { createJwtUrl, createStorybangToken, TokenServiceError } from './createJwt';

@@ -4,7 +4,7 @@ import { Cluster } from 'ioredis';
 import { DEFAULTS } from '../config';
 import { Bill, BillToday } from '../capacity/bill';
 import { FairCounts, FairQueue } from '../queue/fairQueue';
-import { escapeGlob, RedisClient } from '../redisScripts';
+import { escapeGlob, RedisClient } from '../redis/scripts';
 import {
   CliIO,
   closeQueue,

@@ -1,5 +1,5 @@
 import type { Algorithm } from 'jsonwebtoken';
-import { defaultAlgorithms, validateAlgorithms, validatePublicKey } from '../jwtAlgorithms';
+import { defaultAlgorithms, validateAlgorithms, validatePublicKey } from '../base/jwtAlgorithms';
 import type { Config, JwtConfig, QueueSettings } from './schema';
 import type { Reading } from './setting';
 

@@ -7,8 +7,8 @@ import Bull from 'bull';
 import Redis from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { io, Socket } from 'socket.io-client';
-import { USER_MESSAGES } from '../errors';
-import { redisOptionsFromUrl } from '../redis';
+import { USER_MESSAGES } from '../base/errors';
+import { redisOptionsFromUrl } from '../redis/connections';
 import { startRelay } from './notificationService';
 import { RedisServer, startRedisServer } from './redisServer';
 

@@ -1,5 +1,5 @@
-import type { RedisClient } from '../redisScripts';
-import type { CheckpointStore, GeneratedImage } from '../types';
+import type { RedisClient } from '../redis/scripts';
+import type { CheckpointStore, GeneratedImage } from '../pipeline/ports';
 import type { FairQueue } from './fairQueue';
 import type { FairJob } from './replies';
 

@@ -1,8 +1,8 @@
-import { ClaimLostError, errorSummary } from '../errors';
-import type { Logger } from '../logger';
-import { backoffDelayMs } from '../retryPolicy';
-import { sleep } from '../sleep';
-import { Throttle } from '../throttle';
+import { ClaimLostError, errorSummary } from '../base/errors';
+import type { Logger } from '../base/logger';
+import { backoffDelayMs } from '../base/retryPolicy';
+import { sleep } from '../base/sleep';
+import { Throttle } from '../base/throttle';
 import type { Claim, FairQueue } from './fairQueue';
 
 interface Held {

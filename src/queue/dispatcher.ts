@@ -1,9 +1,9 @@
-import { errorSummary } from '../errors';
-import type { WorkerEvents } from '../events';
-import type { Logger } from '../logger';
-import { backoffDelayMs } from '../retryPolicy';
-import { timeLimit } from '../sleep';
-import { Throttle } from '../throttle';
+import { errorSummary } from '../base/errors';
+import type { WorkerEvents } from '../events/workerEvents';
+import type { Logger } from '../base/logger';
+import { backoffDelayMs } from '../base/retryPolicy';
+import { timeLimit } from '../base/sleep';
+import { Throttle } from '../base/throttle';
 import type { NextJob } from './ending';
 import type { Claim, FairQueue, KnownClaims } from './fairQueue';
 import type { ClaimReply } from './replies';

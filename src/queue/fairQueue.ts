@@ -1,6 +1,6 @@
 import path from 'node:path';
-import type { ErrorCode } from '../errors';
-import { defineScripts, loadScripts, RedisClient, ScriptCommand } from '../redisScripts';
+import type { ErrorCode } from '../base/errors';
+import { defineScripts, loadScripts, RedisClient, ScriptCommand } from '../redis/scripts';
 import { QueueKeys } from './keys';
 import { ClaimReply, decodeClaim, decodeEnd, decodeHoldBack, FairJob, HoldBackReply } from './replies';
 

@@ -1,11 +1,11 @@
 import type { Queue } from 'bull';
 import { Cluster } from 'ioredis';
-import { errorSummary } from '../errors';
-import type { Logger } from '../logger';
-import type { RedisClient } from '../redisScripts';
-import { backoffDelayMs } from '../retryPolicy';
-import { sleep, timeLimit } from '../sleep';
-import { Throttle } from '../throttle';
+import { errorSummary } from '../base/errors';
+import type { Logger } from '../base/logger';
+import type { RedisClient } from '../redis/scripts';
+import { backoffDelayMs } from '../base/retryPolicy';
+import { sleep, timeLimit } from '../base/sleep';
+import { Throttle } from '../base/throttle';
 import type { FairQueue, Intake } from './fairQueue';
 
 /** Jobs moved from Bull into the fair queue per script call: a story's burst comes in at once. */

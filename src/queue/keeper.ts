@@ -1,6 +1,6 @@
-import { errorSummary } from '../errors';
-import type { Logger } from '../logger';
-import { Throttle } from '../throttle';
+import { errorSummary } from '../base/errors';
+import type { Logger } from '../base/logger';
+import { Throttle } from '../base/throttle';
 import type { Claims } from './claims';
 import type { FairQueue, KnownClaims, Presence } from './fairQueue';
 

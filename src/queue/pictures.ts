@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { defineScripts, loadScripts, RedisClient, ScriptCommand } from '../redisScripts';
-import type { GeneratedImage, PictureMemory } from '../types';
+import { defineScripts, loadScripts, RedisClient, ScriptCommand } from '../redis/scripts';
+import type { GeneratedImage, PictureMemory } from '../pipeline/ports';
 import { encodeCheckpoint, parseCheckpoint } from './checkpoints';
 import type { QueueKeys } from './keys';
 

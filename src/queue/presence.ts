@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Cluster } from 'ioredis';
-import { errorSummary } from '../errors';
-import type { Logger } from '../logger';
-import type { RedisClient } from '../redisScripts';
+import { errorSummary } from '../base/errors';
+import type { Logger } from '../base/logger';
+import type { RedisClient } from '../redis/scripts';
 import type { Presence } from './fairQueue';
 
 /**

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../errors';
+import type { ErrorCode } from '../base/errors';
 
 /**
  * What the fair queue's scripts answer, decoded in one place. Every script that acts for a claim starts its reply

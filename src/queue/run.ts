@@ -1,9 +1,9 @@
 import { CapacityOptions, withCapacity } from '../capacity/withCapacity';
 import type { InFlightLimit } from '../capacity/inFlight';
-import { ClaimLostError, isAbortError, toError, WorkerError } from '../errors';
-import { PipelineDeps, RunOutcome, runJob } from '../pipeline';
-import { echoableNumber } from '../steps/jobData';
-import type { PictureMemory } from '../types';
+import { ClaimLostError, isAbortError, toError, WorkerError } from '../base/errors';
+import { PipelineDeps, RunOutcome, runJob } from '../pipeline/runJob';
+import { echoableNumber } from '../pipeline/steps/jobData';
+import type { PictureMemory } from '../pipeline/ports';
 import type { Checkpoints } from './checkpoints';
 import type { Claims } from './claims';
 import type { Pictures } from './pictures';

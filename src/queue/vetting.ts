@@ -1,7 +1,7 @@
-import { errorSummary, WorkerError } from '../errors';
-import type { Logger } from '../logger';
-import { validateJobData } from '../steps/jobData';
-import type { TokenVerifier } from '../types';
+import { errorSummary, WorkerError } from '../base/errors';
+import type { Logger } from '../base/logger';
+import { validateJobData } from '../pipeline/steps/jobData';
+import type { TokenVerifier } from '../pipeline/ports';
 import type { FairQueue, Intake } from './fairQueue';
 
 /** Tokens verified at once while a batch is vetted (a verification service is asked one request per token). */

@@ -5,7 +5,7 @@
 
   Whose line a job waits in, and what makes two asks the same: the user, their page (Number, or none) and the
   prompt (`ask`). An ask identical to one waiting or running joins it: one image, one delivery. Data without a
-  string Id goes to the answers: its run fails INVALID_JOB (the rules on job data are src/steps/jobData.ts'; the
+  string Id goes to the answers: its run fails INVALID_JOB (the rules on job data are src/pipeline/steps/jobData.ts'; the
   byte bound here only keeps key names small).
   Returns 'lined', 'joined', 'answers' or nil (not ours to take, or gone), the fid, and for 'lined' the job's data.
 

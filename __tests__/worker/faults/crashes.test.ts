@@ -1,0 +1,123 @@
+import type Bull from 'bull';
+import { successAnswer } from '../../support/fakeXai';
+import { fidOf, isFinal, KEPT_LEASES, SHORT_LEASES, signToken, waitUntil } from '../../support/helpers';
+import { jobEnds, TestSystem, useTestSystem } from '../../support/harness';
+
+/**
+ * Faults that need the worker as a real process. Workers that die or crowd one queue.
+ */
+
+jest.setTimeout(45_000);
+
+describe('process faults: crashes', () => {
+  let sys: TestSystem;
+  useTestSystem('procfaults', (s) => (sys = s));
+  /** The final notifications the relay has received (a worker's job end line can come before them). */
+  const finalsAtRelay = (): Array<Record<string, unknown>> =>
+    sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
+
+  it('kill -9 during a slow generation: a second worker delivers the job', async () => {
+    sys.xai.script([{ ...successAnswer(), delayMs: 1000 }]);
+    const alice = await sys.user('alice');
+    const { worker: first } = await sys.spawnWorkerDrawing({ Prompt: 'doomed', Number: 1 }, SHORT_LEASES);
+    await sys.killWorker(first);
+
+    // The worker that takes over runs in this process: only the one that dies must be a process of its own.
+    await sys.startWorker(KEPT_LEASES);
+    expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: true, Number: 1 });
+    expect(alice.finals()).toHaveLength(1);
+  });
+
+  it('kill -9 of one of two workers in the middle of a burst: every page delivered, only cut-off requests asked again', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 300 });
+    const settings = { CONCURRENCY: '3', GROK_RATE_LIMIT: '10', GROK_RATE_WINDOW_MS: '1000' };
+    // The doomed worker's leases lapse by themselves after its death; the survivor's outlast any pause.
+    const doomed = sys.spawnWorker({ ...settings, ...SHORT_LEASES });
+    const survivor = sys.spawnWorker({ ...settings, ...KEPT_LEASES });
+    await Promise.all([doomed.ready, survivor.ready]);
+    const total = 12;
+    const jobs: Bull.Job[] = [];
+    for (let n = 1; n <= total; n++) jobs.push(await sys.enqueue({ Id: `user${n % 3}`, Prompt: `page ${n}`, Token: signToken(`user${n % 3}`), Number: n }));
+    await waitUntil(() => jobEnds(doomed).length >= 1 && jobEnds(survivor).length >= 1, 15_000, 'both working');
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
+
+    // A job the killed worker had read from Bull but not yet taken in comes back through Bull's stalled check,
+    // every 30 s (twice at most): the wait allows for it.
+    await waitUntil(() => jobEnds(doomed).length + jobEnds(survivor).length >= total, 65_000, 'all ended').catch(async (err: Error) => {
+      const ended = new Set([...jobEnds(doomed), ...jobEnds(survivor)].map((l) => l.jobId));
+      const missing = await Promise.all(
+        jobs
+          .filter((j) => !ended.has(String(j.id)))
+          .map(async (j) => `${j.id}: ${await j.getState()}, in the fair queue: ${await sys.redis.exists(`bull:${sys.queueName}:fq:job:${fidOf(j)}`)}`),
+      );
+      throw new Error(`${err.message}; not ended: ${missing.join('; ')}`);
+    });
+    const ends = [...jobEnds(doomed), ...jobEnds(survivor)];
+    expect(ends.every((l) => l.outcome === 'completed')).toBe(true);
+    expect(new Set(ends.map((l) => l.jobId)).size).toBe(total);
+    // Logged after the delivery, but on another channel than the relay's: wait for the relay to have them all.
+    await waitUntil(() => new Set(finalsAtRelay().map((p) => p.Number)).size >= total, 5000, 'every page at the relay');
+    const finals = finalsAtRelay();
+    expect([...new Set(finals.map((p) => p.Number))].sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(finals.every((p) => p.Status === true)).toBe(true);
+    // Run again: only what the killed worker had in flight (at most its CONCURRENCY). A page it had just handed to
+    // the relay before dying can arrive twice (the front end keeps the first); a checkpointed one is never paid again.
+    expect(finals.length).toBeLessThanOrEqual(total + 3);
+    expect(sys.xai.calls.length).toBeGreaterThanOrEqual(total);
+    expect(sys.xai.calls.length).toBeLessThanOrEqual(total + 3);
+    expect(await sys.redis.zcard(`bull:${sys.queueName}:fq:active`)).toBe(0);
+  }, 90_000);
+
+  it('three worker processes on one queue: every job generated and notified exactly once', async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 50 });
+    const workers = [sys.spawnWorker(), sys.spawnWorker(), sys.spawnWorker()];
+    await Promise.all(workers.map((w) => w.ready));
+    const total = 30;
+    for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `picture ${n}`, Token: signToken(`user${n % 3}`), Number: n });
+
+    await waitUntil(() => workers.flatMap(jobEnds).length >= total, 20_000, 'all ended');
+    await waitUntil(() => finalsAtRelay().length >= total, 5000, 'every picture at the relay');
+    const finals = finalsAtRelay();
+    expect(finals.map((p) => p.Number).sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(finals.every((p) => p.Status === true)).toBe(true);
+    expect(sys.xai.calls).toHaveLength(total);
+    const ends = workers.flatMap(jobEnds);
+    expect(new Set(ends.map((l) => l.jobId)).size).toBe(total);
+    expect(ends).toHaveLength(total);
+    // The work was shared, not done by one worker while the others idled.
+    expect(workers.filter((w) => jobEnds(w).length > 0).length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('process faults: a crash of the only worker, restarted at once', () => {
+  let sys: TestSystem;
+  useTestSystem('restart', (s) => (sys = s));
+
+  it("kill -9 with every request out: the dead worker's jobs run again within seconds, not after their lease", async () => {
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 3000 });
+    const total = 12;
+    // The default lease (60 s): only the dead worker's lost subscription can bring its jobs back this soon.
+    const doomed = sys.spawnWorker({ STALLED_INTERVAL_MS: '500' });
+    await doomed.ready;
+    for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `page ${n}`, Token: signToken(`user${n % 3}`), Number: n });
+    await waitUntil(() => sys.xai.calls.length === total, 10_000, 'every request out');
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
+
+    sys.xai.setDefault(successAnswer());
+    await sys.startWorker({ STALLED_INTERVAL_MS: '500' });
+    await waitUntil(() => new Set(finalsAtRelay().map((p) => p.Number)).size === total, 20_000, 'every page at the relay');
+    await waitUntil(async () => (await sys.producer.getJobCounts()).active === 0, 10_000, "Bull's active list empty");
+    const finals = finalsAtRelay();
+    expect(finals).toHaveLength(total);
+    expect(finals.every((p) => p.Status === true)).toBe(true);
+    // The requests cut off by the crash were paid, and are paid again: xAI keeps no idempotency key.
+    expect(sys.xai.calls).toHaveLength(2 * total);
+    expect(sys.events('claim:lost')).toEqual([]);
+  });
+
+  /** The final notifications the relay has received. */
+  const finalsAtRelay = (): Array<Record<string, unknown>> =>
+    sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>)) as Array<Record<string, unknown>>;
+});
