@@ -47,6 +47,9 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
     const end = sys.logs.jobEnds()[0];
     expect(end).toMatchObject({ jobId: String(job.id), userId: 'alice', outcome: 'completed', code: null, attempt: 1, imageBytes: expect.any(Number) });
     expect(end.steps).toEqual({ token: expect.any(Number), generate: expect.any(Number), notify: expect.any(Number) });
+    // What the worker told its listeners about the job, in order: the log line above is written from the last one.
+    const told = sys.emitted.filter((e) => (e.payload as { jobId?: string }).jobId === String(job.id)).map((e) => e.name);
+    expect(told).toEqual(['job:claimed', 'job:started', 'job:delivered', 'job:end']);
   });
 
   it('labels an image by its bytes when the API names no type', async () => {

@@ -11,7 +11,9 @@ export interface WorkerEventMap {
   'worker:ready': [{ queue: string; inFlightLimit: number; limitedBy: string }];
   /** A job was claimed by this worker (`lane`: answers never wait for the pace). */
   'job:claimed': [{ jobId: string; fid: string; claim: string; lane: 'answers' | 'line' }];
-  /** A picture went out to the notification service. */
+  /** The claimed job's run began (a job claimed once shutdown has begun is handed back and never starts). */
+  'job:started': [{ jobId: string; claim: string; attempt: number }];
+  /** A picture went out to the notification service (its end is recorded next). */
   'job:delivered': [{ jobId: string; userId: string; fromCheckpoint: boolean }];
   /** A failure was told to the job's user. */
   'job:told': [{ jobId: string; userId: string; code: ErrorCode }];
@@ -35,6 +37,7 @@ export type WorkerEventName = keyof WorkerEventMap;
 export const WORKER_EVENT_NAMES: readonly WorkerEventName[] = [
   'worker:ready',
   'job:claimed',
+  'job:started',
   'job:delivered',
   'job:told',
   'job:heldBack',

@@ -61,6 +61,7 @@ export async function endRun(claim: Claim, outcome: RunOutcome, facts: RunFacts,
   const end = (how: JobEndOutcome, extra: Partial<JobEnd['report']> = {}): void => emitEnd(ctx, claim, facts, how, { ...outcome.report, ...extra });
 
   if (outcome.delivered) {
+    ctx.events.emit('job:delivered', { jobId: job.id, userId: job.userId, fromCheckpoint: outcome.report.fromCheckpoint ?? false });
     const returnValue = { delivered: true, fromCheckpoint: outcome.report.fromCheckpoint ?? false, imageBytes: outcome.report.imageBytes };
     const joined = await record(claim, { how: 'completed', returnValue }, facts, ctx);
     if (joined === null) return end('claim_lost');

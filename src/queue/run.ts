@@ -33,6 +33,7 @@ export async function runClaim(claim: Claim, ctx: RunContext, onSlot: () => void
   const facts: RunFacts = { startedAt: Date.now(), askedApi: false, next };
   const lost = ctx.claims.take(claim);
   const signal = AbortSignal.any([ctx.hardStop, lost]);
+  ctx.events.emit('job:started', { jobId: job.id, claim: claim.token, attempt: job.attemptsMade + 1 });
   if (job.lane === 'answers') onSlot();
   try {
     let outcome: RunOutcome;
