@@ -22,8 +22,8 @@ export default defineConfig(
     },
   },
   {
-    // jest.config.js and the test transformer are CommonJS, loaded by jest as they are.
-    files: ['**/*.js'],
+    // jest.config.js, the test transformer and the import rules (.dependency-cruiser.cjs) are CommonJS, loaded as they are.
+    files: ['**/*.js', '**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly', __dirname: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -6,7 +6,8 @@ import { IMAGE_MEMORY_BUDGET_BYTES, ImageMemory } from './capacity/imageMemory';
 import { InFlightLimit } from './capacity/inFlight';
 import { paceIntervalMs, PROMISE_MS, RedisPacer } from './capacity/pacer';
 import { listPriceUsd } from './capacity/prices';
-import { Config, describeConfig, redactUrl } from './config';
+import { redactUrl } from './base/urls';
+import { Config, describeConfig } from './config';
 import { abortError, errorSummary } from './base/errors';
 import { WorkerEvents } from './events/workerEvents';
 import { logJobEnd } from './events/jobEnd';
@@ -258,7 +259,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     inFlightLimit: inFlight.limit,
     limitedBy: inFlight.limitedBy,
     apiLatencyMs: inFlight.observedLatencyMs,
-    imageMB: Math.round(images.held / 104857.6) / 10,
+    imageMB: Math.round(images.used / 104857.6) / 10,
     imageBudgetMB: Math.round(images.budgetBytes / 1048576),
   });
   const stats = config.statsIntervalMs > 0 ? setInterval(() => void logStats(queue.name, fair, bill, here, logger), config.statsIntervalMs) : undefined;

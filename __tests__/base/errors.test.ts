@@ -33,32 +33,19 @@ describe('WorkerError kinds', () => {
     kind: err.kind,
     transient: err.transient,
     rateLimited: err.rateLimited,
-    misconfiguration: err.misconfiguration,
     alert: err.alert,
     retried: isTransient(err),
   });
 
   it.each<[string, WorkerError, ReturnType<typeof derived>]>([
-    [
-      'permanent',
-      permanentError('CONTENT_REJECTED', 'refused'),
-      { kind: 'permanent', transient: false, rateLimited: false, misconfiguration: false, alert: undefined, retried: false },
-    ],
-    ['transient', transientError('503'), { kind: 'transient', transient: true, rateLimited: false, misconfiguration: false, alert: undefined, retried: true }],
-    [
-      'rateLimited',
-      rateLimitedError('429'),
-      { kind: 'rateLimited', transient: true, rateLimited: true, misconfiguration: false, alert: undefined, retried: true },
-    ],
-    [
-      'billing',
-      billingError('out of credits'),
-      { kind: 'billing', transient: false, rateLimited: false, misconfiguration: false, alert: 'billing', retried: false },
-    ],
+    ['permanent', permanentError('CONTENT_REJECTED', 'refused'), { kind: 'permanent', transient: false, rateLimited: false, alert: undefined, retried: false }],
+    ['transient', transientError('503'), { kind: 'transient', transient: true, rateLimited: false, alert: undefined, retried: true }],
+    ['rateLimited', rateLimitedError('429'), { kind: 'rateLimited', transient: true, rateLimited: true, alert: undefined, retried: true }],
+    ['billing', billingError('out of credits'), { kind: 'billing', transient: false, rateLimited: false, alert: 'billing', retried: false }],
     [
       'misconfiguration',
       misconfigurationError('401'),
-      { kind: 'misconfiguration', transient: false, rateLimited: false, misconfiguration: true, alert: 'misconfiguration', retried: false },
+      { kind: 'misconfiguration', transient: false, rateLimited: false, alert: 'misconfiguration', retried: false },
     ],
   ])('%s: its kind alone says whether it is retried and whom it alerts', (_label, err, expected) => {
     expect(derived(err)).toEqual(expected);
@@ -83,11 +70,6 @@ describe('WorkerError kinds', () => {
     expect(transientError('x', { retryAfterMs: 100 }).retryAfterMs).toBe(100);
     expect(rateLimitedError('x', { retryAfterMs: 200, status: 429 })).toMatchObject({ retryAfterMs: 200, status: 429 });
     expect(permanentError('GENERATION_FAILED', 'x').retryAfterMs).toBeUndefined();
-  });
-
-  it('still reads the rateLimited option of transientError, as a rate-limited kind', () => {
-    expect(transientError('429', { rateLimited: true, retryAfterMs: 50 })).toMatchObject({ kind: 'rateLimited', rateLimited: true, retryAfterMs: 50 });
-    expect(transientError('503', { rateLimited: false }).kind).toBe('transient');
   });
 
   it('has read-only flags: nothing can be set beside the kind', () => {
@@ -118,8 +100,8 @@ describe('WorkerError kinds', () => {
     expect(() => permanentError('GENERATION_FAILED', 'x', { retryAfterMs: 1000 })).toThrow(/no retryAfterMs/);
     // @ts-expect-error nor has an alert
     expect(() => billingError('x', { retryAfterMs: 1000 })).toThrow(/no retryAfterMs/);
-    // @ts-expect-error the flags of old are gone: there is no misconfigured transient error
-    expect(transientError('x', { misconfiguration: true }).misconfiguration).toBe(false);
+    // @ts-expect-error the flags of old are gone: a transient error is not rate-limited by an option
+    expect(transientError('x', { rateLimited: true }).rateLimited).toBe(false);
     // @ts-expect-error nor a billing alert on a retried one
     expect(transientError('x', { alert: 'billing' }).alert).toBeUndefined();
     // @ts-expect-error nor a permanent error that is rate-limited

@@ -55,7 +55,7 @@ describe('sharing the image API', () => {
   it("a user's single image is not held behind another user's burst", async () => {
     const light = await sys.user('light');
     // Heavy's first page is drawn until every page is in line, however slowly they were added.
-    const release = sys.xai.hold();
+    const release = sys.xai.stall();
     await sys.startWorker({ CONCURRENCY: '1', GROK_RATE_LIMIT: '0' });
     for (let n = 1; n <= 12; n++) await sys.enqueue({ Id: 'heavy', Prompt: `heavy page ${n}`, Token: signToken('heavy'), Number: n });
     await sys.enqueue({ Id: 'light', Prompt: 'light page', Token: signToken('light'), Number: 1 });

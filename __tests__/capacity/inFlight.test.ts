@@ -35,7 +35,7 @@ describe('InFlightLimit', () => {
   it('claims nothing more while the images held fill their budget, and says so', () => {
     const images = new ImageMemory(1000);
     const limit = new InFlightLimit(210, undefined, images);
-    const release = images.hold(1000);
+    const release = images.use(1000);
     expect(limit.limitFor(7)).toBe(7);
     expect(limit.limitedBy).toBe('image memory');
     release();
@@ -46,9 +46,9 @@ describe('InFlightLimit', () => {
 describe('ImageMemory', () => {
   it('counts what is held until it is let go, once', async () => {
     const images = new ImageMemory(100);
-    const a = images.hold(60);
-    const b = images.hold(60);
-    expect(images.held).toBe(120);
+    const a = images.use(60);
+    const b = images.use(60);
+    expect(images.used).toBe(120);
     expect(images.full).toBe(true);
     let roomy = false;
     const room = images.room(new AbortController().signal).then(() => (roomy = true));
@@ -56,14 +56,14 @@ describe('ImageMemory', () => {
     a();
     await room;
     expect(roomy).toBe(true);
-    expect(images.held).toBe(60);
+    expect(images.used).toBe(60);
     b();
-    expect(images.held).toBe(0);
+    expect(images.used).toBe(0);
   });
 
   it('a wait for room ends when its signal aborts', async () => {
     const images = new ImageMemory(10);
-    images.hold(10);
+    images.use(10);
     const controller = new AbortController();
     const waiting = images.room(controller.signal);
     controller.abort(new Error('stop'));

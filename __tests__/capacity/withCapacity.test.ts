@@ -1,5 +1,5 @@
 import { withCapacity } from '../../src/capacity/withCapacity';
-import { transientError, WorkerError } from '../../src/base/errors';
+import { rateLimitedError, transientError, WorkerError } from '../../src/base/errors';
 import { createLogger } from '../../src/base/logger';
 import type { Pacer } from '../../src/capacity/pacer';
 import type { GeneratedImage, ImageProvider, ImageRequest } from '../../src/pipeline/ports';
@@ -35,7 +35,7 @@ function provider(answers: unknown[]): ImageProvider & { requests: ImageRequest[
   };
 }
 
-const rateLimited = (retryAfterMs?: number): WorkerError => transientError('Image API 429: rate limited', { status: 429, rateLimited: true, retryAfterMs });
+const rateLimited = (retryAfterMs?: number): WorkerError => rateLimitedError('Image API 429: rate limited', { status: 429, retryAfterMs });
 
 describe('withCapacity', () => {
   const logs = new LogCapture();

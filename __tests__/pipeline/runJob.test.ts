@@ -352,7 +352,7 @@ describe('runJob: delivery failures', () => {
 
   it('a run whose claim is gone before delivery delivers nothing, keeps the paid picture and stops', async () => {
     const t = setup();
-    t.deps.claim = { stillHeld: async () => false };
+    t.deps.claim = { stillOurs: async () => false };
     await expect(runJob(jobRun(), t.deps, signal())).rejects.toMatchObject({ name: 'ClaimLostError' });
     expect(t.provider.prompts).toHaveLength(1);
     expect(t.notifier.delivered.filter((e) => e.status === 'completed')).toEqual([]);

@@ -20,7 +20,7 @@ describe('Claims', () => {
   it('trusts a fresh confirmation for half a lease, without asking Redis', async () => {
     const { claims, claim, redis } = setup();
     claims.take(claim);
-    expect(await claims.stillHeld(claim)).toBe(true);
+    expect(await claims.stillOurs(claim)).toBe(true);
     expect(redis.asked).toBe(0);
   });
 
@@ -31,7 +31,7 @@ describe('Claims', () => {
     // Meanwhile the fleet took the claim back: the worker looked gone.
     redis.held = false;
     claims.trust();
-    expect(await claims.stillHeld(claim)).toBe(false);
+    expect(await claims.stillOurs(claim)).toBe(false);
     expect(redis.asked).toBe(1);
   });
 
@@ -42,7 +42,7 @@ describe('Claims', () => {
     const second = claims.take(again);
     redis.held = false;
     claims.distrust();
-    expect(await claims.stillHeld(claim)).toBe(false);
+    expect(await claims.stillOurs(claim)).toBe(false);
     expect(first.aborted).toBe(true);
     expect(second.aborted).toBe(false);
   });

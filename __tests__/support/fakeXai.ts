@@ -33,10 +33,10 @@ export interface FakeXai {
   readonly inFlight: number;
   readonly peakInFlight: number;
   /**
-   * Holds every POST unanswered until the returned function is called (then each gets its answer), so a
+   * Leaves every POST unanswered until the returned function is called (then each gets its answer), so a
    * test can see how many requests a worker has in flight at once.
    */
-  hold(): () => void;
+  stall(): () => void;
   /** Every GET /files/<name>, in order. */
   downloads: Array<{ name: string; headers: http.IncomingHttpHeaders }>;
   /** Queues answers for the next POSTs, used in order; after them the default answers. */
@@ -163,7 +163,7 @@ export async function startFakeXai(opts: FakeXaiOptions = {}): Promise<FakeXai> 
     get peakInFlight() {
       return peakInFlight;
     },
-    hold: () => {
+    stall: () => {
       const waiting: Array<() => void> = (held ??= []);
       return () => {
         if (held === waiting) held = undefined;

@@ -89,7 +89,7 @@ describe('on a Redis Cluster', () => {
     expect(isImage(await light.waitFor((p) => p.Number === 0))).toBe(true);
 
     // Heavy's first page is drawn until every page is in line, however slowly they were added.
-    const release = xai.hold();
+    const release = xai.stall();
     for (let n = 1; n <= 10; n++) await ask('heavy', n);
     await producer.add({ Id: 'light', Prompt: 'light page', Token: signToken('light'), Number: 1 }, PRODUCER_DEFAULTS);
     // Taken in oldest first: once light's line exists, heavy's whole burst is in line too.

@@ -78,7 +78,7 @@ describe('StoryBang at its real habits', () => {
 
   it('a reload mid-story: pages still waiting or running join them, one API call and one delivery each', async () => {
     // The first page is drawn until the reload's asks are in, so they come while it runs and the others wait.
-    const release = sys.xai.hold();
+    const release = sys.xai.stall();
     const before = await sys.user('alice');
     await sys.startWorker({ CONCURRENCY: '1' });
     const pages = [1, 2, 3].map((n) => ({ Id: 'alice', Prompt: `page ${n}`, Number: n }));

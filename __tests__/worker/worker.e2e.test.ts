@@ -118,7 +118,7 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
   it('has up to CONCURRENCY image requests in flight at once, never more', async () => {
     const alice = await sys.user('alice');
     await sys.startWorker({ CONCURRENCY: '4' });
-    const release = sys.xai.hold();
+    const release = sys.xai.stall();
     await Promise.all([1, 2, 3, 4, 5].map((n) => sys.enqueue({ Id: 'alice', Prompt: `cat ${n}`, Token: signToken('alice'), Number: n })));
     await waitUntil(() => sys.xai.inFlight === 4, 10000, 'four requests in flight');
     release();

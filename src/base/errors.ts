@@ -131,11 +131,6 @@ export class WorkerError extends Error {
     return this.kind === 'rateLimited';
   }
 
-  /** The image API refused the key, the URL or a setting (model, aspect ratio, resolution, quality). */
-  get misconfiguration(): boolean {
-    return this.kind === 'misconfiguration';
-  }
-
   /** What an operator must act on, if anything: the job-end line logs it at error level. */
   get alert(): OperatorAlert | undefined {
     return KINDS[this.kind].alert;
@@ -147,15 +142,9 @@ export function permanentError(code: ErrorCode, message: string, options: Omit<P
   return new WorkerError(code, message, { ...options, kind: 'permanent' });
 }
 
-export interface TransientErrorOptions extends Omit<RetryableOptions, 'kind'> {
-  /** @deprecated Use rateLimitedError(); kept so that callers written before `kind` still compile. */
-  rateLimited?: boolean;
-}
-
 /** A failure worth trying again (the image API or a service was briefly unavailable). */
-export function transientError(message: string, options: TransientErrorOptions = {}): WorkerError {
-  const { rateLimited, ...rest } = options;
-  return new WorkerError('GENERATION_FAILED', message, { ...rest, kind: rateLimited ? 'rateLimited' : 'transient' });
+export function transientError(message: string, options: Omit<RetryableOptions, 'kind'> = {}): WorkerError {
+  return new WorkerError('GENERATION_FAILED', message, { ...options, kind: 'transient' });
 }
 
 /** The team's rate limit was reached: wait (`retryAfterMs` when the API said how long) and ask again. */

@@ -1,6 +1,6 @@
 /**
- * The image bytes this process holds between an answer of the image API (or a kept picture read back) and its
- * delivery: what an in-flight job costs in memory. A request waiting for its answer holds no image, so the number
+ * The image bytes this process has in memory between an answer of the image API (or a kept picture read back) and its
+ * delivery: what an in-flight job costs in memory. A request waiting for its answer has no image yet, so the number
  * of jobs in flight is not what bounds memory; these bytes are. Once they pass the budget, the worker sends no new
  * request and claims no new job until deliveries bring them back under it (a slow or absent notification service,
  * a flood of large pictures); requests already out may still land, each one picture more.
@@ -18,12 +18,12 @@ export class ImageMemory {
   private readonly waiters = new Set<() => void>();
 
   constructor(
-    /** How many bytes of images (base64, as held) the process may hold before it stops asking for more. */
+    /** How many bytes of images (base64, as kept for delivery) the process may use before it stops asking for more. */
     readonly budgetBytes: number,
   ) {}
 
-  /** Bytes held now. */
-  get held(): number {
+  /** Bytes in memory now. */
+  get used(): number {
     return this.bytes;
   }
 
@@ -31,8 +31,8 @@ export class ImageMemory {
     return this.bytes >= this.budgetBytes;
   }
 
-  /** An image of `bytes` is held; the function returned lets it go (once). */
-  hold(bytes: number): () => void {
+  /** An image of `bytes` is in memory; the function returned lets it go (once). */
+  use(bytes: number): () => void {
     this.bytes += bytes;
     let released = false;
     return () => {
@@ -43,7 +43,7 @@ export class ImageMemory {
     };
   }
 
-  /** Resolves once the process holds less than its budget (at once when it does), or rejects when `signal` aborts. */
+  /** Resolves once the process uses less than its budget (at once when it does), or rejects when `signal` aborts. */
   room(signal: AbortSignal): Promise<void> {
     if (!this.full) return Promise.resolve();
     return new Promise((resolve, reject) => {

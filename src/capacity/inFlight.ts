@@ -5,7 +5,7 @@ import type { ImageMemory } from './imageMemory';
  * image API shows: a request takes `latency`, one starts every `interval`, so about latency / interval are waiting for
  * answers at once; a margin covers the spread of latencies (xAI: p50 7.7 s, p95 11.9 s). Jobs are claimed only when
  * the next slot is free, so a high limit never sends more than the pace, at any team limit and any latency. A
- * request waiting for its answer holds no image: memory is bounded by the image bytes held (ImageMemory), not by
+ * request waiting for its answer has no image yet: memory is bounded by the image bytes in memory (ImageMemory), not by
  * this count. Without the pace there is no rate to follow: DEFAULT_UNPACED, or CONCURRENCY. CONCURRENCY, when set,
  * is exactly the cap.
  */
@@ -41,7 +41,7 @@ export class InFlightLimit {
     return this.images?.full ? Math.min(inFlight, this.limit) : this.limit;
   }
 
-  /** The limit in jobs, whatever the memory holds. */
+  /** The limit in jobs, whatever the memory has. */
   get limit(): number {
     if (this.cap !== undefined) return this.cap;
     if (this.paceIntervalMs === null) return DEFAULT_UNPACED;

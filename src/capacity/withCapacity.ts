@@ -10,7 +10,7 @@ import type { Pacer } from './pacer';
 export interface CapacityOptions {
   /** The fleet's shared pace; null when GROK_RATE_LIMIT=0. */
   pacer: Pacer | null;
-  /** The images this process holds: while they fill their budget, no request is sent. */
+  /** The images this process has in memory: while they fill their budget, no request is sent. */
   images?: ImageMemory;
   /** The fleet's daily bill (USER_DAILY_IMAGES, DAILY_BUDGET_USD), and the list price a request is bought at. */
   bill?: { bill: Bill; priceUsd: number };

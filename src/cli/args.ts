@@ -1,13 +1,15 @@
+import { parseArgs, ParseArgsConfig } from 'node:util';
 import type Bull from 'bull';
 import dotenv from 'dotenv';
 import type { RedisOptions } from 'ioredis';
-import { ConfigError, loadQueueSettings, QueueSettings, redactUrl } from '../config';
+import { redactUrl } from '../base/urls';
+import { ConfigError, Env, loadQueueSettings, QueueSettings } from '../config';
 import { createImageQueue } from '../producer';
 import { timeLimit } from '../base/sleep';
 
-/** What the commands share: their streams and exit codes, the queue settings they read, a fail-fast Redis. */
+/** What the commands share: their flags, streams and exit codes, the queue settings they read, a fail-fast Redis. */
 
-export type Env = Record<string, string | undefined>;
+export type { Env };
 
 export interface CliIO {
   stdout: { write(chunk: string): unknown };
@@ -33,6 +35,15 @@ export class UsageError extends Error {
 }
 
 export type { QueueSettings };
+
+/** The command's flags (`--name value`, `--name`), no positionals; an unknown or malformed one is a UsageError. */
+export function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, strict: true, allowPositionals: false, options }).values;
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
 
 /**
  * REDIS_URL (or REDIS_CLUSTER_NODES), QUEUE_NAME, QUEUE_PREFIX and REDIS_TLS_REJECT_UNAUTHORIZED read by src/config, as the worker reads

@@ -1,10 +1,22 @@
-import { parseArgs } from 'node:util';
 import type Bull from 'bull';
 import jwt from 'jsonwebtoken';
 import { ConfigError, DEFAULTS, JwtConfig, loadJwtConfig } from '../config';
 import { InvalidJobError, validateJobData } from '../pipeline/steps/jobData';
 import { enqueueImageJob, ImageJobData } from '../producer';
-import { CliIO, closeQueue, Env, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, openQueue, readQueueSettings, redisFailureMessage, runAsScript, UsageError } from './args';
+import {
+  CliIO,
+  closeQueue,
+  Env,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  openQueue,
+  parseFlags,
+  readQueueSettings,
+  redisFailureMessage,
+  runAsScript,
+  UsageError,
+} from './args';
 import { createJwtUrl, createStorybangToken, TokenServiceError } from './createJwt';
 
 export const USAGE = `Usage: npm run -s enqueue -- --id <user> --prompt <text> [options]
@@ -46,25 +58,15 @@ interface EnqueueArgs {
 }
 
 export function parseEnqueueArgs(argv: string[]): EnqueueArgs | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        id: { type: 'string' },
-        prompt: { type: 'string' },
-        number: { type: 'string' },
-        token: { type: 'string' },
-        attempts: { type: 'string' },
-        count: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err));
-  }
+  const values = parseFlags(argv, {
+    id: { type: 'string' },
+    prompt: { type: 'string' },
+    number: { type: 'string' },
+    token: { type: 'string' },
+    attempts: { type: 'string' },
+    count: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) return 'help';
   if (values.id === undefined) throw new UsageError('--id is required');
   if (values.prompt === undefined) throw new UsageError('--prompt is required');
@@ -95,8 +97,6 @@ export function parseNumber(value: string): ImageJobData['Number'] {
   return value;
 }
 
-const HMAC_ALGORITHMS: jwt.Algorithm[] = ['HS256', 'HS384', 'HS512'];
-
 /**
  * The token for `id`: the one given; or one signed with JWT_SECRET the way the worker verifies it (its user claim,
  * issuer and audience; HS256 unless JWT_ALGORITHMS leaves it out); or, with the StoryBang JWT service (the original
@@ -120,7 +120,8 @@ export async function tokenFor(id: string, given: string | undefined, env: Env):
   if (settings.secret === undefined) {
     throw new UsageError('No token: pass --token <jwt>; only JWT_SECRET or the StoryBang JWT service (API_JWT) can make one for --id', false);
   }
-  const algorithm = settings.algorithms.includes('HS256') ? 'HS256' : (HMAC_ALGORITHMS.find((a) => settings.algorithms.includes(a)) ?? 'HS256');
+  // The configuration allows only HMAC algorithms with a secret (src/base/jwtAlgorithms.ts).
+  const algorithm = settings.algorithms.includes('HS256') ? 'HS256' : settings.algorithms[0];
   const options: jwt.SignOptions = { algorithm, expiresIn: SIGNED_TOKEN_TTL_S };
   if (settings.issuer) options.issuer = settings.issuer;
   if (settings.audience) options.audience = settings.audience;

@@ -1,9 +1,9 @@
-import { parseArgs } from 'node:util';
 import type Bull from 'bull';
 import { Cluster } from 'ioredis';
 import { DEFAULTS } from '../config';
 import { Bill, BillToday } from '../capacity/bill';
-import { FairCounts, FairQueue } from '../queue/fairQueue';
+import { FairQueue } from '../queue/fairQueue';
+import type { FairCounts } from '../queue/replies';
 import { escapeGlob, RedisClient } from '../redis/scripts';
 import {
   CliIO,
@@ -13,6 +13,7 @@ import {
   EXIT_OK,
   EXIT_USAGE,
   openQueue,
+  parseFlags,
   QueueSettings,
   readQueueSettings,
   redisFailureMessage,
@@ -48,7 +49,7 @@ export interface QueueStats {
   /** Generated images kept until their notification is delivered (`<prefix>:<queue>:checkpoint:<fid>`). */
   checkpoints: number;
   /**
-   * The fair queue, which holds every job Bull counts as active: users with jobs waiting, jobs waiting, running,
+   * The fair queue, which has every job Bull counts as active: users with jobs waiting, jobs waiting, running,
    * retrying later, failure answers held back, and asks joined to an identical job.
    */
   fair: FairCounts;
@@ -135,17 +136,7 @@ export async function main(argv: string[], env: Env, io: CliIO, now: () => numbe
   let json: boolean;
   let settings: QueueSettings;
   try {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        strict: true,
-        allowPositionals: false,
-        options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      }));
-    } catch (err) {
-      throw new UsageError(err instanceof Error ? err.message : String(err));
-    }
+    const values = parseFlags(argv, { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
     if (values.help) {
       io.stdout.write(USAGE);
       return EXIT_OK;

@@ -1,16 +1,7 @@
+import { redactUrl } from '../base/urls';
 import type { Config } from './schema';
 
-/** A URL with its credentials and query (which may carry a key) replaced, safe to print. */
-export function redactUrl(value: string | undefined): string | undefined {
-  if (!value) return value;
-  try {
-    const parsed = new URL(value);
-    if (parsed.password) parsed.password = '***';
-    if (parsed.username && parsed.password === '') parsed.username = '***';
-    if (parsed.search) parsed.search = '?***';
-    return parsed.toString();
-  } catch {
-    return value.replace(/\/\/[^@/]*@/, '//***@');
+/***@');
   }
 }
 

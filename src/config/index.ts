@@ -11,7 +11,7 @@ import { Env, Reading, readSettings } from './setting';
  */
 
 export { ConfigError } from './configError';
-export { describeConfig, redactUrl } from './describe';
+export { describeConfig } from './describe';
 export { DEFAULTS, SCHEMA } from './schema';
 export type { Config, JwtConfig, NotifyFormat, QueueSettings } from './schema';
 export type { Env } from './setting';

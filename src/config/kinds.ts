@@ -1,4 +1,4 @@
-import { redactUrl } from './describe';
+import { hasScheme, redactUrl } from '../base/urls';
 import { Kind, REJECT } from './setting';
 
 /** The kinds of value a setting may hold; each says what it expects, for the error that names the variable. */
@@ -100,12 +100,4 @@ export function list<T>(item: Kind<T>, expects = `comma-separated values, each $
           .map((entry) => item.show!(entry.trim()))
           .join(',')),
   };
-}
-
-function hasScheme(value: string, schemes: string[]): boolean {
-  try {
-    return schemes.includes(new URL(value).protocol.replace(/:$/, ''));
-  } catch {
-    return false;
-  }
 }

@@ -1,4 +1,4 @@
-import { redactUrl } from './describe';
+import { hasScheme, redactUrl } from '../base/urls';
 import type { Env, Legacy, Reading } from './setting';
 
 /**
@@ -44,7 +44,7 @@ export const apiGrok: Legacy = (env) => {
 export const apiJwt: Legacy = (env) => {
   const base = present(env, 'API_JWT');
   if (base === undefined || (env.JWT_SECRET ?? '') !== '' || present(env, 'JWT_PUBLIC_KEY') !== undefined) return undefined;
-  if (!isHttpUrl(base)) {
+  if (!hasScheme(base, ['http', 'https'])) {
     const problem = `API_JWT must be the JWT service's http or https base URL, e.g. http://jwt:4000 (got ${JSON.stringify(redactUrl(base))})`;
     return { names: ['API_JWT'], problems: [problem] };
   }
@@ -76,12 +76,4 @@ export function keepsOriginalLook(reading: Reading): boolean {
 
 function present(env: Env, name: string): string | undefined {
   return env[name]?.trim() || undefined;
-}
-
-function isHttpUrl(value: string): boolean {
-  try {
-    return ['http:', 'https:'].includes(new URL(value).protocol);
-  } catch {
-    return false;
-  }
 }

@@ -8,6 +8,7 @@ import Redis from 'ioredis';
 import jwt from 'jsonwebtoken';
 import { io, Socket } from 'socket.io-client';
 import { USER_MESSAGES } from '../base/errors';
+import { redactUrl } from '../base/urls';
 import { redisOptionsFromUrl } from '../redis/connections';
 import { startRelay } from './notificationService';
 import { RedisServer, startRedisServer } from './redisServer';
@@ -70,7 +71,7 @@ async function redisAnswers(url: string): Promise<boolean> {
 async function chooseRedis(): Promise<{ url: string; own?: RedisServer }> {
   const wanted = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
   if (await redisAnswers(wanted)) {
-    say(`redis     | using ${wanted.replace(/\/\/[^@/]*@/, '//***@')}`);
+    say(`redis     | using ${redactUrl(wanted)}`);
     return { url: wanted };
   }
   try {

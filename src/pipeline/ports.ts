@@ -98,3 +98,9 @@ export interface RefusalMemory {
   has(userId: string, prompt: string): Promise<boolean>;
   remember(userId: string, prompt: string): Promise<void>;
 }
+
+/** The image bytes the process has in memory between an answer and its delivery (capacity/imageMemory.ts). */
+export interface ImageBytes {
+  /** An image of `bytes` is in memory; the function returned lets it go (once). */
+  use(bytes: number): () => void;
+}

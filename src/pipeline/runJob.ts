@@ -1,10 +1,20 @@
 import { ClaimLostError, ErrorCode, errorSummary, isAbortError, permanentError, toError, userMessage, WorkerError } from '../base/errors';
 import { echoableNumber, InvalidJobError, ImageJob, validateJobData } from './steps/jobData';
-import type { ImageMemory } from '../capacity/imageMemory';
 import type { Logger } from '../base/logger';
 import { PreparedPrompt, preparePrompt } from './steps/prompt';
 import { retryDelayMs, withRetries } from '../base/retryPolicy';
-import type { CheckpointStore, GeneratedImage, ImageProvider, JobEvent, JobOwner, Notifier, PictureMemory, RefusalMemory, TokenVerifier } from './ports';
+import type {
+  CheckpointStore,
+  GeneratedImage,
+  ImageBytes,
+  ImageProvider,
+  JobEvent,
+  JobOwner,
+  Notifier,
+  PictureMemory,
+  RefusalMemory,
+  TokenVerifier,
+} from './ports';
 
 /** The steps' collaborators: the pipeline never builds a client or reads the environment itself. */
 export interface PipelineDeps {
@@ -18,10 +28,10 @@ export interface PipelineDeps {
   pictures?: PictureMemory;
   logger: Logger;
   settings: PipelineSettings;
-  /** The run's claim on its job, when the queue fences its runs. Absent: the run always holds its job. */
+  /** The run's claim on its job, when the queue fences its runs. Absent: the job is always the run's. */
   claim?: RunClaim;
-  /** The image bytes the process holds: a run's picture counts from its answer until the run is over. */
-  images?: ImageMemory;
+  /** The image bytes in the process' memory: a run's picture counts from its answer until the run is over. */
+  images?: ImageBytes;
   /** Overrides for tests: how long to wait before retry `attempt`, and how to wait. */
   retryDelay?: (attempt: number, err: unknown) => number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -29,8 +39,8 @@ export interface PipelineDeps {
 
 /** What the pipeline asks of the queue that claimed it the job. */
 interface RunClaim {
-  /** Whether this run still holds its job. Asked before delivering: a run that lost it must not deliver. */
-  stillHeld(): Promise<boolean>;
+  /** Whether the job is still this run's. Asked before delivering: a run that lost it must not deliver. */
+  stillOurs(): Promise<boolean>;
 }
 
 export interface PipelineSettings {
@@ -129,7 +139,7 @@ export async function runJob(run: JobRun, deps: PipelineDeps, signal: AbortSigna
     state.report.fromCheckpoint = saved !== null;
     if (remembered) state.report.remembered = true;
     const image = saved ?? remembered ?? (await generate(state, job, prompt));
-    letGo = deps.images?.hold(image.base64.length) ?? letGo;
+    letGo = deps.images?.use(image.base64.length) ?? letGo;
     state.report.imageBytes = base64Bytes(image.base64);
     // A checkpointed image was paid for by an earlier run, and logged there; a remembered one by another job.
     state.report.costUsd = saved || remembered ? 0 : image.costUsd;
@@ -261,7 +271,7 @@ async function deliver(state: RunState, job: ImageJob, image: GeneratedImage, ch
   state.phase = 'deliver';
   const completed: JobEvent = { ...eventFor(run, job, 'completed'), image };
   await timed(state, 'notify', async () => {
-    if (deps.claim && !(await deps.claim.stillHeld())) {
+    if (deps.claim && !(await deps.claim.stillOurs())) {
       // The job was taken back: the next run must not get a second picture out. The one paid for here is kept for
       // that run (unless the job has ended meanwhile), so it is not paid for again.
       if (checkpointAs !== undefined) await saveCheckpoint(state, checkpointAs, image);

@@ -5,29 +5,29 @@ import { sleep } from '../base/sleep';
 import { Throttle } from '../base/throttle';
 import type { Claim, FairQueue } from './fairQueue';
 
-interface Held {
+interface Ours {
   claim: Claim;
   controller: AbortController;
   /** performance.now() when Redis last confirmed the claim (taking it, a renewal); -Infinity: ask again. */
   confirmedAt: number;
-  /** Its run is recording its end: whether the claim still held is END's to say (a renewal racing it would not know). */
+  /** Its run is recording its end: whether the claim is still ours is END's to say (a renewal racing it would not know). */
   ending: boolean;
 }
 
 /**
- * The claims this worker holds, each known by its token: a run is its claim. Renewed every third of the lease; a
+ * The claims this worker has, each known by its token: a run is its claim. Renewed every third of the lease; a
  * claim found lost aborts its own run's signal and nobody else's (the same job may be claimed again by this very
- * worker under another token). A run asks `stillHeld` before paying and before delivering; that costs a round trip
+ * worker under another token). A run asks `stillOurs` before paying and before delivering; that costs a round trip
  * only when the last confirmation is old enough for the claim to have lapsed, and when Redis does not answer it
  * waits until Redis says, so nothing is paid or delivered on a claim that may be gone.
  */
 export class Claims {
-  private readonly held = new Map<string, Held>();
+  private readonly ours = new Map<string, Ours>();
   private timer: NodeJS.Timeout | undefined;
   private readonly throttle = new Throttle(30_000);
   /**
    * While this worker may look gone to the fleet (its subscription dropped), its claims can be taken back within
-   * seconds, not only after their lease: every stillHeld asks Redis, and only answers asked for afterwards count.
+   * seconds, not only after their lease: every stillOurs asks Redis, and only answers asked for afterwards count.
    */
   private distrusted = false;
   private distrustedAt = -Infinity;
@@ -51,18 +51,18 @@ export class Claims {
   /** A claim just made; its run listens to the signal returned (aborted with a ClaimLostError if it is lost). */
   take(claim: Claim): AbortSignal {
     const controller = new AbortController();
-    this.held.set(claim.token, { claim, controller, confirmedAt: performance.now(), ending: false });
+    this.ours.set(claim.token, { claim, controller, confirmedAt: performance.now(), ending: false });
     return controller.signal;
   }
 
-  /** The run records its end now: renewals go on, but only END says whether the claim was still held. */
+  /** The run records its end now: renewals go on, but only END says whether the claim was still ours. */
   ending(claim: Claim): void {
-    const entry = this.held.get(claim.token);
+    const entry = this.ours.get(claim.token);
     if (entry) entry.ending = true;
   }
 
   release(claim: Claim): void {
-    this.held.delete(claim.token);
+    this.ours.delete(claim.token);
   }
 
   /** This worker may look gone to the fleet (its subscription dropped): no confirmation is taken on trust. */
@@ -80,13 +80,13 @@ export class Claims {
     this.distrustedAt = performance.now();
   }
 
-  private confirmed(entry: Held, askedAt: number): void {
+  private confirmed(entry: Ours, askedAt: number): void {
     if (askedAt > this.distrustedAt && askedAt > entry.confirmedAt) entry.confirmedAt = askedAt;
   }
 
-  /** Whether this claim is still held; a lost one aborts its run. Waits while Redis does not answer (`signal` ends the wait). */
-  async stillHeld(claim: Claim, signal?: AbortSignal): Promise<boolean> {
-    const entry = this.held.get(claim.token);
+  /** Whether this claim is still ours; a lost one aborts its run. Waits while Redis does not answer (`signal` ends the wait). */
+  async stillOurs(claim: Claim, signal?: AbortSignal): Promise<boolean> {
+    const entry = this.ours.get(claim.token);
     if (!entry || entry.controller.signal.aborted) return false;
     if (!this.distrusted && entry.confirmedAt > this.distrustedAt && performance.now() - entry.confirmedAt < this.leaseMs / 2) return true;
     for (let attempt = 1; ; attempt++) {
@@ -112,9 +112,9 @@ export class Claims {
     }
   }
 
-  /** Renews every claim this worker holds; those that were lost stop their runs. */
+  /** Renews every claim this worker has; those that were lost stop their runs. */
   async renew(): Promise<void> {
-    const entries = [...this.held.values()];
+    const entries = [...this.ours.values()];
     if (entries.length === 0) return;
     const askedAt = performance.now();
     let lost: string[];
@@ -131,7 +131,7 @@ export class Claims {
     }
   }
 
-  private lost(entry: Held): void {
+  private lost(entry: Ours): void {
     if (entry.controller.signal.aborted || entry.ending) return;
     const { claim } = entry;
     this.logger.warn({ jobId: claim.job.id, fid: claim.job.fid, claim: claim.token }, 'claim lost: stopping its run (the job was taken back)');

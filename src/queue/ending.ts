@@ -165,7 +165,7 @@ async function holdBack(claim: Claim, code: ErrorCode, ctx: EndingContext): Prom
 }
 
 async function confirm(claim: Claim, ctx: EndingContext): Promise<'tell' | 'lost'> {
-  return (await ctx.claims.stillHeld(claim, ctx.hardStop)) ? 'tell' : 'lost';
+  return (await ctx.claims.stillOurs(claim, ctx.hardStop)) ? 'tell' : 'lost';
 }
 
 /**

@@ -2,13 +2,28 @@ import path from 'node:path';
 import type { ErrorCode } from '../base/errors';
 import { defineScripts, loadScripts, RedisClient, ScriptCommand } from '../redis/scripts';
 import { QueueKeys } from './keys';
-import { ClaimReply, decodeClaim, decodeEnd, decodeHoldBack, FairJob, HoldBackReply } from './replies';
+import { MAX_ID_LENGTH } from '../pipeline/steps/jobData';
+import {
+  BullCounts,
+  ClaimReply,
+  decodeClaim,
+  decodeCounts,
+  decodeEnd,
+  decodeHoldBack,
+  decodeIntake,
+  decodeReap,
+  decodeSweep,
+  FairCounts,
+  FairJob,
+  HoldBackReply,
+  Intake,
+} from './replies';
 
 const SCRIPTS = loadScripts(path.join(__dirname, 'commands'));
 const NAMES = ['intake', 'claim', 'end', 'holdBack', 'renew', 'reap', 'promote', 'sweep', 'expedite', 'counts', 'checkpoint', 'epoch', 'orphans'] as const;
 type Name = (typeof NAMES)[number];
 
-/** A run's hold on a job: only the holder of its token may renew, end, retry, hold back or hand back the job. */
+/** A run's hold on a job: only the sweeper of its token may renew, end, retry, hold back or hand back the job. */
 export interface Claim {
   /** `<worker>.<n>`: unique for the life of the data, also after Redis lost writes. */
   token: string;
@@ -49,7 +64,7 @@ export interface FairQueueOptions {
   paced: boolean;
   /** How long a claim promises the pace's next slot to its job (see PROMISE_MS in capacity/pacer.ts). */
   promiseMs: number;
-  /** How long Bull's lock of a held job lasts unless a live worker keeps it (see Keeper). */
+  /** How long Bull's lock of a job the fair queue has lasts unless a live worker keeps it (see Keeper). */
   lockMs: number;
   /** Each this many ms of waiting counts as one job fewer in a user's line (aging; see AGING_MS). */
   agingMs?: number;
@@ -66,10 +81,10 @@ const AGING_MS = 1000;
 /** How long a failure told for an ask is remembered: a repeat within it is held back (see hold-back-14.lua). */
 const TOLD_WINDOW_MS = 120_000;
 /**
- * A bound on the Id a job may name a line with, in bytes, so that key names stay small. The rule on Id itself is
- * validateJobData's (128 characters); 128 UTF-16 code units are at most 384 bytes of UTF-8.
+ * The rule on Id (validateJobData's MAX_ID_LENGTH) in the bytes the scripts see: a UTF-16 code unit is at most 3
+ * bytes of UTF-8. Data whose Id is longer names no line and goes to the answers, where its run says why.
  */
-const MAX_ID_BYTES = 384;
+const MAX_ID_BYTES = MAX_ID_LENGTH * 3;
 /** Ids of Bull's active list one SWEEP call looks at. */
 const SWEEP_PAGE = 500;
 
@@ -145,12 +160,7 @@ export class FairQueue {
       remember ? 1 : 0,
       this.epoch,
     );
-    const notes = Number(reply[4]);
-    const unapplied: Intake['unapplied'] = [];
-    for (let i = 5; i < 5 + notes; i += 2) unapplied.push({ id: String(reply[i]), option: String(reply[i + 1]) });
-    const jobs: Intake['jobs'] = [];
-    for (let i = 5 + notes; i < reply.length; i += 2) jobs.push({ fid: String(reply[i]), data: String(reply[i + 1]) });
-    return { lined: Number(reply[0]), joined: Number(reply[1]), answers: Number(reply[2]), read: Number(reply[3]), unapplied, jobs };
+    return decodeIntake(reply);
   }
 
   /**
@@ -222,19 +232,8 @@ export class FairQueue {
     worker: string;
   }): Promise<{ requeued: number; stalledOut: number; promoted: number; suspects: number }> {
     const { maxStalls, presence, graceMs, worker } = opts;
-    const reply = (await this.call(
-      'reap',
-      ...this.keys.fixed,
-      this.keys.suspects,
-      this.prefix,
-      this.agingMs,
-      maxStalls,
-      presence,
-      graceMs,
-      worker,
-    )) as number[];
-    const [requeued, stalledOut, promoted, suspects] = reply;
-    return { requeued, stalledOut, promoted, suspects };
+    const reply = await this.call('reap', ...this.keys.fixed, this.keys.suspects, this.prefix, this.agingMs, maxStalls, presence, graceMs, worker);
+    return decodeReap(reply);
   }
 
   /**
@@ -252,39 +251,38 @@ export class FairQueue {
   }
 
   /**
-   * Walks Bull's active list, if no other live worker does this round (see sweep-15.lua). A job a run may still
-   * hold waits half a lease before it runs again. Returns null when another worker sweeps this round, else what it
+   * Walks Bull's active list, if no other live worker does this round (see sweep-16.lua). A job a run may still
+   * have waits half a lease before it runs again. Returns null when another worker sweeps this round, else what it
    * did.
    */
   async sweep(opts: { worker: string; roundMs: number; presence: Presence }): Promise<{ looked: number; taken: number; relinked: number } | null> {
     const total = { looked: 0, taken: 0, relinked: 0 };
     for (let start = 0; ; start += SWEEP_PAGE) {
-      const reply = (await this.call(
-        'sweep',
-        ...this.keys.fixed,
-        this.keys.swept,
-        this.keys.unknown,
-        this.keys.kept,
-        this.prefix,
-        opts.worker,
-        Math.max(1, Math.round(opts.roundMs)),
-        this.options.lockMs,
-        this.agingMs,
-        MAX_ID_BYTES,
-        start,
-        SWEEP_PAGE,
-        opts.presence,
-        Math.round(this.options.leaseMs / 2),
-      )) as number[];
-      if (reply[0] !== 1) {
-        this.epoch = Math.max(this.epoch, Number(reply[1]));
-        return start === 0 ? null : total;
-      }
-      this.epoch = Math.max(this.epoch, Number(reply[4]));
-      total.looked += reply[1];
-      total.taken += reply[2];
-      total.relinked += reply[3];
-      if (reply[1] < SWEEP_PAGE) return total;
+      const reply = decodeSweep(
+        await this.call(
+          'sweep',
+          ...this.keys.fixed,
+          this.keys.swept,
+          this.keys.unknown,
+          this.keys.kept,
+          this.prefix,
+          opts.worker,
+          Math.max(1, Math.round(opts.roundMs)),
+          this.options.lockMs,
+          this.agingMs,
+          MAX_ID_BYTES,
+          start,
+          SWEEP_PAGE,
+          opts.presence,
+          Math.round(this.options.leaseMs / 2),
+        ),
+      );
+      this.epoch = Math.max(this.epoch, reply.epoch);
+      if (!reply.swept) return start === 0 ? null : total;
+      total.looked += reply.looked;
+      total.taken += reply.taken;
+      total.relinked += reply.relinked;
+      if (reply.looked < SWEEP_PAGE) return total;
     }
   }
 
@@ -304,47 +302,6 @@ export class FairQueue {
    * fair queue: jobs in users' lines (Bull's active list less the rest).
    */
   async counts(): Promise<{ bull: BullCounts; fair: FairCounts }> {
-    const [wait, active, completed, failed, delayed, paused, usersWaiting, running, retrying, heldBack, answers, joined, heldBackTotal] = (await this.call(
-      'counts',
-      ...this.keys.fixed,
-      this.prefix,
-    )) as number[];
-    const waiting = Math.max(0, active - running - retrying - heldBack - answers - joined);
-    return {
-      bull: { waiting: wait, active, completed, failed, delayed, paused },
-      fair: { usersWaiting, waiting, running, retrying, heldBack, answers, joined, heldBackTotal },
-    };
+    return decodeCounts(await this.call('counts', ...this.keys.fixed, this.prefix));
   }
-}
-
-/** Bull's job counts, as its getJobCounts() names them. */
-export interface BullCounts {
-  waiting: number;
-  active: number;
-  completed: number;
-  failed: number;
-  delayed: number;
-  paused: number;
-}
-
-export interface Intake {
-  /** Ids read from Bull's wait list. */
-  read: number;
-  lined: number;
-  joined: number;
-  answers: number;
-  unapplied: Array<{ id: string; option: string }>;
-  /** The jobs that went into a line, with their data as Bull holds it. */
-  jobs: Array<{ fid: string; data: string }>;
-}
-
-export interface FairCounts {
-  usersWaiting: number;
-  waiting: number;
-  running: number;
-  retrying: number;
-  heldBack: number;
-  answers: number;
-  joined: number;
-  heldBackTotal: number;
 }

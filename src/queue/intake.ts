@@ -6,7 +6,8 @@ import type { RedisClient } from '../redis/scripts';
 import { backoffDelayMs } from '../base/retryPolicy';
 import { sleep, timeLimit } from '../base/sleep';
 import { Throttle } from '../base/throttle';
-import type { FairQueue, Intake } from './fairQueue';
+import type { FairQueue } from './fairQueue';
+import type { Intake } from './replies';
 
 /** Jobs moved from Bull into the fair queue per script call: a story's burst comes in at once. */
 const BATCH = 100;

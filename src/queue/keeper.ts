@@ -10,7 +10,7 @@ const SWEEP_DEFAULT_MS = 30_000;
 const PRESENCE_GRACE_MS = 5000;
 
 /**
- * Bull's lock of a held job outlasts two sweeps and a little: a live fleet keeps it, and once no worker of the new
+ * Bull's lock of a job the fair queue has outlasts two sweeps and a little: a live fleet keeps it, and once no worker of the new
  * kind runs (a roll-back to a plain Bull worker), it lapses and Bull's own stalled check returns the job to Bull's
  * wait list.
  */
@@ -35,8 +35,8 @@ const ORPHAN_ROUNDS = 2;
 
 /**
  * Looks after what no run owns, on every worker, every STALLED_INTERVAL_MS: takes back the claims nobody will end
- * (lapsed, or held by a worker that is gone) and promotes due retries and answers; once per round for the fleet, it
- * sweeps Bull's active list (keeps Bull's locks, takes in what nobody holds, puts back what lost its place). It
+ * (lapsed, or of a worker that is gone) and promotes due retries and answers; once per round for the fleet, it
+ * sweeps Bull's active list (keeps Bull's locks, takes in what nobody has, puts back what lost its place). It
  * also promotes what this worker put aside, at the moment it is due. After Redis was away it only renews this
  * worker's own claims first: every worker gets a round to renew before any claim is taken back.
  */
@@ -147,7 +147,7 @@ export class Keeper {
     try {
       const swept = await this.fair.sweep({ worker: this.settings.worker, roundMs: Math.floor(this.intervalMs * 0.9), presence: this.settings.presence() });
       if (swept && swept.taken + swept.relinked > 0) {
-        this.logger.warn({ taken: swept.taken, relinked: swept.relinked }, 'jobs Bull holds that the fair queue had lost were taken in again');
+        this.logger.warn({ taken: swept.taken, relinked: swept.relinked }, 'jobs locked for the fair queue that it had lost were taken in again');
       }
     } catch (err) {
       this.warn("Bull's active list not swept: Redis failed", err);

@@ -58,7 +58,7 @@ export class QueueKeys {
     return `${this.prefix}fq:suspects`;
   }
 
-  /** Jobs the sweep found unknown to the fair queue, and since when (a run may still hold them). */
+  /** Jobs the sweep found unknown to the fair queue, and since when (a run may still have them). */
   get unknown(): string {
     return `${this.prefix}fq:unknown`;
   }

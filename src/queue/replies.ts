@@ -107,3 +107,69 @@ function parseJson(text: string | undefined): unknown {
     return null;
   }
 }
+/** Bull's job counts, as its getJobCounts() names them. */
+export interface BullCounts {
+  waiting: number;
+  active: number;
+  completed: number;
+  failed: number;
+  delayed: number;
+  paused: number;
+}
+
+export interface Intake {
+  /** Ids read from Bull's wait list. */
+  read: number;
+  lined: number;
+  joined: number;
+  answers: number;
+  unapplied: Array<{ id: string; option: string }>;
+  /** The jobs that went into a line, with their data as Bull has it. */
+  jobs: Array<{ fid: string; data: string }>;
+}
+
+export interface FairCounts {
+  usersWaiting: number;
+  waiting: number;
+  running: number;
+  retrying: number;
+  heldBack: number;
+  answers: number;
+  joined: number;
+  heldBackTotal: number;
+}
+
+/** INTAKE's reply: {lined, joined, answers, read, n, n/2 x (id, option), then fid, data of each job lined}. */
+export function decodeIntake(reply: RawReply): Intake {
+  const notes = Number(reply[4]);
+  const unapplied: Intake['unapplied'] = [];
+  for (let i = 5; i < 5 + notes; i += 2) unapplied.push({ id: String(reply[i]), option: String(reply[i + 1]) });
+  const jobs: Intake['jobs'] = [];
+  for (let i = 5 + notes; i < reply.length; i += 2) jobs.push({ fid: String(reply[i]), data: String(reply[i + 1]) });
+  return { lined: Number(reply[0]), joined: Number(reply[1]), answers: Number(reply[2]), read: Number(reply[3]), unapplied, jobs };
+}
+
+/** REAP's reply: {requeued, stalledOut, promoted, suspects}. */
+export function decodeReap(reply: RawReply): { requeued: number; stalledOut: number; promoted: number; suspects: number } {
+  const [requeued, stalledOut, promoted, suspects] = reply.map(Number);
+  return { requeued, stalledOut, promoted, suspects };
+}
+
+export type SweepReply = { swept: false; epoch: number } | { swept: true; looked: number; taken: number; relinked: number; epoch: number };
+
+/** SWEEP's reply: {DONE, looked, taken, relinked, epoch}, or {NONE, epoch} when another live worker sweeps this round. */
+export function decodeSweep(reply: RawReply): SweepReply {
+  if (reply[0] !== REPLY.DONE) return { swept: false, epoch: Number(reply[1]) };
+  const [, looked, taken, relinked, epoch] = reply.map(Number);
+  return { swept: true, looked, taken, relinked, epoch };
+}
+
+/** COUNTS' reply: Bull's six counts, then the fair queue's (see counts-13.lua). */
+export function decodeCounts(reply: RawReply): { bull: BullCounts; fair: FairCounts } {
+  const [wait, active, completed, failed, delayed, paused, usersWaiting, running, retrying, heldBack, answers, joined, heldBackTotal] = reply.map(Number);
+  const waiting = Math.max(0, active - running - retrying - heldBack - answers - joined);
+  return {
+    bull: { waiting: wait, active, completed, failed, delayed, paused },
+    fair: { usersWaiting, waiting, running, retrying, heldBack, answers, joined, heldBackTotal },
+  };
+}

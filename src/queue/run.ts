@@ -65,17 +65,17 @@ async function produce(claim: Claim, ctx: RunContext, signal: AbortSignal, onSlo
     const owner = job.userId ? { userId: job.userId, number: echoableNumber(job.data) } : undefined;
     return { delivered: false, error: answer, report: { userId: job.userId || undefined, steps: {} }, owner, serviceAway: false };
   }
-  const stillHeld = (): Promise<boolean> => ctx.claims.stillHeld(claim, signal);
+  const stillOurs = (): Promise<boolean> => ctx.claims.stillOurs(claim, signal);
   const deps: PipelineDeps = {
     ...ctx.deps,
     provider: withCapacity(ctx.deps.provider, ctx.capacity, job.id, {
       onSlot,
-      mayPay: stillHeld,
+      mayPay: stillOurs,
       onAnswer: (ms) => ctx.inFlight.observe(ms),
     }),
     checkpoints: ctx.checkpoints.forJob(job),
     pictures: ctx.pictures && job.ask ? picturesFor(ctx.pictures, job) : undefined,
-    claim: { stillHeld },
+    claim: { stillOurs },
   };
   const run = { jobId: job.id, data: job.data, attempt: job.attemptsMade + 1, maxAttempts: job.attempts, createdAt: job.createdAt, keptOnly: answer };
   return runJob(run, deps, signal);

@@ -2,7 +2,8 @@ import { errorSummary, WorkerError } from '../base/errors';
 import type { Logger } from '../base/logger';
 import { validateJobData } from '../pipeline/steps/jobData';
 import type { TokenVerifier } from '../pipeline/ports';
-import type { FairQueue, Intake } from './fairQueue';
+import type { FairQueue } from './fairQueue';
+import type { Intake } from './replies';
 
 /** Tokens verified at once while a batch is vetted (a verification service is asked one request per token). */
 const AT_ONCE = 8;

@@ -13,7 +13,7 @@ describe('the fair queue loses its keys with jobs held', () => {
 
   it('every user is answered once, with the picture, within a few sweeps', async () => {
     // Two jobs run (their requests held at the API), eight wait their turn.
-    const release = sys.xai.hold();
+    const release = sys.xai.stall();
     const users: UserClient[] = [];
     for (let n = 0; n < 10; n++) users.push(await sys.user(`user${n}`));
     await sys.startWorker({ CONCURRENCY: '2', LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' });

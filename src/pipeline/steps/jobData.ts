@@ -10,7 +10,8 @@ export interface ImageJob {
   number: string | number | boolean | null;
 }
 
-const MAX_ID_LENGTH = 128;
+/** The rule on `Id`: a non-empty string of at most this many characters (UTF-16 code units). */
+export const MAX_ID_LENGTH = 128;
 
 /** An INVALID_JOB error that remembers the user when the `Id` was usable, so they can be told. */
 export class InvalidJobError extends WorkerError {

@@ -4,11 +4,11 @@
   slot of the pace, or -1: nothing to claim (wait to be woken)}.
 ]]
 
--- Whether Bull still holds the job for the fair queue. Asked only of a job taken in before the fleet's current
+-- Whether Bull still keeps the job locked for the fair queue. Asked only of a job taken in before the fleet's current
 -- epoch (see KEEP in sweep): within one epoch a live worker kept every lock. Its lock is ours, or it lapsed on a
 -- job Bull has not finished: then it is ours again. A lock of anyone else's, or a job Bull finished or removed (a
 -- plain Bull worker ran it after a roll-back), is not ours: the fair queue forgets the job.
-local function bullHolds(fid, bid, lockMs)
+local function lockedForUs(fid, bid, lockMs)
   local lock = lockKey(bid)
   local v = rcall('GET', lock)
   if v == LOCK .. fid then return true end
@@ -21,7 +21,7 @@ local function bullHolds(fid, bid, lockMs)
   return true
 end
 
--- A job Bull no longer holds for the fair queue: forgotten, and the jobs that joined it run on their own.
+-- A job Bull no longer keeps locked for the fair queue: forgotten, and the jobs that joined it run on their own.
 local function forget(fid, f, agingMs, t)
   releaseJoined(fid, agingMs, t)
   releaseAsk(f.ask, fid)
@@ -49,12 +49,12 @@ local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lock
       if cap == 0 then
         uid = rcall('ZRANGE', K.users, 0, 0)[1]
       else
-        -- Users at their cap are passed over; a page of 100 at a time bounds the work when many are.
+        -- Users at their cap are passed over; 100 at a time bounds the work when many are.
         local from = 0
         while not uid do
-          local page = rcall('ZRANGE', K.users, from, from + 99)
-          if #page == 0 then break end
-          for _, u in ipairs(page) do
+          local batch = rcall('ZRANGE', K.users, from, from + 99)
+          if #batch == 0 then break end
+          for _, u in ipairs(batch) do
             if tonumber(rcall('HGET', K.running, u) or '0') < cap then uid = u break end
           end
           from = from + 100
@@ -70,7 +70,7 @@ local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lock
       local list = rcall('HGETALL', job)
       if #list > 0 then
         local f = fieldsOf(list)
-        if (tonumber(f.epoch) or 0) >= epoch or bullHolds(fid, f.bid, lockMs) then
+        if (tonumber(f.epoch) or 0) >= epoch or lockedForUs(fid, f.bid, lockMs) then
           rcall('HSET', job, 'at', 'claimed', 'claim', token)
           rcall('ZADD', K.claims, t + leaseMs, claimMember(token, fid))
           if lane == 'line' then

@@ -40,7 +40,7 @@ local K = {
   stats = KEYS[7], pace = KEYS[8], wait = KEYS[9], active = KEYS[10], priority = KEYS[11], completed = KEYS[12],
   failed = KEYS[13],
 }
--- Bull's lock of every job the fair queue holds; "fair-queue" alone is the lock of the 2.0 fair queue.
+-- Bull's lock of every job the fair queue has; "fair-queue" alone is the lock of the 2.0 fair queue.
 local LOCK = 'fair-queue:'
 local LEGACY_LOCK = 'fair-queue'
 
@@ -61,10 +61,10 @@ local function workerOf(member)
   return dot and string.sub(token, 1, dot - 1) or token
 end
 
--- Whether `token` holds fid's claim: its member is in fq:claims, or the job's own record names it (the member was
+-- Whether `token`'s claim on fid stands: its member is in fq:claims, or the job's own record names it (the member was
 -- lost: an operator's DEL of fq:claims). With `renewTo`, the claim's deadline becomes that (and a lost member is
 -- written back).
-local function holds(token, fid, renewTo)
+local function claimStands(token, fid, renewTo)
   local member = claimMember(token, fid)
   if rcall('ZSCORE', K.claims, member) then
     if renewTo then rcall('ZADD', K.claims, renewTo, member) end
@@ -176,7 +176,7 @@ local function placeFields(job)
     remembered = f[9], refused = f[10]}
 end
 
--- A claim that will not end by its holder (it lapsed, its worker died, or Redis was rolled back) goes back (see
+-- A claim that will not end by its sweeper (it lapsed, its worker died, or Redis was rolled back) goes back (see
 -- placeBack). One that lapsed more than maxStalls times is answered GENERATION_FAILED instead (a picture kept for it
 -- is still delivered once), and the jobs that joined it run on their own: its stalls were its own. A member whose
 -- job names another claim (the job was claimed again) is only dropped.

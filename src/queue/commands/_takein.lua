@@ -1,7 +1,7 @@
 --[[
   Takes one job that sits in Bull's active list into the fair queue: locked for it ("fair-queue:<fid>", expiring
   unless a live worker keeps it: see sweep), described in fq:job:<fid> and placed. Shared by INTAKE (jobs read
-  from Bull's wait list) and SWEEP (jobs Bull holds that the fair queue does not know).
+  from Bull's wait list) and SWEEP (jobs locked for the fair queue that it does not know).
 
   Whose line a job waits in, and what makes two asks the same: the user, their page (Number, or none) and the
   prompt (`ask`). An ask identical to one waiting or running joins it: one image, one delivery. Data without a
@@ -37,7 +37,7 @@ local function lineOrder(opts, fifo, lifo)
   return 256 * 17592186044416 + base + fifo % base
 end
 
--- Describes a Bull job the fair queue now holds (fields `f` of Bull's hash: data, opts, timestamp) in fq:job:<fid>.
+-- Describes a Bull job the fair queue now has (fields `f` of Bull's hash: data, opts, timestamp) in fq:job:<fid>.
 -- Returns its user, ask, whether it may join an identical job, and its order in its user's line.
 -- It is described as in its user's line (`at`); placing it elsewhere says so.
 local function describe(bid, fid, f, fifo, lifo, c)
@@ -114,7 +114,7 @@ local function takeIn(bid, fifo, lifo, c)
   local fid = f[3] .. '-' .. bid
   -- Taken in once: a job locked already (by the fair queue, or by a plain Bull worker) is not ours to take.
   if not rcall('SET', lockKey(bid), LOCK .. fid, 'NX', 'PX', c.lockMs) then return nil end
-  -- Still held (Bull put it back in its wait list after its lock lapsed): it stays where it is.
+  -- Still the fair queue's (Bull put it back in its wait list after its lock lapsed): it stays where it is.
   if rcall('HSETNX', jobKey(fid), 'bid', bid) == 0 then return nil, fid end
   return place(bid, fid, f, fifo, lifo, c)
 end

@@ -9,7 +9,7 @@
   have that slot), and the slot is promised to it for promiseMs.
 
   The claim is the member "<token>|<fid>" of fq:claims, scored with its deadline. The worker makes the token
-  ("<worker>.<n>": a random worker id, so no token ever repeats, also after Redis lost writes); only the holder of
+  ("<worker>.<n>": a random worker id, so no token ever repeats, also after Redis lost writes); only the run with
   that member may renew, end, retry, hold back or hand back the job.
 
   ARGV: P, token, leaseMs, userCap (0: none), paced (1/0), promiseMs, agingMs, lockMs, answers (1/0: look at

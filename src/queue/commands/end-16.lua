@@ -1,7 +1,7 @@
 --- @include "_lib"
 --- @include "_claim"
 --[[
-  Ends a run of a job, for the holder of its claim only: a run whose claim is gone (it lapsed and was taken back,
+  Ends a run of a job, for the run with its claim only: a run whose claim is gone (it lapsed and was taken back,
   perhaps claimed again) changes nothing.
 
   KEYS: the 13 fixed keys, 14 fq:job:<fid>, 15 checkpoint:<fid>, 16 fq:joined:<fid> (jobs that joined this one)
@@ -18,8 +18,8 @@
     askedApi 0: the run never asked the image API: the pace slot promised to it is free again.
     nowMs (the worker's clock) stamps Bull's finishedOn, as Bull's own scripts do.
     nextToken: claim the next job in the same round trip, with this token.
-  A holder whose job the fair queue lost altogether (its keys were deleted) still ends a completed or failed job in
-  Bull, when Bull holds it for the fair queue and no other claim runs it: the picture went out, or the user was told.
+  A run whose job the fair queue lost altogether (its keys were deleted) still ends a completed or failed job in
+  Bull, when Bull keeps it locked for the fair queue and no other claim runs it: the picture went out, or the user was told.
   Returns {1, n, n Bull ids of the jobs that joined it and ended with it, then CLAIM's reply when asked}, or {-1}
   when the claim is not the caller's.
 ]]

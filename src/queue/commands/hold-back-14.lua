@@ -14,7 +14,7 @@
 local fid, token, code, leaseMs, agingMs = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local job, member = KEYS[14], claimMember(token, fid)
 local t = now()
-if not holds(token, fid) then return {-1} end
+if not claimStands(token, fid) then return {-1} end
 local f = rcall('HMGET', job, 'ask', 'uid')
 local told = f[1] and f[1] ~= '' and tonumber(rcall('GET', toldKey(f[1])) or '0') or 0
 if told == 0 then

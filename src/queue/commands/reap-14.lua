@@ -53,7 +53,7 @@ if presence ~= 'off' then
       end
     end
   end
-  -- Forget suspects that hold nothing any more.
+  -- Forget suspects that have no claim any more.
   for _, w in ipairs(rcall('HKEYS', suspectsKey)) do
     if not byWorker[w] then rcall('HDEL', suspectsKey, w) end
   end

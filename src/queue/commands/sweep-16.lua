@@ -1,19 +1,19 @@
 --- @include "_lib"
 --- @include "_takein"
 --[[
-  Walks Bull's active list, which holds every job the fair queue holds, once per STALLED_INTERVAL_MS for the
-  whole fleet (the worker that sets fq:swept first; a worker that died holding it is passed over):
-  - keeps Bull's lock of each job the fair queue holds ("fair-queue:<fid>", lockMs): a lock no live worker keeps
+  Walks Bull's active list, which has every job the fair queue has, once per STALLED_INTERVAL_MS for the
+  whole fleet (the worker that sets fq:swept first; a worker that died with it is passed over):
+  - keeps Bull's lock of each job the fair queue has ("fair-queue:<fid>", lockMs): a lock no live worker keeps
     lapses, and Bull's own stalled check (a plain Bull worker's, after a roll-back) returns the job to Bull's wait
     list;
-  - takes in a job nobody holds (read from Bull's wait list by a worker that died before taking it in), and again
+  - takes in a job nobody has (read from Bull's wait list by a worker that died before taking it in), and again
     a job the fair queue no longer knows (its keys were lost: an operator's DEL, a failover);
   - puts back where it belongs a job the fair queue knows but that is in none of its places (fq:users, a user's
     line, fq:claims, ... lost).
-  A job that a run may still hold (locked for the fair queue but unknown to it, or recorded as claimed by a claim
+  A job that a run may still have (locked for the fair queue but unknown to it, or recorded as claimed by a claim
   that is gone) is left alone for graceMs first (fq:unknown): a live run renews its claim within that time, or ends
   the job, or finds its claim lost and stops; only then is the job run again, so it is never run twice at once.
-  In pages of `count` ids, from `start`; the worker calls it again while a page comes back full.
+  In batches of `count` ids, from `start`; the worker calls it again while a batch comes back full.
 
   The round also marks fq:kept for lockMs (see EPOCH): the fleet keeps Bull's locks. A round that finds the mark
   gone begins a new epoch. Every caller learns the epoch.
@@ -32,9 +32,9 @@ local function epoch() return tonumber(rcall('HGET', K.stats, 'epoch') or '0') e
 
 if start == 0 then
   if not rcall('SET', flag, self, 'NX', 'PX', flagMs) then
-    local holder = rcall('GET', flag)
-    local alive = presence == 'off' or (holder and tonumber(rcall('PUBSUB', presence == 'shard' and 'SHARDNUMSUB' or 'NUMSUB', F .. 'worker:' .. holder)[2]) > 0)
-    if alive and holder ~= self then return {0, epoch()} end
+    local sweeper = rcall('GET', flag)
+    local alive = presence == 'off' or (sweeper and tonumber(rcall('PUBSUB', presence == 'shard' and 'SHARDNUMSUB' or 'NUMSUB', F .. 'worker:' .. sweeper)[2]) > 0)
+    if alive and sweeper ~= self then return {0, epoch()} end
     rcall('SET', flag, self, 'PX', flagMs)
   end
   if rcall('SET', kept, 1, 'XX', 'PX', lockMs) == false then
@@ -60,7 +60,7 @@ end
 local taken, relinked = 0, 0
 local deferred = {}
 local anyUnknown = rcall('HLEN', unknown) > 0
--- Whether a job that a run may still hold has waited out its grace (and so may run again).
+-- Whether a job that a run may still have has waited out its grace (and so may run again).
 local function graceOver(fid)
   deferred[fid] = true
   local since = tonumber(rcall('HGET', unknown, fid) or '-1')
@@ -88,7 +88,7 @@ local function relink(fid, f)
       if anyUnknown then rcall('HDEL', unknown, fid) end
       return
     end
-    -- Its claim's member is gone: a live run writes it back at its next renewal (see holds); past the grace, it
+    -- Its claim's member is gone: a live run writes it back at its next renewal (see claimStands); past the grace, it
     -- is taken back as a lapsed claim is (without counting a stall: its worker may never have stalled).
     if not graceOver(fid) then return end
     local job = jobKey(fid)
@@ -141,8 +141,8 @@ for _, bid in ipairs(ids) do
     if f[1] then
       relink(fid, f)
     else
-      -- The fair queue lost it (or holds it as the 2.0 fair queue described it): taken in again, from Bull's own
-      -- record of it, once no run can hold it any more.
+      -- The fair queue lost it (or has it as the 2.0 fair queue described it): taken in again, from Bull's own
+      -- record of it, once no run can have it any more.
       local b = (running[fid] or graceOver(fid)) and rcall('HMGET', P .. bid, 'data', 'opts', 'timestamp') or {}
       if b[3] then rcall('DEL', jobKey(fid)) end
       if b[3] and rcall('HSETNX', jobKey(fid), 'bid', bid) == 1 then
@@ -171,7 +171,7 @@ for _, bid in ipairs(ids) do
     end
   end
 end
--- The last page: USER_CONCURRENCY's counts are made again from the claims that recorded them, should any have
+-- The last batch: USER_CONCURRENCY's counts are made again from the claims that recorded them, should any have
 -- drifted (a record lost and taken in again); and what the sweep has not found unknown for a while is forgotten.
 if #ids < count and rcall('HLEN', K.running) > 0 then
   local counted = {}
