@@ -32,8 +32,8 @@ describe('a bill the operator controls', () => {
     expect(users.filter((u) => isImage(u.finals()[0]))).toHaveLength(2);
     expect(users.flatMap((u) => u.finals()).filter((p) => p.Message === USER_MESSAGES.QUOTA_REACHED)).toHaveLength(3);
     expect(sys.xai.calls).toHaveLength(2);
-    await waitUntil(() => sys.logs.jobEnds().length === 5, 5000, 'every job ended');
-    expect(sys.logs.jobEnds().filter((l) => l.alert === 'budget')).toEqual([expect.objectContaining({ level: 'error', code: 'QUOTA_REACHED' })]);
+    await waitUntil(() => sys.ends().length === 5, 5000, 'every job ended');
+    expect(sys.ends().filter((l) => l.alert === 'budget')).toEqual([expect.objectContaining({ level: 'error', code: 'QUOTA_REACHED' })]);
     // The stats line says today's spend.
     const spent = (l: Record<string, unknown>): unknown => (l.bill as { spentUsd?: number } | undefined)?.spentUsd;
     await waitUntil(() => sys.logs.lines.some((l) => l.msg === 'queue stats' && spent(l) === 0.04), 5000, 'the spend in the stats line');

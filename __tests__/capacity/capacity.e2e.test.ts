@@ -79,8 +79,8 @@ describe('sharing the image API', () => {
       await sys.startWorker(env);
       const total = 10;
       for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 4}`, Prompt: `picture ${n}`, Token: signToken(`user${n % 4}`), Number: n });
-      await waitUntil(() => sys.logs.jobEnds().length >= total, 20_000, 'all ended');
-      expect(sys.logs.jobEnds().every((l) => l.outcome === 'completed')).toBe(true);
+      await waitUntil(() => sys.ends().length >= total, 20_000, 'all ended');
+      expect(sys.ends().every((l) => l.outcome === 'completed')).toBe(true);
       expect(api.requests.filter((r) => !r.admitted)).toEqual([]);
       expect(api.requests).toHaveLength(total);
     } finally {
@@ -96,8 +96,8 @@ describe('sharing the image API', () => {
       const total = 7;
       for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n}`, Prompt: `picture ${n}`, Token: signToken(`user${n}`), Number: n });
       await sys.startWorker({ GROK_API: api.url, GROK_RATE_LIMIT: '6', GROK_RATE_WINDOW_MS: '1000', GROK_MAX_RETRIES: '0', CONCURRENCY: '5' });
-      await waitUntil(() => sys.logs.jobEnds().length >= total, 25_000, 'all ended');
-      expect(sys.logs.jobEnds().map((l) => l.outcome)).toEqual(Array(total).fill('completed'));
+      await waitUntil(() => sys.ends().length >= total, 25_000, 'all ended');
+      expect(sys.ends().map((l) => l.outcome)).toEqual(Array(total).fill('completed'));
       expect(api.requests.some((r) => !r.admitted)).toBe(true);
       expect(api.requests.filter((r) => r.admitted)).toHaveLength(total);
       expect(sys.logs.lines.some((l) => l.msg === 'image API rate limit reached: waiting')).toBe(true);

@@ -4,7 +4,7 @@ import { FairQueue } from '../../src/queue/fairQueue';
 import { BullIntake } from '../../src/queue/intake';
 import { createLogger } from '../../src/base/logger';
 import { redisOptionsFromUrl } from '../../src/redis/connections';
-import { fidOf, redisUrl, uniqueQueueName, waitUntil } from '../support/helpers';
+import { fidOf, redisUrl, uniqueQueueName, waitUntil, closeClient } from '../support/helpers';
 
 /**
  * The intake against real Redis and a real Bull queue: a blocking read on Bull's wait list, and a stop that
@@ -16,24 +16,31 @@ let bull: Bull.Queue;
 let fair: FairQueue;
 let prefix: string;
 
-beforeEach(() => {
+beforeEach(async () => {
   redis = new Redis(redisOptionsFromUrl(redisUrl()));
-  blocking = new Redis({ ...redisOptionsFromUrl(redisUrl()), connectionName: `intake-test-${Math.random()}`, maxRetriesPerRequest: null });
+  blocking = blockingClient(`intake-test-${Math.random()}`);
   const name = uniqueQueueName('intake');
   bull = new Bull(name, redisUrl());
+  // Closed before its ready check has answered, a connection is closed twice (ioredis), which leaves a timer behind.
+  await bull.isReady();
   prefix = `bull:${name}:`;
   fair = new FairQueue(redis, prefix, { leaseMs: 60_000, userConcurrency: 0, paced: false, promiseMs: 50, lockMs: 60_000 });
 });
 
 afterEach(async () => {
   await bull.close();
-  blocking.disconnect();
+  await closeClient(blocking);
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length) await redis.del(...keys);
-  redis.disconnect();
+  await closeClient(redis);
 });
 
 const silent = createLogger('silent');
+
+/** A connection for the intake's blocking read, as the worker makes it (redis/connections.ts): no ready check. */
+function blockingClient(name: string): Redis {
+  return new Redis({ ...redisOptionsFromUrl(redisUrl()), connectionName: name, maxRetriesPerRequest: null, enableReadyCheck: false });
+}
 
 /** Whether the intake's connection is blocked in its read now (asked on another connection). */
 async function blockedInRead(): Promise<boolean> {
@@ -65,6 +72,6 @@ it('a job added as the intake stops is taken in or left in Bull, never held by a
     // In Bull's active list only once taken in (locked by the fair queue), never as a read's loose end.
     expect(inActive).toBe(taken);
 
-    blocking = new Redis({ ...redisOptionsFromUrl(redisUrl()), connectionName: `intake-test-${round}`, maxRetriesPerRequest: null });
+    blocking = blockingClient(`intake-test-${round}`);
   }
 });

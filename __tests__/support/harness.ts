@@ -11,6 +11,7 @@ import { createLogger } from '../../src/base/logger';
 import { redisOptionsFromUrl } from '../../src/redis/connections';
 import { RunningWorker, startWorker, WorkerOverrides } from '../../src/worker';
 import { WORKER_EVENT_NAMES, WorkerEventMap, WorkerEventName } from '../../src/events/workerEvents';
+import { jobEndLine } from '../../src/events/jobEnd';
 import { FakeXai, startFakeXai } from './fakeXai';
 import { JWT_SECRET, LogCapture, lapseLeases, redisUrl, signToken, uniqueQueueName, waitUntil } from './helpers';
 
@@ -254,6 +255,17 @@ export class TestSystem {
     worker.events.once('worker:stopped', track('worker', config.queueName));
     this.workers.push(worker);
     return worker;
+  }
+
+  /**
+   * The in-process workers' job ends, in order, as their `job end` lines carry them (`level` and fields), made from
+   * the `job:end` events: what a test reads instead of log text.
+   */
+  ends(): Array<Record<string, unknown>> {
+    return this.events('job:end').map((end) => {
+      const { level, fields } = jobEndLine(end);
+      return { level, ...fields };
+    });
   }
 
   /** What the in-process workers emitted as `name`, in order. */

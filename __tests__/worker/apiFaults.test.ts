@@ -14,7 +14,7 @@ describe('image API faults', () => {
     await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 1 }, jobOpts);
     const final = await alice.waitFor(isFinal);
     // The job-end line follows the delivery.
-    await waitUntil(() => sys.logs.jobEnds().length > 0, 5000, 'job end');
+    await waitUntil(() => sys.ends().length > 0, 5000, 'job end');
     return final;
   }
 
@@ -35,7 +35,7 @@ describe('image API faults', () => {
     sys.xai.setDefault({ status: 503, json: { error: { message: 'Service unavailable', type: 'server_error' } } });
     expect(await runOne({ GROK_MAX_RETRIES: '2' })).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
     expect(sys.xai.calls).toHaveLength(3);
-    expect(sys.logs.jobEnds()[0]).toMatchObject({ outcome: 'failed', code: 'GENERATION_FAILED' });
+    expect(sys.ends()[0]).toMatchObject({ outcome: 'failed', code: 'GENERATION_FAILED' });
   });
 
   it('times out an image API that never answers, then fails the job', async () => {
@@ -43,7 +43,7 @@ describe('image API faults', () => {
     // Long enough for each request to reach the stand-in on a loaded machine before the worker gives up on it.
     const failed = await runOne({ GROK_TIMEOUT_MS: '1000', GROK_MAX_RETRIES: '1' });
     expect(failed).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
-    expect(sys.logs.jobEnds()[0]).toMatchObject({ code: 'GENERATION_FAILED', error: { message: expect.stringMatching(/did not answer within 1000 ms/) } });
+    expect(sys.ends()[0]).toMatchObject({ code: 'GENERATION_FAILED', error: { message: expect.stringMatching(/did not answer within 1000 ms/) } });
     expect(sys.xai.calls).toHaveLength(2);
     // The server never answered: the worker hung up on both requests itself. How long it waits is held by
     // abort.test.ts on fake timers; a stopwatch here would only add a threshold a busy machine can cross.
@@ -59,8 +59,8 @@ describe('image API faults', () => {
     expect(sys.xai.calls).toHaveLength(2);
     expect(alice.finals()).toHaveLength(1);
     // The job-end line follows the delivery.
-    await waitUntil(() => sys.logs.jobEnds().length === 2, 5000, 'second job end');
-    expect(sys.logs.jobEnds().map((l) => [l.outcome, l.attempt])).toEqual([
+    await waitUntil(() => sys.ends().length === 2, 5000, 'second job end');
+    expect(sys.ends().map((l) => [l.outcome, l.attempt])).toEqual([
       ['retry', 1],
       ['failed', 2],
     ]);
@@ -73,11 +73,11 @@ describe('image API faults', () => {
     const job = await sys.enqueue({ Id: 'alice', Prompt: 'a cat', Token: signToken('alice'), Number: 1 }, { attempts: 3, backoff: 10 });
     expect(await alice.waitFor(isFinal)).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED });
     // The job's end is recorded before its job-end line: ended for good, nothing waiting for another attempt.
-    await waitUntil(() => sys.logs.jobEnds().length === 1, 15_000, 'job ended');
+    await waitUntil(() => sys.ends().length === 1, 15_000, 'job ended');
     expect(await sys.redis.exists(`bull:${sys.queueName}:fq:job:${fidOf(job)}`)).toBe(0);
     expect(await sys.redis.zcard(`bull:${sys.queueName}:fq:delayed`)).toBe(0);
     expect(sys.xai.calls).toHaveLength(1);
-    expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ level: 'error', outcome: 'failed' })]);
+    expect(sys.ends()).toEqual([expect.objectContaining({ level: 'error', outcome: 'failed' })]);
   });
 
   it('survives a bug in a step: the job fails, the worker keeps serving', async () => {

@@ -122,9 +122,9 @@ describe('hostile and malformed job data', () => {
         'every job ended in Bull',
       );
       // Each job's `job end` line is written just after its end is recorded in Bull.
-      await waitUntil(() => sys.logs.jobEnds().length === samples.length + 1, 5000, 'a job end line for every job');
+      await waitUntil(() => sys.ends().length === samples.length + 1, 5000, 'a job end line for every job');
 
-      const ends = sys.logs.jobEnds();
+      const ends = sys.ends();
       for (const end of ends) {
         if (end.outcome === 'completed') expect(end.code).toBeNull();
         else expect(ERROR_CODES).toContain(end.code);

@@ -11,7 +11,7 @@ describe('StoryBang at its real habits', () => {
   let sys: TestSystem;
   useTestSystem('storybang', (s) => (sys = s));
 
-  const ends = (): Array<Record<string, unknown>> => sys.logs.jobEnds();
+  const ends = (): Array<Record<string, unknown>> => sys.ends();
 
   it('a blank prompt asked again at once is answered at once the first time, then held 2 s, then 4 s, and no held answer is lost to a restart', async () => {
     const browser = await sys.user('alice');

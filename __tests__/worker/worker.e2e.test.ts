@@ -43,8 +43,8 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
       `only counters left: ${(await sys.keys()).join(' ')}`,
     );
     expect(bob.received).toEqual([]);
-    await waitUntil(() => sys.logs.jobEnds().length === 1, 5000, 'the job-end line');
-    const end = sys.logs.jobEnds()[0];
+    await waitUntil(() => sys.ends().length === 1, 5000, 'the job-end line');
+    const end = sys.ends()[0];
     expect(end).toMatchObject({ jobId: String(job.id), userId: 'alice', outcome: 'completed', code: null, attempt: 1, imageBytes: expect.any(Number) });
     expect(end.steps).toEqual({ token: expect.any(Number), generate: expect.any(Number), notify: expect.any(Number) });
     // What the worker told its listeners about the job, in order: the log line above is written from the last one.
@@ -67,8 +67,8 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
 
     expect(await alice.waitFor(isFinal)).toEqual({ Message: 'Session expired. Please log in again.', Status: false, Number: 1 });
     expect(sys.xai.calls).toHaveLength(0);
-    await waitUntil(() => sys.logs.jobEnds().length === 1);
-    expect(sys.logs.jobEnds()[0]).toMatchObject({ outcome: 'failed', code: 'SESSION_EXPIRED' });
+    await waitUntil(() => sys.ends().length === 1);
+    expect(sys.ends()[0]).toMatchObject({ outcome: 'failed', code: 'SESSION_EXPIRED' });
   });
 
   it("refuses another user's token: the same sentence in the job's room, nothing in the other, no image paid for", async () => {
@@ -80,8 +80,8 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
     expect(await alice.waitFor(isFinal)).toEqual({ Message: 'Session expired. Please log in again.', Status: false, Number: 1 });
     expect(bob.received).toEqual([]);
     expect(sys.xai.calls).toHaveLength(0);
-    await waitUntil(() => sys.logs.jobEnds().length === 1);
-    expect(sys.logs.jobEnds()[0]).toMatchObject({ outcome: 'failed', code: 'INVALID_TOKEN' });
+    await waitUntil(() => sys.ends().length === 1);
+    expect(sys.ends()[0]).toMatchObject({ outcome: 'failed', code: 'INVALID_TOKEN' });
   });
 
   it('tells the user about invalid job data in a sentence; the detail goes to the log', async () => {
@@ -91,8 +91,8 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
 
     expect(await alice.waitFor(isFinal)).toEqual({ Message: USER_MESSAGES.INVALID_JOB, Status: false, Number: 'slot-2' });
     expect(sys.xai.calls).toHaveLength(0);
-    await waitUntil(() => sys.logs.jobEnds().length === 1);
-    expect(sys.logs.jobEnds()[0]).toMatchObject({ code: 'INVALID_JOB', error: { message: 'Job field Prompt must not be blank' } });
+    await waitUntil(() => sys.ends().length === 1);
+    expect(sys.ends()[0]).toMatchObject({ code: 'INVALID_JOB', error: { message: 'Job field Prompt must not be blank' } });
   });
 
   it('shows a readable sentence for a moderated prompt, not the API text', async () => {
@@ -102,8 +102,8 @@ describe('worker end to end, as a StoryBang browser sees it', () => {
     await sys.enqueue({ Id: 'alice', Prompt: 'something refused', Token: signToken('alice'), Number: 4 });
 
     expect(await alice.waitFor(isFinal)).toEqual({ Message: USER_MESSAGES.CONTENT_REJECTED, Status: false, Number: 4 });
-    await waitUntil(() => sys.logs.jobEnds().length === 1);
-    expect(sys.logs.jobEnds()[0]).toMatchObject({ code: 'CONTENT_REJECTED', error: { message: expect.stringContaining('content moderation') } });
+    await waitUntil(() => sys.ends().length === 1);
+    expect(sys.ends()[0]).toMatchObject({ code: 'CONTENT_REJECTED', error: { message: expect.stringContaining('content moderation') } });
   });
 
   it('leaves Number out when the job had none', async () => {

@@ -40,10 +40,16 @@ const HINTS: Record<OperatorAlert, string> = {
  * grep and chart them. An operator alert (`alert`, with a `hint`) is logged at error level.
  */
 export function logJobEnd(logger: Logger, end: JobEnd): void {
+  const { level, fields } = jobEndLine(end);
+  logger[level](fields, 'job end');
+}
+
+/** The `job end` line's level and fields for `end` (`durationMs` up to now). */
+export function jobEndLine(end: JobEnd): { level: 'info' | 'warn' | 'error'; fields: Record<string, unknown> } {
   const { report } = end;
   const error = report.error;
   const alert = error?.alert;
-  const line = {
+  const fields = {
     jobId: end.jobId,
     userId: report.userId,
     outcome: end.outcome,
@@ -64,7 +70,5 @@ export function logJobEnd(logger: Logger, end: JobEnd): void {
     hint: alert ? HINTS[alert] : undefined,
     error: error ? errorSummary(error) : undefined,
   };
-  if (alert) logger.error(line, 'job end');
-  else if (end.outcome === 'completed') logger.info(line, 'job end');
-  else logger.warn(line, 'job end');
+  return { level: alert ? 'error' : end.outcome === 'completed' ? 'info' : 'warn', fields };
 }

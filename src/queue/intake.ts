@@ -93,7 +93,8 @@ export class BullIntake {
     clearInterval(this.pollTimer);
     if (!(await Promise.race([this.unblock(), timeLimit(UNBLOCK_WAIT_MS).then(() => false)]))) this.blocking.disconnect();
     await Promise.race([Promise.all([this.loop, this.housekeeping]), timeLimit(limitMs)]);
-    this.blocking.disconnect();
+    // Once only: ioredis' disconnect() of a closed connection leaves a 2 s timer that keeps the process up.
+    if (this.blocking.status !== 'end') this.blocking.disconnect();
   }
 
   private async run(): Promise<void> {

@@ -43,8 +43,8 @@ describe("xAI's image settings, end to end", () => {
     await sys.enqueue({ Id: 'alice', Prompt: 'a lighthouse at dawn', Token: signToken('alice'), Number: 2 });
 
     expect(await alice.waitFor(isFinal)).toEqual({ Message: USER_MESSAGES.GENERATION_FAILED, Status: false, Number: 2 });
-    await waitUntil(() => sys.logs.jobEnds().length === 1, 15_000, 'the job-end line');
-    expect(sys.logs.jobEnds()[0]).toMatchObject({
+    await waitUntil(() => sys.ends().length === 1, 15_000, 'the job-end line');
+    expect(sys.ends()[0]).toMatchObject({
       level: 'error',
       outcome: 'failed',
       code: 'GENERATION_FAILED',

@@ -7,7 +7,7 @@ import { redisOptionsFromUrl } from '../../../src/redis/connections';
 import { RedisRefusalMemory } from '../../../src/pipeline/steps/refusalMemory';
 import type { JobEvent, Notifier } from '../../../src/pipeline/ports';
 import { FakeXai, startFakeXai } from '../../support/fakeXai';
-import { redisUrl, uniqueQueueName } from '../../support/helpers';
+import { redisUrl, uniqueQueueName, closeClient } from '../../support/helpers';
 
 const USER = 'alice@example.com';
 const PROMPT = 'Style: a very specific forbidden picture';
@@ -24,7 +24,7 @@ beforeEach(() => {
 afterEach(async () => {
   const keys = await redis.keys(`${keyBase}*`);
   if (keys.length) await redis.del(...keys);
-  redis.disconnect();
+  await closeClient(redis);
 });
 
 describe('RedisRefusalMemory (plain Redis commands: ioredis-mock)', () => {
@@ -75,7 +75,7 @@ describe('RedisRefusalMemory (plain Redis commands: ioredis-mock)', () => {
     const memory = new RedisRefusalMemory(away, keyBase, TTL_S);
     await expect(memory.has(USER, PROMPT)).rejects.toThrow();
     await expect(memory.remember(USER, PROMPT)).rejects.toThrow();
-    away.disconnect();
+    await closeClient(away);
   });
 });
 

@@ -30,8 +30,8 @@ describe('process faults: leases', () => {
     frozen.child.kill('SIGCONT');
     await frozen.waitForLog((l) => l.msg === 'job end', 10_000);
     expect(jobEnds(frozen)).toEqual([expect.objectContaining({ outcome: 'claim_lost' })]);
-    await waitUntil(() => sys.logs.jobEnds().length > 0, 10_000, 'the other worker ended the job');
-    expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ outcome: 'completed' })]);
+    await waitUntil(() => sys.ends().length > 0, 10_000, 'the other worker ended the job');
+    expect(sys.ends()).toEqual([expect.objectContaining({ outcome: 'completed' })]);
 
     // The user's next page runs normally: the cap was released exactly once.
     await sys.enqueue({ Id: 'alice', Prompt: 'next', Token: signToken('alice'), Number: 2 });
@@ -51,8 +51,8 @@ describe('process faults: leases', () => {
     // The worker that takes over runs in this process: only the one that dies must be a process of its own.
     await sys.startWorker({ ...settings, ...KEPT_LEASES });
     expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: false, Message: USER_MESSAGES.GENERATION_FAILED, Number: 9 });
-    await waitUntil(() => sys.logs.jobEnds().length > 0, 10_000, 'the second worker ended the job');
-    expect(sys.logs.jobEnds()[0]).toMatchObject({
+    await waitUntil(() => sys.ends().length > 0, 10_000, 'the second worker ended the job');
+    expect(sys.ends()[0]).toMatchObject({
       userId: 'alice',
       outcome: 'failed',
       code: 'GENERATION_FAILED',
@@ -78,8 +78,8 @@ describe('process faults: leases', () => {
     const alice = await sys.user('alice');
     await sys.startWorker({ ...settings, ...KEPT_LEASES });
     expect(isImage(await alice.waitFor(isFinal, 15_000))).toBe(true);
-    await waitUntil(() => sys.logs.jobEnds().length > 0, 10_000, 'the job ended');
-    expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ outcome: 'completed', fromCheckpoint: true })]);
+    await waitUntil(() => sys.ends().length > 0, 10_000, 'the job ended');
+    expect(sys.ends()).toEqual([expect.objectContaining({ outcome: 'completed', fromCheckpoint: true })]);
     expect(sys.xai.calls).toHaveLength(1);
     expect(alice.finals()).toHaveLength(1);
   });

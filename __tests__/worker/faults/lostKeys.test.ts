@@ -31,6 +31,6 @@ describe('the fair queue loses its keys with jobs held', () => {
       expect(user.finals()).toHaveLength(1);
       expect(isImage(user.finals()[0])).toBe(true);
     }
-    expect(sys.logs.jobEnds().filter((l) => l.outcome === 'completed')).toHaveLength(10);
+    expect(sys.ends().filter((l) => l.outcome === 'completed')).toHaveLength(10);
   });
 });

@@ -30,8 +30,8 @@ describe('process faults: outages', () => {
     await sys.startWorker({ ...KEPT_LEASES, PORT_MESSAGES_USERS: `http://127.0.0.1:${port}` });
     expect(await alice.waitFor(isFinal, 15_000)).toMatchObject({ Status: true, Number: 1 });
     expect(sys.xai.calls).toHaveLength(1);
-    await waitUntil(() => sys.logs.jobEnds().length > 0, 10_000, 'the restarted worker ended the job');
-    expect(sys.logs.jobEnds()[0]).toMatchObject({ outcome: 'completed', fromCheckpoint: true });
+    await waitUntil(() => sys.ends().length > 0, 10_000, 'the restarted worker ended the job');
+    expect(sys.ends()[0]).toMatchObject({ outcome: 'completed', fromCheckpoint: true });
     // Removed with the job's end, which is recorded before the job-end line.
     expect(await sys.redis.exists(checkpointKey)).toBe(0);
   });

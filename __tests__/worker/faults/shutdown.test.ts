@@ -87,7 +87,7 @@ describe('process faults: shutdown', () => {
     expect(jobEnds(stopping)).toEqual([expect.objectContaining({ outcome: 'completed' })]);
     // The other worker reaps every 200 ms: a lease left to lapse (1.5 s) would have been taken and paid again.
     expect(sys.xai.calls).toHaveLength(1);
-    expect(sys.logs.jobEnds()).toEqual([]);
+    expect(sys.ends()).toEqual([]);
     // Emitted before the exit; the relay's hop to the browser may still be on its way.
     await alice
       .waitFor((p) => p.Number === 1 && isFinal(p))
@@ -130,7 +130,7 @@ describe('process faults: shutdown', () => {
     await waitUntil(async () => (await sys.producer.getJobCounts()).active === 0, 10_000, "Bull's active list empty");
     expect(sys.relay.received.filter((p) => isFinal(p as Record<string, unknown>))).toHaveLength(total);
     expect(sys.xai.calls).toHaveLength(total);
-    expect(sys.logs.jobEnds().filter((l) => l.outcome === 'completed')).toHaveLength(total);
+    expect(sys.ends().filter((l) => l.outcome === 'completed')).toHaveLength(total);
   });
 
   it('shutdown out of time while a failure is being told: the job comes back as that answer, never failed untold', async () => {
@@ -143,7 +143,7 @@ describe('process faults: shutdown', () => {
     await waitUntil(() => notifier.notifyCalls.length === 1, 10_000, 'the failure being told');
     await worker.close();
     expect(await (await sys.producer.getJob(job.id!))!.getState()).toBe('active');
-    expect(sys.logs.jobEnds()).toEqual([expect.objectContaining({ outcome: 'handed_back' })]);
+    expect(sys.ends()).toEqual([expect.objectContaining({ outcome: 'handed_back' })]);
 
     // The next worker tells it, once the service is there.
     const alice = await sys.user('alice');

@@ -51,7 +51,7 @@ describe('Redis silent past the lease, mid-request, one worker', () => {
       expect(isImage(alice.finals().find((p) => p.Number === page)!)).toBe(true);
       expect(sys.xai.calls.length - callsBefore).toBeLessThanOrEqual(2);
     }
-    await waitUntil(() => sys.logs.jobEnds().filter((l) => l.outcome === 'completed').length === 2, 5000, 'both ends recorded');
-    expect(sys.logs.jobEnds().filter((l) => l.outcome === 'failed')).toEqual([]);
+    await waitUntil(() => sys.ends().filter((l) => l.outcome === 'completed').length === 2, 5000, 'both ends recorded');
+    expect(sys.ends().filter((l) => l.outcome === 'failed')).toEqual([]);
   });
 });
