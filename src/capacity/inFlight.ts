@@ -27,7 +27,7 @@ export class InFlightLimit {
     private readonly paceIntervalMs: number | null,
     /** CONCURRENCY, when set. */
     private readonly cap?: number,
-    /** The images held; full, no new job is claimed. */
+    /** The images in memory; full, no new job is claimed. */
     private readonly images?: ImageMemory,
   ) {}
 

@@ -12,25 +12,15 @@
     4  fq:held     ZSET  fid -> when a failure answer held back may be told
     5  fq:answers  ZSET  fid -> order: jobs answered without an image request; they never wait for the pace
     6  fq:running  HASH  user -> jobs running, counted against USER_CONCURRENCY
-    7  fq:stats    HASH  seq (order of intake), joined (jobs joined to an identical one), heldBack (answers held back)
+    7  fq:stats    HASH  seq (order of intake), joined (jobs joined to an identical one), heldBack (answers held back),
+                     epoch (see epoch-14.lua)
     8  fq:pace     HASH  the image API's pace (src/capacity owns it; see _pace.lua)
     9  wait  10 active  11 priority  12 completed  13 failed: Bull's own
   ARGV[1] is always P. Keys of one job come after the fixed ones (each script's header says which); any other key
   is built from P, so with a hash-tagged prefix it lives in the declared keys' slot.
 
-  A job's hash, fq:job:<fid> (fid = "<Bull timestamp>-<Bull id>"):
-    bid uid data ts order ask attempts backoff kc ka fc fa   set at intake
-    at      where it is: line | claimed | retry | held | answers | joined
-    claim   the token of the claim that runs it (while at = claimed)
-    made    the producer's attempts used up; stalls: claims that lapsed; capped: counted in fq:running
-    answer  a failure to tell instead of running (held back, or stalled out); heldMs: how long it was held back
-    stalledOut  the answer is for a job whose claims kept lapsing
-    joins   the fid of the identical job it joined (at = joined); joined: how many joined this one
-    cp      a paid picture was kept for it (checkpoint:<fid>)
-    epoch   the fleet's epoch when it was taken in (fq:stats epoch): a job from an earlier epoch may have been run by
-            a plain Bull worker while no worker of this kind kept its lock (a roll-back), and is checked when claimed
-    remembered  a picture was delivered for its ask lately (REMEMBER_PICTURES_S)
-    refused  vetting found its data or token refused: it needs no image request
+  A job's record is fq:job:<fid> (fid = "<Bull timestamp>-<Bull id>"); its fields, and every other key, are listed in
+  docs/ARCHITECTURE.md, which a test keeps in step with these scripts.
 ]]
 local rcall = redis.call
 local P = ARGV[1]
