@@ -75,7 +75,7 @@ describe('image API faults', () => {
     // The job's end is recorded before its job-end line: ended for good, nothing waiting for another attempt.
     await waitUntil(() => sys.ends().length === 1, 15_000, 'job ended');
     expect(await sys.redis.exists(`bull:${sys.queueName}:fq:job:${fidOf(job)}`)).toBe(0);
-    expect(await sys.redis.zcard(`bull:${sys.queueName}:fq:delayed`)).toBe(0);
+    expect(await sys.redis.zcard(`bull:${sys.queueName}:fq:retries`)).toBe(0);
     expect(sys.xai.calls).toHaveLength(1);
     expect(sys.ends()).toEqual([expect.objectContaining({ level: 'error', outcome: 'failed' })]);
   });

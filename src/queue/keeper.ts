@@ -10,12 +10,13 @@ const SWEEP_DEFAULT_MS = 30_000;
 const PRESENCE_GRACE_MS = 5000;
 
 /**
- * Bull's lock of a job the fair queue has outlasts two sweeps and a little: a live fleet keeps it, and once no worker of the new
- * kind runs (a roll-back to a plain Bull worker), it lapses and Bull's own stalled check returns the job to Bull's
- * wait list.
+ * Bull's lock of a job the fair queue has outlasts two sweeps and a margin for a late one (a sweep's length, at most
+ * 5 s): a live fleet keeps it, and once no worker of the new kind runs (a roll-back to a plain Bull worker), it
+ * lapses and Bull's own stalled check returns the job to Bull's wait list. 65 s with the default 30 s.
  */
 export function bullLockMs(stalledIntervalMs: number): number {
-  return 2 * (stalledIntervalMs || SWEEP_DEFAULT_MS) + 5000;
+  const sweepMs = stalledIntervalMs || SWEEP_DEFAULT_MS;
+  return 2 * sweepMs + Math.min(sweepMs, 5000);
 }
 
 export interface KeeperSettings {

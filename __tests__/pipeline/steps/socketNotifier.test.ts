@@ -249,10 +249,10 @@ describe('SocketNotifier', () => {
   describe('acknowledgements', () => {
     it('with ackTimeoutMs > 0 and a service that never acknowledges: retries, then rejects transient', async () => {
       const r = await relay({ acknowledge: false });
-      const n = notifier(r.url, { ackTimeoutMs: 100, maxWaitMs: 2000 });
+      const n = notifier(r.url, { ackTimeoutMs: 100, maxWaitMs: 800 });
       await n.waitForConnection(5000);
       const err = await givenUp(n);
-      expect(err.message).toMatch(/^Notification not delivered within 2000 ms: /);
+      expect(err.message).toMatch(/^Notification not delivered within 800 ms: /);
       expect(r.received.length).toBeGreaterThanOrEqual(2);
     });
 

@@ -38,7 +38,7 @@ describe('process faults: leases', () => {
     await alice.waitFor((p) => p.Number === 2 && isFinal(p), 10_000);
     expect(alice.finals().filter((p) => p.Number === 1)).toHaveLength(1);
     expect(sys.xai.calls.length).toBeLessThanOrEqual(3);
-    await waitUntil(async () => (await sys.redis.hlen(`bull:${sys.queueName}:fq:inflight`)) === 0, 5000, 'no running count left');
+    await waitUntil(async () => (await sys.redis.hlen(`bull:${sys.queueName}:fq:running`)) === 0, 5000, 'no running count left');
   });
 
   it('a job that stalls more than MAX_STALLED_COUNT times fails, and its user is still told', async () => {

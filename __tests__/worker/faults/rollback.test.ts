@@ -22,7 +22,7 @@ describe('rolling back to a plain Bull worker', () => {
   /** Six pages held by a new worker: one running (its request never answered), five waiting their turn. */
   async function heldByNewWorker(): Promise<{ worker: WorkerProcess; ids: string[] }> {
     sys.xai.setDefault({ hang: true });
-    // Sweeps every second, so Bull's locks of held jobs last 7 s (2 sweeps + 5 s) instead of 65 s.
+    // Sweeps every second, so Bull's locks of held jobs last 3 s (3 sweeps) instead of 65 s.
     const worker = sys.spawnWorker({ CONCURRENCY: '1', STALLED_INTERVAL_MS: '1000', SHUTDOWN_TIMEOUT_MS: '200' });
     await worker.ready;
     const ids: string[] = [];

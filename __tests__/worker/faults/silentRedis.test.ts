@@ -29,29 +29,27 @@ describe('Redis silent past the lease, mid-request, one worker', () => {
 
   it('one answer, the picture; Bull completed; at most two requests paid', async () => {
     const alice = await sys.user('alice');
-    // A lease of 3 s, looked after every 500 ms: the 4 s of silence outlast it.
-    await sys.startWorker({ REDIS_URL: redis.url, LOCK_DURATION_MS: '3000', STALLED_INTERVAL_MS: '500' });
-    for (const page of [1, 2]) {
-      const callsBefore = sys.xai.calls.length;
-      sys.xai.script([{ ...successAnswer(), delayMs: 1500 }]);
-      const job = await producer.add(
-        { Id: 'alice', Prompt: `page ${page}`, Token: signToken('alice'), Number: page },
-        { attempts: 1, removeOnComplete: true, removeOnFail: true },
-      );
-      const finished = job.finished();
-      await waitUntil(() => sys.xai.calls.length > callsBefore, 10_000, 'the request out');
-      const silence = silenceRedis(redis.url, 4);
-      await untilSilent(redis.url);
-      await silence;
+    // A lease of 2 s, looked after every 500 ms: the 2.2 s of silence outlast it, whenever it was last renewed. (The
+    // silence costs the test's Redis a core for its length: one page is the case.)
+    await sys.startWorker({ REDIS_URL: redis.url, LOCK_DURATION_MS: '2000', STALLED_INTERVAL_MS: '500' });
+    sys.xai.script([{ ...successAnswer(), delayMs: 1000 }]);
+    const job = await producer.add(
+      { Id: 'alice', Prompt: 'page 1', Token: signToken('alice'), Number: 1 },
+      { attempts: 1, removeOnComplete: true, removeOnFail: true },
+    );
+    const finished = job.finished();
+    await waitUntil(() => sys.xai.calls.length > 0, 10_000, 'the request out');
+    const silence = silenceRedis(redis.url, 2.2);
+    await untilSilent(redis.url);
+    await silence;
 
-      await expect(finished).resolves.toMatchObject({ delivered: true });
-      await alice.waitFor((p) => p.Number === page && isFinal(p), 15_000);
-      // Bull's word is given once the picture went out; a second picture or a failure would have come before it.
-      expect(alice.finals().filter((p) => p.Number === page)).toHaveLength(1);
-      expect(isImage(alice.finals().find((p) => p.Number === page)!)).toBe(true);
-      expect(sys.xai.calls.length - callsBefore).toBeLessThanOrEqual(2);
-    }
-    await waitUntil(() => sys.ends().filter((l) => l.outcome === 'completed').length === 2, 5000, 'both ends recorded');
+    await expect(finished).resolves.toMatchObject({ delivered: true });
+    await alice.waitFor((p) => p.Number === 1 && isFinal(p), 15_000);
+    // Bull's word is given once the picture went out; a second picture or a failure would have come before it.
+    expect(alice.finals()).toHaveLength(1);
+    expect(isImage(alice.finals()[0])).toBe(true);
+    expect(sys.xai.calls.length).toBeLessThanOrEqual(2);
+    await waitUntil(() => sys.ends().filter((l) => l.outcome === 'completed').length === 1, 5000, 'the end recorded');
     expect(sys.ends().filter((l) => l.outcome === 'failed')).toEqual([]);
   });
 });
