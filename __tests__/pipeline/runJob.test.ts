@@ -3,7 +3,6 @@ import { FAKE_IMAGE as IMAGE, FakeCheckpoints, FakeNotifier, FakeProvider, FakeR
 import { permanentError, rateLimitedError, transientError, USER_MESSAGES, WorkerError } from '../../src/base/errors';
 import { createLogger } from '../../src/base/logger';
 import { failureEvent, failureOutcome, JobRun, PipelineDeps, PipelineSettings, RunOutcome, runJob } from '../../src/pipeline/runJob';
-import { SESSION_EXPIRED_MESSAGE } from '../../src/pipeline/steps/tokenVerifier';
 import type { JobEvent } from '../../src/pipeline/ports';
 
 const USER = 'user-42';
@@ -172,7 +171,7 @@ describe('runJob: a failure is reported, never told', () => {
 describe('runJob: the token', () => {
   it.each([
     ['INVALID_TOKEN', 'Invalid token'],
-    ['SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE],
+    ['SESSION_EXPIRED', 'Session expired. Please log in again.'],
   ] as const)('%s is permanent: nothing generated, no progress before it', async (code, detail) => {
     const t = setup();
     t.verifier.error = permanentError(code, detail);
@@ -264,7 +263,7 @@ describe('runJob: checkpoints', () => {
     const saved = { ...IMAGE, base64: 'c2F2ZWQ=' };
     t.checkpoints.saved = { fingerprint: FINGERPRINT, image: saved };
     // The earlier run verified the token before it paid for the image; it may have expired since.
-    t.verifier.error = permanentError('SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE);
+    t.verifier.error = permanentError('SESSION_EXPIRED', 'Session expired. Please log in again.');
     const outcome = await runJob(jobRun({ attempt: 2, maxAttempts: 2 }), t.deps, signal());
     expect(outcome).toMatchObject({ delivered: true, report: { fromCheckpoint: true, costUsd: 0 } });
     expect(t.provider.prompts).toHaveLength(0);
@@ -306,7 +305,7 @@ describe('runJob: checkpoints', () => {
   it('keptOnly (an answer with a paid picture after all): the kept picture, without verifying the token', async () => {
     const t = setup();
     t.checkpoints.saved = { fingerprint: FINGERPRINT, image: IMAGE };
-    t.verifier.error = permanentError('SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE);
+    t.verifier.error = permanentError('SESSION_EXPIRED', 'Session expired. Please log in again.');
     const answer = permanentError('GENERATION_FAILED', 'stalled out');
     const outcome = await runJob(jobRun({ keptOnly: answer }), t.deps, signal());
     expect(outcome).toMatchObject({ delivered: true, report: { fromCheckpoint: true } });

@@ -1,6 +1,5 @@
 import { ErrorCode, USER_MESSAGES, userMessage } from '../../../src/base/errors';
 import { buildPayload, legacyPayload, schemaPayload } from '../../../src/pipeline/steps/payload';
-import { SESSION_EXPIRED_MESSAGE } from '../../../src/pipeline/steps/tokenVerifier';
 import type { JobEvent } from '../../../src/pipeline/ports';
 
 const image = { base64: 'iVBORw0KGgo=', mimeType: 'image/png' };
@@ -20,7 +19,6 @@ describe('words for people', () => {
     expect(USER_MESSAGES.SESSION_EXPIRED).toBe('Session expired. Please log in again.');
     expect(USER_MESSAGES.INVALID_TOKEN).toBe('Session expired. Please log in again.');
     expect(USER_MESSAGES.QUOTA_REACHED).toBe('No more pictures can be made today. Please try again tomorrow.');
-    expect(SESSION_EXPIRED_MESSAGE).toBe(USER_MESSAGES.SESSION_EXPIRED);
   });
 
   it('writes the other codes as distinct sentences that carry no markup', () => {

@@ -6,7 +6,6 @@ import { freeFixedPort } from '../../../src/demo/redisServer';
 import { USER_MESSAGES, WorkerError } from '../../../src/base/errors';
 import { createLogger } from '../../../src/base/logger';
 import { SocketNotifier, SocketNotifierOptions } from '../../../src/pipeline/steps/socketNotifier';
-import { SESSION_EXPIRED_MESSAGE } from '../../../src/pipeline/steps/tokenVerifier';
 import type { JobEvent } from '../../../src/pipeline/ports';
 import { waitUntil } from '../../support/helpers';
 import { track } from '../../support/liveResources';
@@ -165,7 +164,7 @@ describe('SocketNotifier', () => {
       await waitUntil(() => r.received.some((p) => (p as { Number?: unknown }).Number === 'x'));
       expect(r.received).toEqual([
         { Id: ROOM, Status: true, Message: 'data:image/png;base64,iVBORw0KGgo=', Number: 4 },
-        { Id: ROOM, Status: false, Message: SESSION_EXPIRED_MESSAGE, Number: 'x' },
+        { Id: ROOM, Status: false, Message: USER_MESSAGES.SESSION_EXPIRED, Number: 'x' },
       ]);
     });
 

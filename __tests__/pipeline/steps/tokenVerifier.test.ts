@@ -5,7 +5,7 @@ import jwt from 'jsonwebtoken';
 import nodeFetch from 'node-fetch';
 import { WorkerError } from '../../../src/base/errors';
 import { defaultAlgorithms, validateAlgorithms, validatePublicKey } from '../../../src/base/jwtAlgorithms';
-import { JwtSettings, JwtTokenVerifier, MAX_TOKEN_LENGTH, RemoteTokenVerifier, SESSION_EXPIRED_MESSAGE } from '../../../src/pipeline/steps/tokenVerifier';
+import { JwtSettings, JwtTokenVerifier, MAX_TOKEN_LENGTH, RemoteTokenVerifier } from '../../../src/pipeline/steps/tokenVerifier';
 import { freePort } from '../../../src/demo/redisServer';
 import { INVALID_OR_EXPIRED, NO_TOKEN, startStorybangJwt, StorybangJwt, VALID } from '../../support/storybangJwt';
 
@@ -391,7 +391,7 @@ describe('RemoteTokenVerifier', () => {
     ]) {
       handler = answer(200, body);
       const err = await expectRefused(remote().verify(tokenFor('alice'), 'alice', live()), 'SESSION_EXPIRED');
-      expect(err.message).toBe(SESSION_EXPIRED_MESSAGE);
+      expect(err.message).toBe('Session expired. Please log in again.');
     }
   });
 

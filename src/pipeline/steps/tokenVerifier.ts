@@ -3,13 +3,13 @@ import crypto from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import nodeFetch from 'node-fetch';
 import { withDeadline } from '../../base/abort';
-import { abortError, permanentError, transientError, WorkerError } from '../../base/errors';
+import { abortError, permanentError, transientError, USER_MESSAGES, WorkerError } from '../../base/errors';
 import { isTransientStatus } from '../../base/retryPolicy';
 import { KeyKind, validateAlgorithms, validatePublicKey } from '../../base/jwtAlgorithms';
 import type { TokenVerifier } from '../ports';
 
-/** What the user is told when their session ran out; the legacy front end matches this text. */
-export const SESSION_EXPIRED_MESSAGE = 'Session expired. Please log in again.';
+/** The contract's message for an expired token: the sentence the person reads too. */
+const EXPIRED = USER_MESSAGES.SESSION_EXPIRED;
 
 /** Real JWTs are a few hundred bytes; anything this big is junk or an attempt to make us parse a lot. */
 export const MAX_TOKEN_LENGTH = 8192;
@@ -155,7 +155,7 @@ function checkOwner(claims: unknown[], userId: string): void {
 }
 
 function fromJwtError(err: unknown): WorkerError {
-  if (err instanceof jwt.TokenExpiredError) return permanentError('SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE, { cause: err });
+  if (err instanceof jwt.TokenExpiredError) return permanentError('SESSION_EXPIRED', EXPIRED, { cause: err });
   if (err instanceof jwt.NotBeforeError) {
     return permanentError('INVALID_TOKEN', 'Invalid token: it is not valid yet', { cause: err });
   }
@@ -190,7 +190,7 @@ function refusal(answer: ServiceAnswer, status: number, token: string): WorkerEr
   // StoryBang's service cannot tell an expired token from a bad one ("Invalid token or session expired."):
   // whenever the text allows that the session ran out, the person is asked to log in again.
   return /expired/i.test(said)
-    ? permanentError('SESSION_EXPIRED', SESSION_EXPIRED_MESSAGE, { cause, status })
+    ? permanentError('SESSION_EXPIRED', EXPIRED, { cause, status })
     : permanentError('INVALID_TOKEN', 'Invalid token: refused by the verification service', { cause, status });
 }
 
