@@ -69,12 +69,12 @@ const CLI_REDIS_OPTIONS: RedisOptions = {
 };
 
 /** The queue, plus the last connection error it saw: ioredis rejects commands with a bare "Connection is closed.". */
-export interface CliQueue {
+interface CliQueue {
   queue: Bull.Queue;
   connectionError(): Error | undefined;
 }
 
-export function openQueue(settings: QueueSettings): CliQueue {
+function openQueue(settings: QueueSettings): CliQueue {
   const queue = createImageQueue(settings.redisUrl, settings.queueName, {
     tlsRejectUnauthorized: settings.redisTlsRejectUnauthorized,
     prefix: settings.queuePrefix,
@@ -89,7 +89,7 @@ export function openQueue(settings: QueueSettings): CliQueue {
 }
 
 /** Bull waits for nothing here (no jobs are processed), but a dead connection must not hold the process. */
-export async function closeQueue(queue: Bull.Queue): Promise<void> {
+async function closeQueue(queue: Bull.Queue): Promise<void> {
   await Promise.race([queue.close().catch(() => undefined), timeLimit(2000)]);
 }
 
@@ -100,11 +100,34 @@ export function redisWhere(settings: QueueSettings): string {
 }
 
 /** One line for the operator: where, and why (with a hint when it is the certificate). */
-export function redisFailureMessage(settings: QueueSettings, err: unknown, connectionError: Error | undefined): string {
+function redisFailureMessage(settings: QueueSettings, err: unknown, connectionError: Error | undefined): string {
   const cause = connectionError ?? (err instanceof Error ? err : new Error(String(err)));
   const where = `${redisWhere(settings)} (queue ${settings.queueName})`;
   const hint = /certificate/i.test(cause.message) ? '; for a self-signed certificate set REDIS_TLS_REJECT_UNAUTHORIZED=false' : '';
   return `Redis at ${where} failed: ${cause.message || cause.name}${hint}`;
+}
+
+/**
+ * Runs `work` on the queue and closes it; resolves to the exit code. A Redis failure is one line on stderr,
+ * `<command>: Redis at ... failed: ...` and what `progress` adds (how far the work got), and exit 1.
+ */
+export async function onQueue(
+  command: string,
+  settings: QueueSettings,
+  io: CliIO,
+  work: (queue: Bull.Queue) => Promise<void>,
+  progress: () => string = () => '',
+): Promise<number> {
+  const { queue, connectionError } = openQueue(settings);
+  try {
+    await work(queue);
+    return EXIT_OK;
+  } catch (err) {
+    io.stderr.write(`${command}: ${redisFailureMessage(settings, err, connectionError())}${progress()}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    await closeQueue(queue);
+  }
 }
 
 export type CliMain = (argv: string[], env: Env, io: CliIO) => Promise<number>;

@@ -3,20 +3,7 @@ import jwt from 'jsonwebtoken';
 import { ConfigError, DEFAULTS, JwtConfig, loadJwtConfig } from '../config';
 import { InvalidJobError, validateJobData } from '../pipeline/steps/jobData';
 import { enqueueImageJob, ImageJobData } from '../producer';
-import {
-  CliIO,
-  closeQueue,
-  Env,
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
-  openQueue,
-  parseFlags,
-  readQueueSettings,
-  redisFailureMessage,
-  runAsScript,
-  UsageError,
-} from './args';
+import { CliIO, Env, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, onQueue, parseFlags, readQueueSettings, runAsScript, UsageError } from './args';
 import { createJwtUrl, createStorybangToken, TokenServiceError } from './createJwt';
 
 export const USAGE = `Usage: npm run -s enqueue -- --id <user> --prompt <text> [options]
@@ -158,22 +145,21 @@ export async function main(argv: string[], env: Env, io: CliIO): Promise<number>
     throw err;
   }
 
-  const { queue, connectionError } = openQueue(settings);
   const options: Bull.JobOptions = args.attempts === undefined ? {} : { attempts: args.attempts };
+  const { count } = args;
   let added = 0;
-  try {
-    for (; added < args.count; added++) {
-      const job = await enqueueImageJob(queue, data, options);
-      io.stdout.write(`${JSON.stringify({ jobId: String(job.id), queue: settings.queueName, Id: data.Id, Number: data.Number ?? null })}\n`);
-    }
-    return EXIT_OK;
-  } catch (err) {
-    const progress = args.count > 1 ? ` after ${added} of ${args.count} jobs` : '';
-    io.stderr.write(`enqueue: ${redisFailureMessage(settings, err, connectionError())}${progress}\n`);
-    return EXIT_FAILURE;
-  } finally {
-    await closeQueue(queue);
-  }
+  return onQueue(
+    'enqueue',
+    settings,
+    io,
+    async (queue) => {
+      for (; added < count; added++) {
+        const job = await enqueueImageJob(queue, data, options);
+        io.stdout.write(`${JSON.stringify({ jobId: String(job.id), queue: settings.queueName, Id: data.Id, Number: data.Number ?? null })}\n`);
+      }
+    },
+    () => (count > 1 ? ` after ${added} of ${count} jobs` : ''),
+  );
 }
 
 if (require.main === module) runAsScript(main);

@@ -5,22 +5,7 @@ import { Bill, BillToday } from '../capacity/bill';
 import { FairQueue } from '../queue/fairQueue';
 import type { FairCounts } from '../queue/replies';
 import { escapeGlob, RedisClient } from '../redis/scripts';
-import {
-  CliIO,
-  closeQueue,
-  Env,
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
-  openQueue,
-  parseFlags,
-  QueueSettings,
-  readQueueSettings,
-  redisFailureMessage,
-  redisWhere,
-  runAsScript,
-  UsageError,
-} from './args';
+import { CliIO, Env, EXIT_OK, EXIT_USAGE, onQueue, parseFlags, QueueSettings, readQueueSettings, redisWhere, runAsScript, UsageError } from './args';
 
 export const USAGE = `Usage: npm run -s queue:stats [-- --json]
 
@@ -150,17 +135,10 @@ export async function main(argv: string[], env: Env, io: CliIO, now: () => numbe
     return EXIT_USAGE;
   }
 
-  const { queue, connectionError } = openQueue(settings);
-  try {
+  return onQueue('queue:stats', settings, io, async (queue) => {
     const stats = await collectStats(queue, now);
     io.stdout.write(json ? `${JSON.stringify(stats)}\n` : formatTable(stats, settings));
-    return EXIT_OK;
-  } catch (err) {
-    io.stderr.write(`queue:stats: ${redisFailureMessage(settings, err, connectionError())}\n`);
-    return EXIT_FAILURE;
-  } finally {
-    await closeQueue(queue);
-  }
+  });
 }
 
 if (require.main === module) runAsScript(main);

@@ -7,6 +7,18 @@
 export class QueueKeys {
   /** The keys every fair-queue script is given first, in this order (see commands/_lib.lua). */
   readonly fixed: string[];
+  /** Workers that looked gone at the last reap, and since when. */
+  readonly suspects: string;
+  /** Jobs the sweep found unknown to the fair queue, and since when (a run may still have them). */
+  readonly unknown: string;
+  /** Marked by every sweep round for a lock's life: while it lasts, the fleet keeps Bull's locks (an epoch). */
+  readonly kept: string;
+  /** The worker sweeping Bull's active list this round. */
+  readonly swept: string;
+  /** Published when jobs become ready, so idle workers claim at once. */
+  readonly wakeChannel: string;
+  /** Published when a worker remembers a refusal: every worker keeps a copy of the refusal memory. */
+  readonly refusedChannel: string;
 
   constructor(
     /** `<QUEUE_PREFIX>:<QUEUE_NAME>:`, e.g. `bull:Grok_Image_Generator:` */
@@ -29,6 +41,12 @@ export class QueueKeys {
       bull('completed'),
       bull('failed'),
     ];
+    this.suspects = f('suspects');
+    this.unknown = f('unknown');
+    this.kept = f('kept');
+    this.swept = f('swept');
+    this.wakeChannel = f('wake');
+    this.refusedChannel = f('refused');
   }
 
   get claims(): string {
@@ -51,36 +69,6 @@ export class QueueKeys {
   /** What the fleet bought per UTC day (src/capacity owns it): `<bill>:<day>`. */
   get bill(): string {
     return `${this.prefix}bill`;
-  }
-
-  /** Workers that looked gone at the last reap, and since when. */
-  get suspects(): string {
-    return `${this.prefix}fq:suspects`;
-  }
-
-  /** Jobs the sweep found unknown to the fair queue, and since when (a run may still have them). */
-  get unknown(): string {
-    return `${this.prefix}fq:unknown`;
-  }
-
-  /** Marked by every sweep round for a lock's life: while it lasts, the fleet keeps Bull's locks (an epoch). */
-  get kept(): string {
-    return `${this.prefix}fq:kept`;
-  }
-
-  /** The worker sweeping Bull's active list this round. */
-  get swept(): string {
-    return `${this.prefix}fq:swept`;
-  }
-
-  /** Published when jobs become ready, so idle workers claim at once. */
-  get wakeChannel(): string {
-    return `${this.prefix}fq:wake`;
-  }
-
-  /** Published when a worker remembers a refusal: every worker keeps a copy of the refusal memory. */
-  get refusedChannel(): string {
-    return `${this.prefix}fq:refused`;
   }
 
   /** The channel a live worker stays subscribed to: no subscriber, no worker. */
