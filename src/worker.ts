@@ -174,14 +174,17 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const hardStop = new AbortController();
   // Every running job's waits listen to it: as many as are in flight, which may be above Node's warning level.
   setMaxListeners(0, hardStop.signal);
-  const claims = new Claims(fair, config.lockDurationMs, logger, (claim) =>
-    events.emit('claim:lost', { jobId: claim.job.id, fid: claim.job.fid, claim: claim.token }),
-  );
   const wake = redis.create('wake');
+  const claims = new Claims(fair, config.lockDurationMs, logger, {
+    self: () => ({ presence: presence.presence, worker: presence.worker }),
+    onLost: (claim) => events.emit('claim:lost', { jobId: claim.job.id, fid: claim.job.fid, claim: claim.token }),
+    // ioredis connects again by itself and subscribes again; presence then trusts confirmations again.
+    onAbsent: () => wake.disconnect(true),
+  });
   const presence = new WorkerPresence(
     wake,
     (worker) => fair.keys.workerChannel(worker),
-    { onDown: () => claims.distrust(), onUp: () => claims.trust() },
+    { onDown: () => claims.distrust(), onUp: () => claims.trust(), busy: (): boolean => dispatcher.inFlight > 0 },
     logger,
   );
   const keeper = new Keeper(
@@ -287,6 +290,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
           logger.error({ running: dispatcher.inFlight }, 'jobs not handed back (Redis does not answer): their claims lapse and another worker runs them');
       }
       claims.stop();
+      presence.stop();
       keeper.stop();
       // Bounded by its own limit.
       await intakeStopped;

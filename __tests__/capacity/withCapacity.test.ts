@@ -1,5 +1,6 @@
 import { withCapacity } from '../../src/capacity/withCapacity';
-import { rateLimitedError, transientError, WorkerError } from '../../src/base/errors';
+import { permanentError, rateLimitedError, transientError, WorkerError } from '../../src/base/errors';
+import type { Bill } from '../../src/capacity/bill';
 import { createLogger } from '../../src/base/logger';
 import type { Pacer } from '../../src/capacity/pacer';
 import type { GeneratedImage, ImageProvider, ImageRequest } from '../../src/pipeline/ports';
@@ -118,5 +119,25 @@ describe('withCapacity', () => {
     expect(slept).toEqual([700]);
     expect(inner.requests).toHaveLength(2);
     expect(slots).toBe(2);
+  });
+
+  it('gives a purchase back only when nothing was bought: never sent, or an error status; a 200 without a picture and a request cut off count', async () => {
+    const ends: string[] = [];
+    const bill = {
+      buy: async () => ({
+        settle: async (costUsd?: number) => void ends.push(`settled ${costUsd ?? 'at list price'}`),
+        giveBack: async () => void ends.push('given back'),
+      }),
+    } as unknown as Bill;
+    const failures = [
+      permanentError('GENERATION_FAILED', 'Image API 400: bad argument', { status: 400 }),
+      permanentError('CONTENT_REJECTED', 'Image API withheld the image (content moderation)', { status: 200 }),
+      transientError('Image API did not answer within 60000 ms'),
+    ];
+    for (const failure of failures) {
+      const paced = withCapacity(provider([failure]), { pacer: null, logger, sleep, bill: { bill, priceUsd: 0.02 } }, 'job-bill');
+      await expect(paced.generate(REQUEST, new AbortController().signal)).rejects.toBe(failure);
+    }
+    expect(ends).toEqual(['given back', 'settled at list price', 'settled at list price']);
   });
 });

@@ -238,7 +238,7 @@ describe('claims and fencing', () => {
     expect(fresh.job.fid).toBe(stale.job.fid);
     expect(fresh.token).not.toBe(stale.token);
     // Nothing the stale holder does changes what the new holder owns.
-    expect(await fair.renew([stale])).toEqual([stale.token]);
+    expect((await fair.renew([stale])).lost).toEqual([stale.token]);
     expect(await fair.holdBack(stale, 'GENERATION_FAILED')).toEqual({ tell: false, lost: true });
     expect((await fair.end(stale, { how: 'back' })).ended).toBe(false);
     expect((await fair.end(stale, { how: 'retry', delayMs: 0 })).ended).toBe(false);
@@ -265,7 +265,7 @@ describe('claims and fencing', () => {
     expect(next.job.fid).toBe(lost.job.fid);
     expect(next.token).not.toBe(lost.token);
     // The holder of the rolled-back claim can do nothing: it renews nothing, ends nothing, tells nothing.
-    expect(await fair.renew([lost])).toEqual([lost.token]);
+    expect((await fair.renew([lost])).lost).toEqual([lost.token]);
     expect(await fair.holdBack(lost, 'GENERATION_FAILED')).toEqual({ tell: false, lost: true });
     expect((await fair.end(lost, completed)).ended).toBe(false);
     expect((await fair.end(next, completed)).ended).toBe(true);
@@ -309,7 +309,7 @@ describe('claims and fencing', () => {
     await add('alice');
     await takeIn(fair);
     const claimed = (await claim(fair))!;
-    expect(await fair.renew([claimed])).toEqual([]);
+    expect((await fair.renew([claimed])).lost).toEqual([]);
     expect(await fair.reap({ maxStalls: 1, presence: 'off', graceMs: 0, worker: 'w0' })).toMatchObject({ requeued: 0, stalledOut: 0 });
   });
 
@@ -472,7 +472,7 @@ describe('nothing stranded', () => {
     await takeIn(fair);
     const running = (await claim(fair))!;
     await redis.del(`${prefix}fq:claims`);
-    expect(await fair.renew([running])).toEqual([]);
+    expect((await fair.renew([running])).lost).toEqual([]);
     expect(await redis.zcard(`${prefix}fq:claims`)).toBe(1);
     expect((await fair.end(running, completed)).ended).toBe(true);
   });
@@ -618,21 +618,21 @@ describe('repairs keep the counts and the places right', () => {
     const again = (await claim(fair))!;
     expect(again).toBeDefined();
     expect(await redis.hget(`${prefix}fq:job:${again.job.fid}`, 'stalls')).toBeNull();
-    expect(await fair.renew([known])).toEqual([]);
+    expect((await fair.renew([known])).lost).toEqual([]);
   });
 });
 
 describe('a new epoch: jobs a plain Bull worker may have run meanwhile', () => {
   it('a job taken in before the epoch is checked when claimed; within one it is not', async () => {
     const fair = fairQueue({ lockMs: 30_000 });
-    expect(await fair.learnEpoch()).toBe(1);
+    const first = await fair.learnEpoch();
     const job = await add('alice', { removeOnComplete: false });
     await takeIn(fair);
     // No worker kept the locks for their life (the mark lapsed): a new epoch.
     await redis.del(`${prefix}fq:kept`, `${prefix}${job.id}:lock`);
     await redis.hset(`${prefix}${job.id}`, 'finishedOn', Date.now());
     const restarted = fairQueue({ lockMs: 30_000 });
-    expect(await restarted.learnEpoch()).toBe(2);
+    expect(await restarted.learnEpoch()).toBeGreaterThan(first);
     expect(await claim(restarted)).toBeUndefined();
     expect(await redis.exists(`${prefix}fq:job:${job.timestamp}-${job.id}`)).toBe(0);
     // Within an epoch the claim trusts the lock the fleet kept.
@@ -640,6 +640,43 @@ describe('a new epoch: jobs a plain Bull worker may have run meanwhile', () => {
     await takeIn(restarted);
     await redis.del(`${prefix}${other.id}:lock`);
     expect((await claim(restarted))?.job.id).toBe(String(other.id));
+  });
+
+  it('the epoch never goes back: with fq:stats lost, a job a plain worker finished after a roll-back is not claimed again', async () => {
+    const fair = fairQueue({ lockMs: 30_000 });
+    await fair.learnEpoch();
+    // An operator clears the fair queue's counters; the fleet goes on with the epoch it knows.
+    await redis.del(`${prefix}fq:stats`);
+    const job = await add('alice', { removeOnComplete: false });
+    await takeIn(fair);
+    // Roll-back: the locks lapse and a plain Bull worker completes the job. Roll-forward.
+    await redis.del(`${prefix}fq:kept`, `${prefix}${job.id}:lock`);
+    await redis.hset(`${prefix}${job.id}`, 'finishedOn', Date.now());
+    const restarted = fairQueue({ lockMs: 30_000 });
+    await restarted.learnEpoch();
+    expect(await claim(restarted)).toBeUndefined();
+  });
+
+  it('a job Bull moved back to its wait list is not claimed from the fair queue: the intake takes it in, and it runs once', async () => {
+    const fair = fairQueue({ lockMs: 30_000 });
+    await fair.learnEpoch();
+    const job = await add('alice', { removeOnComplete: false });
+    await takeIn(fair);
+    // Roll-back: the lock lapsed and a plain worker's stalled check moved the job back to Bull's wait list.
+    await redis.del(`${prefix}fq:kept`, `${prefix}${job.id}:lock`);
+    await redis.lrem(`${prefix}active`, 0, String(job.id));
+    await redis.lpush(`${prefix}wait`, String(job.id));
+    const restarted = fairQueue({ lockMs: 30_000 });
+    await restarted.learnEpoch();
+    expect(await claim(restarted)).toBeUndefined();
+    expect(await redis.lrange(`${prefix}wait`, 0, -1)).toEqual([String(job.id)]);
+    // The intake takes it in again, as a job of the new epoch: claimed once, and ended once.
+    await takeIn(restarted);
+    const again = (await claim(restarted))!;
+    expect(again.job.id).toBe(String(job.id));
+    expect((await restarted.end(again, { how: 'completed', returnValue: { delivered: true } })).ended).toBe(true);
+    expect(await claim(restarted)).toBeUndefined();
+    expect(await job.getState()).toBe('completed');
   });
 });
 

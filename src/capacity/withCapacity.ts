@@ -65,12 +65,14 @@ export function withCapacity(provider: ImageProvider, options: CapacityOptions, 
           await settle(purchase?.settle(image.costUsd), logger, jobId);
           return image;
         } catch (err) {
-          // No picture came back. It was not paid for when the request was never sent or xAI answered an error; a
-          // request cut off after it was sent (a timeout, a dropped connection, shutdown) most likely was.
-          const answered = err instanceof WorkerError && err.status !== undefined;
-          if (purchase) await settle(!sent || answered ? purchase.giveBack() : purchase.settle(undefined), logger, jobId);
+          // No picture came back. It was not paid for when the request was never sent or xAI answered an error
+          // status; it most likely was for a 200 without a usable picture, and for a request cut off after it was
+          // sent (a timeout, a dropped connection, shutdown): then it counts at its list price.
+          const status = err instanceof WorkerError ? err.status : undefined;
+          const refused = status !== undefined && status >= 300;
+          if (purchase) await settle(!sent || refused ? purchase.giveBack() : purchase.settle(undefined), logger, jobId);
           if (!(err instanceof WorkerError) || !err.rateLimited) {
-            if (answered) onAnswer?.(performance.now() - sentAt);
+            if (status !== undefined) onAnswer?.(performance.now() - sentAt);
             throw err;
           }
           const waitMs = err.retryAfterMs ?? backoffDelayMs(rateLimited + 1);

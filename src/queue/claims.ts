@@ -3,7 +3,8 @@ import type { Logger } from '../base/logger';
 import { backoffDelayMs } from '../base/retryPolicy';
 import { sleep } from '../base/sleep';
 import { Throttle } from '../base/throttle';
-import type { Claim, FairQueue } from './fairQueue';
+import type { Claim, FairQueue, Presence } from './fairQueue';
+import { PRESENCE_GRACE_MS } from './presence';
 
 interface Ours {
   claim: Claim;
@@ -18,8 +19,13 @@ interface Ours {
  * The claims this worker has, each known by its token: a run is its claim. Renewed every third of the lease; a
  * claim found lost aborts its own run's signal and nobody else's (the same job may be claimed again by this very
  * worker under another token). A run asks `stillOurs` before paying and before delivering; that costs a round trip
- * only when the last confirmation is old enough for the claim to have lapsed, and when Redis does not answer it
- * waits until Redis says, so nothing is paid or delivered on a claim that may be gone.
+ * only when the last confirmation is old enough for the claim to have been taken back since, and when Redis does not
+ * answer it waits until Redis says, so nothing is paid or delivered on a claim that may be gone.
+ *
+ * How old is too old: half a lease, for a claim can lapse only by its deadline. With presence on, the fleet takes
+ * a worker's claims back PRESENCE_GRACE_MS after it finds the worker's subscription gone, and a subscription can die
+ * without its connection noticing (a NAT dropping an idle connection): then only that long, and every renewal reads
+ * this worker's own presence too, so a confirmation never hides a subscription already gone.
  */
 export class Claims {
   private readonly ours = new Map<string, Ours>();
@@ -36,8 +42,28 @@ export class Claims {
     private readonly fair: FairQueue,
     private readonly leaseMs: number,
     private readonly logger: Logger,
-    private readonly onLost: (claim: Claim) => void = () => undefined,
+    private readonly hooks: {
+      /** This worker's id and how the fleet tells it is present (see presence.ts). */
+      self(): { presence: Presence; worker: string };
+      /** A claim was found lost. */
+      onLost?(claim: Claim): void;
+      /** This worker's subscription is gone while its connection says nothing: reconnect it. */
+      onAbsent?(): void;
+    } = { self: () => ({ presence: 'off', worker: '' }) },
   ) {}
+
+  /** How long a confirmation is trusted (see the class' comment). */
+  private get trustMs(): number {
+    return this.hooks.self().presence === 'off' ? this.leaseMs / 2 : Math.min(this.leaseMs / 2, PRESENCE_GRACE_MS);
+  }
+
+  /** What a renewal said of this worker's own subscription. */
+  private heard(present: boolean | null): void {
+    if (present !== false || this.distrusted) return;
+    this.logger.warn({ component: 'fair-queue' }, "this worker's subscription is gone without a word: reconnecting; claims are confirmed with Redis meanwhile");
+    this.distrust();
+    this.hooks.onAbsent?.();
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.leaseMs / 3)));
@@ -88,11 +114,12 @@ export class Claims {
   async stillOurs(claim: Claim, signal?: AbortSignal): Promise<boolean> {
     const entry = this.ours.get(claim.token);
     if (!entry || entry.controller.signal.aborted) return false;
-    if (!this.distrusted && entry.confirmedAt > this.distrustedAt && performance.now() - entry.confirmedAt < this.leaseMs / 2) return true;
+    if (!this.distrusted && entry.confirmedAt > this.distrustedAt && performance.now() - entry.confirmedAt < this.trustMs) return true;
     for (let attempt = 1; ; attempt++) {
       const askedAt = performance.now();
       try {
-        const lost = await this.fair.renew([claim]);
+        const { lost, present } = await this.fair.renew([claim], this.hooks.self());
+        this.heard(present);
         if (lost.length > 0) {
           this.lost(entry);
           return false;
@@ -119,7 +146,12 @@ export class Claims {
     const askedAt = performance.now();
     let lost: string[];
     try {
-      lost = await this.fair.renew(entries.map((e) => e.claim));
+      const reply = await this.fair.renew(
+        entries.map((e) => e.claim),
+        this.hooks.self(),
+      );
+      this.heard(reply.present);
+      lost = reply.lost;
     } catch (err) {
       if (this.throttle.allow()) this.logger.warn({ component: 'fair-queue', err: errorSummary(err) }, 'claims not renewed: Redis failed');
       return;
@@ -136,6 +168,6 @@ export class Claims {
     const { claim } = entry;
     this.logger.warn({ jobId: claim.job.id, fid: claim.job.fid, claim: claim.token }, 'claim lost: stopping its run (the job was taken back)');
     entry.controller.abort(new ClaimLostError(claim.job.id));
-    this.onLost(claim);
+    this.hooks.onLost?.(claim);
   }
 }

@@ -87,10 +87,12 @@ export class Dispatcher {
 
   /** Stops claiming and resolves true once every run has ended or been handed back, or false after `timeoutMs`. */
   async drain(timeoutMs: number): Promise<boolean> {
+    const startedAt = performance.now();
     this.stopping = true;
     this.nudge?.();
-    await this.loop;
-    return this.settled(timeoutMs);
+    // A claim under way (Redis silent) ends the loop only once it is answered: the limit covers that wait too.
+    await Promise.race([this.loop, timeLimit(timeoutMs)]);
+    return this.settled(Math.max(0, timeoutMs - (performance.now() - startedAt)));
   }
 
   /** Resolves true when no run is left (including runs that start meanwhile), or false after `limitMs`. */
@@ -110,19 +112,22 @@ export class Dispatcher {
       }
       const token = this.deps.token();
       let reply: ClaimReply;
+      const looked = this.lookAtAnswers();
       this.woken = null;
       this.unsettled.add(token);
       try {
-        reply = await this.deps.fair.claim(token, this.lookAtAnswers());
+        reply = await this.deps.fair.claim(token, looked);
         failures = 0;
       } catch (err) {
         this.unsettled.delete(token);
+        // What the claim was to look at is still unlooked-at.
+        if (looked) this.answersPending = true;
         failures += 1;
         if (this.throttle.allow()) this.deps.logger.warn({ component: 'fair-queue', err: errorSummary(err) }, 'jobs not claimed: Redis failed; trying again');
         await this.idle('redis', backoffDelayMs(failures, { baseMs: 200, maxMs: 5000 }));
         continue;
       }
-      this.found(reply);
+      this.found(reply, looked);
       this.unsettled.delete(token);
       if (reply.job) {
         const hasSlot = this.begin({ token, job: reply.job });
@@ -148,7 +153,7 @@ export class Dispatcher {
       return { token, answers: this.lookAtAnswers() };
     },
     take: (reply, next) => {
-      this.found(reply);
+      this.found(reply, next.answers);
       if (reply.job) void this.begin({ token: next.token, job: reply.job });
       this.unsettled.delete(next.token);
     },
@@ -165,10 +170,13 @@ export class Dispatcher {
     return { running: [...this.running.values()].map((r) => r.claim), pending: [...this.unsettled] };
   }
 
-  /** A job found means more are likely waiting; one found in fq:answers means the next claim looks there again. */
-  private found(reply: ClaimReply): void {
+  /**
+   * A job found means more are likely waiting; one found in fq:answers means the next claim looks there again, and
+   * so does a claim that looked there and gave up (it passed over ten entries no longer valid: more may follow).
+   */
+  private found(reply: ClaimReply, looked: boolean): void {
     this.backlog = reply.job !== undefined;
-    if (reply.job?.lane === 'answers') this.answersPending = true;
+    if (reply.job?.lane === 'answers' || (looked && reply.retryInMs === 0)) this.answersPending = true;
   }
 
   private lookAtAnswers(): boolean {

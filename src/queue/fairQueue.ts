@@ -12,6 +12,7 @@ import {
   decodeHoldBack,
   decodeIntake,
   decodeReap,
+  decodeRenew,
   decodeSweep,
   FairCounts,
   FairJob,
@@ -123,7 +124,7 @@ export class FairQueue {
    * the first claim, so that a job a plain Bull worker may have run meanwhile is checked when claimed.
    */
   async learnEpoch(): Promise<number> {
-    this.epoch = Number(await this.call('epoch', ...this.keys.fixed, this.keys.kept, this.prefix, this.options.lockMs));
+    this.epoch = Number(await this.call('epoch', ...this.keys.fixed, this.keys.kept, this.prefix, this.options.lockMs, this.epoch));
     return this.epoch;
   }
 
@@ -213,12 +214,16 @@ export class FairQueue {
     return decodeHoldBack(reply);
   }
 
-  /** Extends `claims`; returns the tokens of those that were lost. */
-  async renew(claims: Array<Pick<Claim, 'token'> & { job: Pick<FairJob, 'fid'> }>): Promise<string[]> {
-    if (claims.length === 0) return [];
+  /**
+   * Extends `claims`; returns the tokens of those that were lost, and whether `self`'s subscription is there (its
+   * presence: see presence.ts), when asked.
+   */
+  async renew(
+    claims: Array<Pick<Claim, 'token'> & { job: Pick<FairJob, 'fid'> }>,
+    self: { presence: Presence; worker: string } = { presence: 'off', worker: '' },
+  ): Promise<{ lost: string[]; present: boolean | null }> {
     const members = claims.map((c) => `${c.token}|${c.job.fid}`);
-    const lost = (await this.call('renew', ...this.keys.fixed, this.prefix, this.options.leaseMs, ...members)) as string[];
-    return lost.map((member) => member.slice(0, member.indexOf('|')));
+    return decodeRenew(await this.call('renew', ...this.keys.fixed, this.prefix, this.options.leaseMs, self.presence, self.worker, ...members));
   }
 
   /**
@@ -275,6 +280,7 @@ export class FairQueue {
           SWEEP_PAGE,
           opts.presence,
           Math.round(this.options.leaseMs / 2),
+          this.epoch,
         ),
       );
       this.epoch = Math.max(this.epoch, reply.epoch);

@@ -3,11 +3,10 @@ import type { Logger } from '../base/logger';
 import { Throttle } from '../base/throttle';
 import type { Claims } from './claims';
 import type { FairQueue, KnownClaims, Presence } from './fairQueue';
+import { PRESENCE_GRACE_MS } from './presence';
 
 /** How often Bull's active list is swept when STALLED_INTERVAL_MS is 0 (lapsed claims are then never taken back). */
 const SWEEP_DEFAULT_MS = 30_000;
-/** How long a worker without a subscriber stays a suspect before its claims are taken back (see reap-14.lua). */
-const PRESENCE_GRACE_MS = 5000;
 
 /**
  * Bull's lock of a job the fair queue has outlasts two sweeps and a margin for a late one (a sweep's length, at most

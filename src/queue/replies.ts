@@ -68,6 +68,13 @@ export function decodeEnd(reply: RawReply, claimedNext: boolean): { ended: boole
   return { ended: true, joined, ...(claimedNext ? { next: decodeClaim(reply, 2 + count) } : {}) };
 }
 
+/** RENEW's reply: the tokens of the claims that were lost, and whether the worker's own subscription is there (null: not asked). */
+export function decodeRenew(reply: RawReply): { lost: string[]; present: boolean | null } {
+  const present = Number(reply[0]);
+  const lost = reply.slice(1).map((member) => String(member).slice(0, String(member).indexOf('|')));
+  return { lost, present: present < 0 ? null : present === 1 };
+}
+
 export type HoldBackReply = { tell: true } | { tell: false; heldMs: number } | { tell: false; lost: true };
 
 /** HOLD-BACK's reply: tell the failure now (the claim was confirmed), held back for `heldMs`, or the claim is gone. */

@@ -5,17 +5,20 @@
 ]]
 
 -- Whether Bull still keeps the job locked for the fair queue. Asked only of a job taken in before the fleet's current
--- epoch (see KEEP in sweep): within one epoch a live worker kept every lock. Its lock is ours, or it lapsed on a
--- job Bull has not finished: then it is ours again. A lock of anyone else's, or a job Bull finished or removed (a
--- plain Bull worker ran it after a roll-back), is not ours: the fair queue forgets the job.
+-- epoch (see epoch-14.lua): within one epoch a live worker kept every lock. Its lock is ours, or it lapsed on a job
+-- Bull has not finished and that is still in Bull's active list: then it is ours again. A lock of anyone else's, a
+-- job Bull finished or removed (a plain Bull worker ran it after a roll-back), or one Bull moved back to its wait
+-- list, is not ours: the fair queue forgets the job (the intake takes a waiting one in again).
 local function lockedForUs(fid, bid, lockMs)
   local lock = lockKey(bid)
   local v = rcall('GET', lock)
   if v == LOCK .. fid then return true end
   if v and v ~= LEGACY_LOCK then return false end
   if not v then
+    -- Unlocked, it is ours again only where the fair queue left it, in Bull's active list: a job Bull moved back to
+    -- its wait list (its stalled check, after a roll-back) is the intake's to take in, and a plain worker's to run.
     local b = rcall('HMGET', P .. bid, 'timestamp', 'finishedOn')
-    if not b[1] or b[2] or b[1] .. '-' .. bid ~= fid then return false end
+    if not b[1] or b[2] or b[1] .. '-' .. bid ~= fid or not rcall('LPOS', K.active, bid) then return false end
   end
   rcall('SET', lock, LOCK .. fid, 'PX', lockMs)
   return true

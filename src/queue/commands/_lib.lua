@@ -105,13 +105,27 @@ local function toAnswers(fid, t)
 end
 
 -- Takes fid's running count back, as its claim recorded it (not by the ending worker's settings); `capped` is the
--- job's field when the caller has read it already.
+-- job's field when the caller has read it already. A user with jobs waiting may be claimed again: the fleet is told
+-- (claims pass over a user at USER_CONCURRENCY, and an idle worker waits to be woken).
 local function releaseRunning(job, uid, capped)
   if capped == nil then capped = rcall('HGET', job, 'capped') end
   if capped == '1' then
     rcall('HDEL', job, 'capped')
     if rcall('HINCRBY', K.running, uid, -1) <= 0 then rcall('HDEL', K.running, uid) end
+    if rcall('EXISTS', lineKey(uid)) == 1 then ready = ready or 'line' end
   end
+end
+
+-- The fleet's epoch (fq:stats epoch; see epoch-14.lua), as Redis has it or as high as the caller knows it.
+local function epochOf(known)
+  return math.max(tonumber(rcall('HGET', K.stats, 'epoch') or '0'), known or 0)
+end
+
+-- A new epoch: the Redis time it begins, so that it is later than any before it, also after fq:stats was lost.
+local function beginEpoch(t, known)
+  local epoch = math.max(t, epochOf(known) + 1)
+  rcall('HSET', K.stats, 'epoch', epoch)
+  return epoch
 end
 
 -- New identical asks join fid no more (it is set aside, or gone).

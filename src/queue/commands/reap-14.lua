@@ -53,9 +53,9 @@ if presence ~= 'off' then
       end
     end
   end
-  -- Forget suspects that have no claim any more.
+  -- Forget suspects that have no claim any more (the caller's own entry is the others' to judge).
   for _, w in ipairs(rcall('HKEYS', suspectsKey)) do
-    if not byWorker[w] then rcall('HDEL', suspectsKey, w) end
+    if not byWorker[w] and w ~= self then rcall('HDEL', suspectsKey, w) end
   end
 end
 publishWake()

@@ -16,11 +16,12 @@
   In batches of `count` ids, from `start`; the worker calls it again while a batch comes back full.
 
   The round also marks fq:kept for lockMs (see EPOCH): the fleet keeps Bull's locks. A round that finds the mark
-  gone begins a new epoch. Every caller learns the epoch.
+  gone, or the epoch lost with fq:stats, begins a new epoch. Every caller learns the epoch.
 
   KEYS: the 13 fixed keys, 14 fq:swept (STRING: the worker sweeping this round), 15 fq:unknown (HASH fid -> when
         the sweep first found it unknown), 16 fq:kept
-  ARGV: P, worker, flagMs, lockMs, agingMs, maxIdBytes, start, count, presence ('channel' | 'shard' | 'off'), graceMs
+  ARGV: P, worker, flagMs, lockMs, agingMs, maxIdBytes, start, count, presence ('channel' | 'shard' | 'off'), graceMs,
+        known (the epoch the worker knows)
   Returns {0, epoch} when another worker sweeps this round, else {1, ids looked at, taken in, put back, epoch}.
 ]]
 local self, flagMs, lockMs, agingMs = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -28,7 +29,7 @@ local maxIdBytes, start, count, presence = tonumber(ARGV[6]), tonumber(ARGV[7]),
 local graceMs = tonumber(ARGV[10])
 local flag, unknown, kept = KEYS[14], KEYS[15], KEYS[16]
 local t = now()
-local function epoch() return tonumber(rcall('HGET', K.stats, 'epoch') or '0') end
+local function epoch() return epochOf(tonumber(ARGV[11])) end
 
 if start == 0 then
   if not rcall('SET', flag, self, 'NX', 'PX', flagMs) then
@@ -37,9 +38,9 @@ if start == 0 then
     if alive and sweeper ~= self then return {0, epoch()} end
     rcall('SET', flag, self, 'PX', flagMs)
   end
-  if rcall('SET', kept, 1, 'XX', 'PX', lockMs) == false then
+  if rcall('SET', kept, 1, 'XX', 'PX', lockMs) == false or rcall('HEXISTS', K.stats, 'epoch') == 0 then
     rcall('SET', kept, 1, 'PX', lockMs)
-    rcall('HINCRBY', K.stats, 'epoch', 1)
+    beginEpoch(t, tonumber(ARGV[11]))
   end
 elseif rcall('GET', flag) ~= self then
   return {0, epoch()}
@@ -159,6 +160,9 @@ for _, bid in ipairs(ids) do
         else
           place(bid, fid, b, seq, seq, takeInContext())
         end
+        -- The jobs that had joined it are still listed: they end with it, as before.
+        local followers = rcall('LLEN', joinedKey(fid))
+        if followers > 0 then rcall('HSET', jobKey(fid), 'joined', followers) end
         if rcall('EXISTS', checkpointKey(fid)) == 1 then
           rcall('HSET', jobKey(fid), 'cp', 1)
           if rcall('HGET', jobKey(fid), 'at') == 'line' then
