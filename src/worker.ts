@@ -246,6 +246,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const intake = new BullIntake(fair, queue, redis.create('intake'), client, logger, {
     lined: (jobs) => void vet(jobs),
     ready: () => dispatcher.wake('answers'),
+    room: () => dispatcher.room,
   });
 
   // A reply lost with the connection: the client sends the command again, and a claim may be left behind.

@@ -75,6 +75,12 @@ export class Dispatcher {
     return this.running.size;
   }
 
+  /** How many more jobs this process would claim now (0 once stopping). */
+  get room(): number {
+    if (this.stopping) return 0;
+    return Math.max(0, this.deps.limit(this.running.size) - this.running.size - this.unsettled.size);
+  }
+
   /**
    * Jobs became ready somewhere in the fleet. An idle dispatcher claims now rather than at its next poll; one that
    * waits for the pace claims now only for `answers` (they never wait for it).

@@ -147,7 +147,7 @@ export class FairQueue {
    * blocking read). Returns how many went into a line, joined an identical job or went to the answers, the Bull
    * options the worker does not apply (to be logged), and the jobs that went into a line (to be vetted).
    */
-  async intake(firstId: string | null, batch: number): Promise<Intake> {
+  async intake(firstId: string | null, batch: number, room = 0): Promise<Intake> {
     const { lockMs, remember } = this.options;
     const reply = await this.call(
       'intake',
@@ -160,6 +160,7 @@ export class FairQueue {
       MAX_ID_BYTES,
       remember ? 1 : 0,
       this.epoch,
+      room,
     );
     return decodeIntake(reply);
   }

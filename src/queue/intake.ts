@@ -36,6 +36,8 @@ export interface IntakeHooks {
   lined(jobs: Intake['jobs']): void;
   /** Jobs are ready to be claimed. */
   ready(): void;
+  /** How many jobs this worker would claim now: jobs beyond that wake the fleet. */
+  room(): number;
 }
 
 /**
@@ -62,7 +64,7 @@ export class BullIntake {
     /** The shared command connection, which unblocks the blocking one when the intake stops. */
     private readonly control: RedisClient,
     private readonly logger: Logger,
-    private readonly hooks: IntakeHooks = { lined: () => undefined, ready: () => undefined },
+    private readonly hooks: IntakeHooks = { lined: () => undefined, ready: () => undefined, room: () => 0 },
     /** Seconds one blocking read waits (a test makes it long to show that stopping does not wait it out). */
     private readonly blockS = BLOCK_S,
   ) {
@@ -162,7 +164,7 @@ export class BullIntake {
 
   /** One script call; true when it may have left more jobs in Bull's wait list. */
   private async takeIn(firstId: string | null): Promise<boolean> {
-    const intake = await this.fair.intake(firstId, BATCH);
+    const intake = await this.fair.intake(firstId, BATCH, this.hooks.room());
     const { read, lined, joined, answers, unapplied, jobs } = intake;
     for (const { id, option } of unapplied) {
       this.logger.warn(

@@ -40,15 +40,21 @@ local function reply(r)
   return r
 end
 
+-- Keys to delete, in one DEL at the end.
+local gone = {}
+local function drop(...)
+  for _, key in ipairs({...}) do table.insert(gone, key) end
+end
+
 -- Bull's moveToFinished for one job of ours: what producers, Bull's events and bull-board read.
 local target = how == 'failed' and K.failed or K.completed
 local function finishInBull(bid, made, keepCount, keepAge)
   local bkey = P .. bid
   rcall('LREM', K.active, -1, bid)
   if keepCount == 0 then
-    rcall('DEL', bkey, bkey .. ':lock', bkey .. ':logs')
+    drop(bkey, bkey .. ':lock', bkey .. ':logs')
   else
-    rcall('DEL', bkey .. ':lock')
+    drop(bkey .. ':lock')
     if rcall('EXISTS', bkey) == 1 then
       rcall('ZADD', target, nowMs, bid)
       if how == 'failed' then
@@ -96,7 +102,8 @@ if rcall('ZREM', K.claims, claimMember(token, fid)) == 0 then
     local fc, fa = keepRule(opts['removeOnFail'])
     local keepCount, keepAge = keepOf(kc, ka, fc, fa)
     finishInBull(bid, tonumber(b[2]) or 0, keepCount, keepAge)
-    rcall('DEL', checkpoint)
+    drop(checkpoint)
+    rcall('DEL', unpack(gone))
     return reply({1, 0})
   end
 end
@@ -142,7 +149,7 @@ if f[10] then
       if g[1] then
         local otherCount, otherAge = keepOf(g[2], g[3], g[4], g[5])
         finishInBull(g[1], 0, otherCount, otherAge)
-        rcall('DEL', jobKey(other))
+        drop(jobKey(other))
         table.insert(r, g[1])
         r[2] = r[2] + 1
       end
@@ -152,7 +159,9 @@ if f[10] then
 end
 -- New identical asks join this job no more. Its pointer is deleted with it: only a job set aside and later due again
 -- could have lost the pointer to a newer ask meanwhile, and then that ask merely does not join.
-if f[4] and f[4] ~= '' then rcall('DEL', job, checkpoint, joined, askKey(f[4])) else rcall('DEL', job, checkpoint, joined) end
+drop(job, checkpoint, joined)
+if f[4] and f[4] ~= '' then drop(askKey(f[4])) end
+rcall('DEL', unpack(gone))
 if how == 'failed' and f[4] and f[4] ~= '' then
   local told = toldKey(f[4])
   rcall('INCR', told)

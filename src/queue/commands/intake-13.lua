@@ -5,7 +5,8 @@
   locked for the fair queue, until END finishes it there.
 
   ARGV: P, firstId (a job a blocking BRPOPLPUSH already moved to Bull's active list, or ''), batch, agingMs,
-        lockMs, maxIdBytes, remember (1: an ask with a picture kept lately goes to the answers), epoch
+        lockMs, maxIdBytes, remember (1: an ask with a picture kept lately goes to the answers), epoch, room (how
+        many jobs the calling worker claims now: the fleet is woken only for jobs beyond them)
   Returns {lined, joined, answers, read (ids read from Bull's wait list), n, n/2 x (id, option): the Bull options
            given that the worker does not apply, then fid, data of each job that went into a line}.
 ]]
@@ -33,7 +34,7 @@ for i, bid in ipairs(ids) do
     table.insert(lined, data)
   end
 end
-publishWake()
+if counts.lined + counts.answers > tonumber(ARGV[9]) then publishWake() end
 local reply = {counts.lined, counts.joined, counts.answers, #ids, #c.notes}
 for _, v in ipairs(c.notes) do table.insert(reply, v) end
 for _, v in ipairs(lined) do table.insert(reply, v) end
