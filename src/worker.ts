@@ -245,7 +245,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
   const vet = jobVetting(fair, verifier, logger);
   const intake = new BullIntake(fair, queue, redis.create('intake'), client, logger, {
     lined: (jobs) => void vet(jobs),
-    ready: () => dispatcher.wake('answers'),
+    ready: (where) => dispatcher.wake(where),
     room: () => dispatcher.room,
   });
 

@@ -30,7 +30,7 @@ function fakeQueue(n: number): { fair: FairQueue; claims: string[] } {
   const fair = {
     claim: async (token: string): Promise<ClaimReply> => {
       claims.push(token);
-      return next <= n ? { job: job(next++) } : { retryInMs: null };
+      return next <= n ? { job: job(next++), more: next <= n } : { retryInMs: null };
     },
   } as unknown as FairQueue;
   return { fair, claims };
@@ -87,7 +87,7 @@ describe('Dispatcher', () => {
     // The first run's end asked for the next job before shutdown began (a backlog was seen)...
     const drained = dispatcher.drain(5000);
     // ...and the job that round trip claimed arrives after it began.
-    offered!.take({ job: job(2) }, { token: 'w.late', answers: true });
+    offered!.take({ job: job(2), more: false }, { token: 'w.late', answers: true });
     finishFirst();
     expect(await drained).toBe(true);
     expect(started).toEqual(['1']);
@@ -101,7 +101,7 @@ describe('Dispatcher', () => {
     const fair = {
       claim: async (_token: string, look: boolean): Promise<ClaimReply> => {
         const next = (look && answers.shift()) || line.shift();
-        return next ? { job: next } : { retryInMs: null };
+        return next ? { job: next, more: answers.length + line.length > 0 } : { retryInMs: null };
       },
     } as unknown as FairQueue;
     const started: string[] = [];
@@ -120,9 +120,40 @@ describe('Dispatcher', () => {
       logger: createLogger('silent'),
     });
     dispatcher.start();
-    // The ninth claim finds nothing: then the dispatcher waits for a wake message.
-    for (let turns = 0; n < 9 && turns < 1000; turns++) await new Promise((r) => setImmediate(r));
+    // The last job claimed said nothing more was waiting: then the dispatcher waits for a wake message.
+    for (let turns = 0; started.length < 8 && turns < 1000; turns++) await new Promise((r) => setImmediate(r));
     expect(await dispatcher.drain(1000)).toBe(true);
     expect(started).toEqual(['11', '12', '13', '1', '2', '3', '4', '5']);
+  });
+
+  it('claims no further after a job that said nothing more was waiting, until it is woken', async () => {
+    const waiting = [1, 2].map(job);
+    const claimed: string[] = [];
+    const fair = {
+      claim: async (token: string): Promise<ClaimReply> => {
+        claimed.push(token);
+        const next = waiting.shift();
+        return next ? { job: next, more: false } : { retryInMs: null };
+      },
+    } as unknown as FairQueue;
+    let n = 0;
+    const dispatcher = new Dispatcher({
+      fair,
+      token: () => `w.${++n}`,
+      run: async (_claim, onSlot) => onSlot(),
+      handBack: async () => undefined,
+      limit: () => 10,
+      paced: false,
+      events: new WorkerEvents(),
+      logger: createLogger('silent'),
+    });
+    dispatcher.start();
+    for (let turns = 0; turns < 200; turns++) await new Promise((r) => setImmediate(r));
+    // One claim, not a second one that would find nothing (a trickle of jobs pays for that on every job).
+    expect(claimed).toEqual(['w.1']);
+    dispatcher.wake('line');
+    for (let turns = 0; claimed.length < 2 && turns < 200; turns++) await new Promise((r) => setImmediate(r));
+    expect(claimed).toEqual(['w.1', 'w.2']);
+    expect(await dispatcher.drain(1000)).toBe(true);
   });
 });

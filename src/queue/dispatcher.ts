@@ -141,6 +141,8 @@ export class Dispatcher {
           await Promise.race([hasSlot, this.idle('first-slot', FIRST_SLOT_WAIT_MS)]);
           if (this.waiting === 'first-slot') this.nudge?.();
         }
+        // Nothing else was waiting: the next claim waits to be woken (a job taken in, a wake message, a run's end).
+        if (!reply.more) await this.idle('work', IDLE_POLL_MS);
         continue;
       }
       await this.idle(reply.retryInMs === null ? 'work' : 'pace', reply.retryInMs ?? IDLE_POLL_MS);
@@ -177,11 +179,12 @@ export class Dispatcher {
   }
 
   /**
-   * A job found means more are likely waiting; one found in fq:answers means the next claim looks there again, and
-   * so does a claim that looked there and gave up (it passed over ten entries no longer valid: more may follow).
+   * A job found with others waiting means claiming with a run's end is worth it; one found in fq:answers means the
+   * next claim looks there again, and so does a claim that looked there and gave up (it passed over ten entries no
+   * longer valid: more may follow).
    */
   private found(reply: ClaimReply, looked: boolean): void {
-    this.backlog = reply.job !== undefined;
+    this.backlog = reply.more === true;
     if (reply.job?.lane === 'answers' || (looked && reply.retryInMs === 0)) this.answersPending = true;
   }
 

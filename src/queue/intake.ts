@@ -34,8 +34,8 @@ export const BULL_SETTINGS = { guardInterval: 60_000 };
 export interface IntakeHooks {
   /** Jobs went into users' lines: vet them (data and token), so that those that need no API are answered at once. */
   lined(jobs: Intake['jobs']): void;
-  /** Jobs are ready to be claimed. */
-  ready(): void;
+  /** Jobs are ready to be claimed: some in the answers, or all in users' lines. */
+  ready(where: 'answers' | 'line'): void;
   /** How many jobs this worker would claim now: jobs beyond that wake the fleet. */
   room(): number;
 }
@@ -173,7 +173,7 @@ export class BullIntake {
       );
     }
     if (joined > 0) this.logger.info({ joined }, 'jobs joined an identical job waiting or running: one image, one delivery');
-    if (lined + answers > 0) this.hooks.ready();
+    if (lined + answers > 0) this.hooks.ready(answers > 0 ? 'answers' : 'line');
     if (jobs.length > 0) this.hooks.lined(jobs);
     return read >= BATCH;
   }

@@ -47,7 +47,11 @@ export interface FairJob {
   stalledOut: boolean;
 }
 
-export type ClaimReply = { job: FairJob; retryInMs?: undefined } | { job?: undefined; retryInMs: number | null };
+/**
+ * A job (`more`: other work may be waiting; false: none was, and the claimer waits to be woken), or how long until
+ * asking again is worth it (null: until woken).
+ */
+export type ClaimReply = { job: FairJob; more: boolean; retryInMs?: undefined } | { job?: undefined; more?: undefined; retryInMs: number | null };
 
 type RawReply = unknown[];
 
@@ -57,7 +61,8 @@ export function decodeClaim(reply: RawReply, at = 0): ClaimReply {
     const ms = Number(reply[at + 1]);
     return { retryInMs: ms < 0 ? null : ms };
   }
-  return { job: decodeJob(String(reply[at + 1]), reply[at + 2] === 'answers' ? 'answers' : 'line', reply[at + 3] as string[]) };
+  const job = decodeJob(String(reply[at + 1]), reply[at + 2] === 'answers' ? 'answers' : 'line', reply[at + 3] as string[]);
+  return { job, more: reply[at + 4] !== 0 };
 }
 
 /** END's reply: whether the claim was the caller's, the Bull ids of the jobs that ended with it, the next claim. */

@@ -1,7 +1,8 @@
 --[[
   The claim (see claim-13.lua), shared with END, which claims the next job in the same round trip.
-  Returns {1, fid, lane, fields} (lane: 'answers' or 'line', fields: the job's hash) or {0, ms until the next
-  slot of the pace, or -1: nothing to claim (wait to be woken)}.
+  Returns {1, fid, lane, fields, more} (lane: 'answers' or 'line', fields: the job's hash, more: 1 when other work
+  may be waiting, 0 when none is: the caller waits to be woken) or {0, ms until the next slot of the pace, or -1:
+  nothing to claim (wait to be woken)}.
 ]]
 
 -- Whether Bull still keeps the job locked for the fair queue. Asked only of a job taken in before the fleet's current
@@ -41,7 +42,7 @@ end
 -- `epoch`: the fleet's epoch as the claiming worker knows it.
 local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lockMs, answers, epoch)
   for _ = 1, 10 do
-    local lane, uid = 'answers', nil
+    local lane, uid, more = 'answers', nil, 1
     local fid = answers and rcall('ZPOPMIN', K.answers)[1]
     if not fid then
       lane = 'line'
@@ -66,7 +67,12 @@ local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lock
       if not uid then return {0, -1} end
       local line = lineKey(uid)
       fid = rcall('ZPOPMIN', line)[1]
-      if rcall('EXISTS', line) == 0 then rcall('ZREM', K.users, uid) else rcall('ZINCRBY', K.users, -agingMs, uid) end
+      if rcall('EXISTS', line) == 1 then
+        rcall('ZINCRBY', K.users, -agingMs, uid)
+      else
+        rcall('ZREM', K.users, uid)
+        if rcall('ZCARD', K.users) == 0 and (not answers or rcall('EXISTS', K.answers) == 0) then more = 0 end
+      end
     end
     if fid then
       local job = jobKey(fid)
@@ -83,7 +89,7 @@ local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lock
             end
             if paced then promiseSlot(K.pace, t, fid, promiseMs) end
           end
-          return {1, fid, lane, list}
+          return {1, fid, lane, list, more}
         end
         forget(fid, f, agingMs, t)
       end

@@ -14,7 +14,7 @@
 
   ARGV: P, token, leaseMs, userCap (0: none), paced (1/0), promiseMs, agingMs, lockMs, answers (1/0: look at
         fq:answers), epoch (the fleet's, as the worker knows it)
-  Returns {1, fid, lane, fields} or {0, ms until the next slot, or -1: nothing to claim (wait to be woken)}.
+  Returns {1, fid, lane, fields, more} or {0, ms until the next slot, or -1: nothing to claim (wait to be woken)}.
 ]]
 return claimNext(now(), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]),
   tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9] == '1', tonumber(ARGV[10]))
