@@ -7,13 +7,15 @@ import { startStorybangJwt, StorybangJwt } from '../__tests__/support/storybangJ
 import { BenchChild } from './benchChild';
 import type { Build } from './builds';
 import type { StorybangPlan } from './plan';
-import { share429 } from './storybangReport';
 import { commandCounts, commandDelta } from './redisFootprint';
 import type { BenchSystem } from './system';
 import { ROOM_SUFFIX, StoryServer, WaitPage, Watch } from './waitPage';
 import { Delay, delays, describeDelay, meanDelayMs, XaiBehaviour, XaiCounters } from './xaiServer';
 import { mergeCounts, WorkerProcess } from './workerProcess';
 import { PRODUCER_DEFAULTS } from '../src/producer';
+
+/** Of the requests the API received, the share it answered 429. */
+export const share429 = (api: ApiFigures): number => (api.requests > 0 ? api.limited / api.requests : 0);
 
 /**
  * "StoryBang at xAI's real speed": built workers (`node dist/index.js`) started exactly as StoryBang deploys them,

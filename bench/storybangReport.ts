@@ -1,4 +1,4 @@
-import type { ApiFigures, LoopsRun, StoriesRun, StorybangResults } from './storybang';
+import { share429, type LoopsRun, type StoriesRun, type StorybangResults } from './storybang';
 import { describeDelay, meanDelayMs } from './xaiServer';
 
 /** The tables of the StoryBang scenarios, and the rows they add to the goals table. */
@@ -15,8 +15,6 @@ const capped = (r: { timedOut: boolean }): string => (r.timedOut ? ' (capped)' :
 const who = (r: { build: string; rev: string }): string => `${r.build} (${r.rev})`;
 const ends = (r: { outcomes: Record<string, number>; codes: Record<string, number> }): string =>
   [...Object.entries(r.outcomes), ...Object.entries(r.codes)].map(([k, v]) => `${k} ${v}`).join(', ');
-
-export const share429 = (api: ApiFigures): number => (api.requests > 0 ? api.limited / api.requests : 0);
 
 /** Redis's default `maxclients`: once StoryBang's leaked connections reach it, nobody gets anything. */
 const MAXCLIENTS = 10_000;

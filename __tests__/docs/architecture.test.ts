@@ -10,7 +10,10 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const DOC = fs.readFileSync(path.join(ROOT, 'docs', 'ARCHITECTURE.md'), 'utf8');
 
 function luaFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.lua')).map((f) => path.join(dir, f));
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.lua'))
+    .map((f) => path.join(dir, f));
 }
 const LUA = luaFiles(path.join(ROOT, 'src')).map((file) => ({ file: path.relative(ROOT, file), text: fs.readFileSync(file, 'utf8') }));
 
@@ -23,7 +26,12 @@ function tableAfter(heading: string): string[][] {
   const rows: string[][] = [];
   for (const line of lines.slice(first + 2)) {
     if (!line.startsWith('|')) break;
-    rows.push(line.split(/(?<!\\)\|/).slice(1, -1).map((cell) => cell.trim()));
+    rows.push(
+      line
+        .split(/(?<!\\)\|/)
+        .slice(1, -1)
+        .map((cell) => cell.trim()),
+    );
   }
   return rows;
 }
@@ -38,9 +46,7 @@ const shape = (key: string): string => key.replace(/<[^>]*>/g, '<>');
 
 /** The keys the tables list, as shapes; a key `x:<>` also stands for `x`, as a builder names it. */
 function documentedKeys(): Set<string> {
-  const keys = [...tableAfter("### The fair queue's keys"), ...tableAfter("### Bull's own keys, as the fair queue uses them")].flatMap((row) =>
-    ticked(row[0]),
-  );
+  const keys = [...tableAfter("### The fair queue's keys"), ...tableAfter("### Bull's own keys, as the fair queue uses them")].flatMap((row) => ticked(row[0]));
   return new Set(keys.map(shape));
 }
 

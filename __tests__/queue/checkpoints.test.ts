@@ -75,7 +75,6 @@ describe('Checkpoints', () => {
     expect(await checkpoints.forJob(await job('1-21', false)).load(FINGERPRINT)).toBeNull();
     expect(await checkpoints.forJob(await job('1-21', true)).load(FINGERPRINT)).toStrictEqual(IMAGE);
   });
-
 });
 
 describe('the checkpoint format', () => {

@@ -58,7 +58,7 @@ describe('Claims', () => {
     beforeEach(() => jest.useFakeTimers());
     afterEach(() => jest.useRealTimers());
 
-    it('trusts a confirmation only as long as the fleet waits before it takes a silent worker\'s claims back', async () => {
+    it("trusts a confirmation only as long as the fleet waits before it takes a silent worker's claims back", async () => {
       const { claims, claim, redis } = setup('channel');
       claims.take(claim);
       jest.advanceTimersByTime(PRESENCE_GRACE_MS - 100);

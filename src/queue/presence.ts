@@ -91,7 +91,13 @@ export class WorkerPresence {
   private async ping(): Promise<void> {
     if (this.subscriber.status !== 'ready' || performance.now() - this.pingedAt < (this.hooks.busy() ? PING_BUSY_MS : PING_IDLE_MS) - 100) return;
     this.pingedAt = performance.now();
-    const answered = await Promise.race([this.subscriber.ping().then(() => true, () => true), timeLimit(PING_TIMEOUT_MS).then(() => false)]);
+    const answered = await Promise.race([
+      this.subscriber.ping().then(
+        () => true,
+        () => true,
+      ),
+      timeLimit(PING_TIMEOUT_MS).then(() => false),
+    ]);
     if (answered || this.subscriber.status !== 'ready') return;
     this.logger.warn({ component: 'presence' }, 'subscription not answering: connecting again');
     this.subscriber.disconnect(true);
