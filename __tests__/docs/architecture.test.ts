@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { markdownDoc, ticked } from '../support/markdown';
 
 /**
  * docs/ARCHITECTURE.md's tables of Redis keys and of a job's record say what the code does: every key the scripts
@@ -7,7 +8,7 @@ import path from 'node:path';
  * nothing in the tables is named nowhere in the code. A rename in Lua without the docs fails here.
  */
 const ROOT = path.resolve(__dirname, '..', '..');
-const DOC = fs.readFileSync(path.join(ROOT, 'docs', 'ARCHITECTURE.md'), 'utf8');
+const { text: DOC, tableAfter } = markdownDoc('docs/ARCHITECTURE.md');
 
 function luaFiles(dir: string): string[] {
   return fs
@@ -16,30 +17,6 @@ function luaFiles(dir: string): string[] {
     .map((f) => path.join(dir, f));
 }
 const LUA = luaFiles(path.join(ROOT, 'src')).map((file) => ({ file: path.relative(ROOT, file), text: fs.readFileSync(file, 'utf8') }));
-
-/** The rows of the Markdown table that follows `heading`, as their cells. */
-function tableAfter(heading: string): string[][] {
-  const start = DOC.indexOf(`\n${heading}\n`);
-  if (start < 0) throw new Error(`docs/ARCHITECTURE.md has no heading "${heading}"`);
-  const lines = DOC.slice(start).split('\n').slice(1);
-  const first = lines.findIndex((l) => l.startsWith('|'));
-  const rows: string[][] = [];
-  for (const line of lines.slice(first + 2)) {
-    if (!line.startsWith('|')) break;
-    rows.push(
-      line
-        .split(/(?<!\\)\|/)
-        .slice(1, -1)
-        .map((cell) => cell.trim()),
-    );
-  }
-  return rows;
-}
-
-/** The names in backticks in a cell. */
-function ticked(cell: string): string[] {
-  return [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
-}
 
 /** A key as compared: every `<placeholder>` alike. */
 const shape = (key: string): string => key.replace(/<[^>]*>/g, '<>');

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { USER_MESSAGES } from '../../src/base/errors';
 import { SCHEMA } from '../../src/config/schema';
 import { settingsOf } from '../../src/config/setting';
+import { markdownDoc, ticked } from '../support/markdown';
 
 /**
  * The README's tables that an operator copies from say what the code does: the settings table names every
@@ -10,28 +11,7 @@ import { settingsOf } from '../../src/config/setting';
  * sentence; the log table names lines the worker writes.
  */
 const ROOT = path.resolve(__dirname, '..', '..');
-const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-
-/** The rows of the first Markdown table after `heading`, as their cells. */
-function tableAfter(heading: string): string[][] {
-  const start = README.indexOf(`\n${heading}\n`);
-  if (start < 0) throw new Error(`README.md has no heading "${heading}"`);
-  const lines = README.slice(start).split('\n').slice(1);
-  const first = lines.findIndex((l) => l.startsWith('|'));
-  const rows: string[][] = [];
-  for (const line of lines.slice(first + 2)) {
-    if (!line.startsWith('|')) break;
-    rows.push(
-      line
-        .split(/(?<!\\)\|/)
-        .slice(1, -1)
-        .map((cell) => cell.trim()),
-    );
-  }
-  return rows;
-}
-
-const ticked = (cell: string): string[] => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+const { tableAfter } = markdownDoc('README.md');
 
 describe('README.md against the code', () => {
   const settings = settingsOf(SCHEMA);

@@ -4,6 +4,7 @@ import { FairQueue } from '../../src/queue/fairQueue';
 import type { FairJob } from '../../src/queue/replies';
 import { redisOptionsFromUrl } from '../../src/redis/connections';
 import type { GeneratedImage } from '../../src/pipeline/ports';
+import { fakeFairJob } from '../support/fakes';
 import { redisUrl, uniqueQueueName, closeClient } from '../support/helpers';
 
 const FINGERPRINT = 'user-42:1700000000000';
@@ -31,21 +32,7 @@ afterEach(async () => {
 /** A job record as the intake leaves it (only its existence matters to a checkpoint). */
 async function job(fid: string, hasCheckpoint = true): Promise<FairJob> {
   await redis.hset(`${prefix}fq:job:${fid}`, 'uid', 'user-42');
-  return {
-    fid,
-    id: fid,
-    userId: 'user-42',
-    data: {},
-    createdAt: 0,
-    attempts: 1,
-    attemptsMade: 0,
-    backoff: null,
-    ask: '',
-    remembered: false,
-    lane: 'line',
-    hasCheckpoint,
-    stalledOut: false,
-  };
+  return fakeFairJob(fid, { userId: 'user-42', hasCheckpoint });
 }
 
 describe('Checkpoints', () => {

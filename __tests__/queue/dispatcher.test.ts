@@ -4,24 +4,9 @@ import type { NextJob } from '../../src/queue/ending';
 import { Dispatcher } from '../../src/queue/dispatcher';
 import type { Claim, FairQueue } from '../../src/queue/fairQueue';
 import type { ClaimReply, FairJob } from '../../src/queue/replies';
+import { fakeFairJob } from '../support/fakes';
 
-function job(n: number): FairJob {
-  return {
-    fid: `0-${n}`,
-    id: String(n),
-    userId: 'alice',
-    data: {},
-    createdAt: 0,
-    attempts: 1,
-    attemptsMade: 0,
-    backoff: null,
-    ask: '',
-    remembered: false,
-    lane: 'line',
-    hasCheckpoint: false,
-    stalledOut: false,
-  };
-}
+const job = (n: number): FairJob => fakeFairJob(`0-${n}`, { id: String(n) });
 
 /** A fair queue that hands out jobs 1..n, then nothing. */
 function fakeQueue(n: number): { fair: FairQueue; claims: string[] } {
@@ -36,23 +21,33 @@ function fakeQueue(n: number): { fair: FairQueue; claims: string[] } {
   return { fair, claims };
 }
 
+type DispatcherOptions = ConstructorParameters<typeof Dispatcher>[0];
+
+/** A dispatcher on `fair` that hands back nothing, unpaced, with room for 10 runs; `options` override. */
+function dispatcherOn(fair: FairQueue, options: Partial<DispatcherOptions>): Dispatcher {
+  let n = 0;
+  return new Dispatcher({
+    fair,
+    token: () => `w.${++n}`,
+    run: async (_claim, onSlot) => onSlot(),
+    handBack: async () => undefined,
+    limit: () => 10,
+    paced: false,
+    events: new WorkerEvents(),
+    logger: createLogger('silent'),
+    ...options,
+  });
+}
+
 describe('Dispatcher', () => {
   it('gives every claim a token of its own and tracks each run by it', async () => {
     const { fair, claims } = fakeQueue(3);
     const runs: Claim[] = [];
-    let n = 0;
-    const dispatcher = new Dispatcher({
-      fair,
-      token: () => `w.${++n}`,
+    const dispatcher = dispatcherOn(fair, {
       run: async (claim, onSlot) => {
         runs.push(claim);
         onSlot();
       },
-      handBack: async () => undefined,
-      limit: () => 10,
-      paced: false,
-      events: new WorkerEvents(),
-      logger: createLogger('silent'),
     });
     dispatcher.start();
     while (runs.length < 3) await new Promise((r) => setImmediate(r));
@@ -67,8 +62,7 @@ describe('Dispatcher', () => {
     const handedBack: string[] = [];
     let finishFirst!: () => void;
     let offered: NextJob | undefined;
-    const dispatcher = new Dispatcher({
-      fair,
+    const dispatcher = dispatcherOn(fair, {
       token: () => `w.${started.length + handedBack.length + 1}`,
       run: async (claim, onSlot, next) => {
         started.push(claim.job.id);
@@ -77,10 +71,6 @@ describe('Dispatcher', () => {
         await new Promise<void>((resolve) => (finishFirst = resolve));
       },
       handBack: async (claim) => void handedBack.push(claim.job.id),
-      limit: () => 10,
-      paced: false,
-      events: new WorkerEvents(),
-      logger: createLogger('silent'),
     });
     dispatcher.start();
     while (started.length === 0) await new Promise((r) => setImmediate(r));
@@ -105,19 +95,11 @@ describe('Dispatcher', () => {
       },
     } as unknown as FairQueue;
     const started: string[] = [];
-    let n = 0;
-    const dispatcher = new Dispatcher({
-      fair,
-      token: () => `w.${++n}`,
+    const dispatcher = dispatcherOn(fair, {
       run: async (claim, onSlot) => {
         started.push(claim.job.id);
         onSlot();
       },
-      handBack: async () => undefined,
-      limit: () => 10,
-      paced: false,
-      events: new WorkerEvents(),
-      logger: createLogger('silent'),
     });
     dispatcher.start();
     // The last job claimed said nothing more was waiting: then the dispatcher waits for a wake message.
@@ -136,17 +118,7 @@ describe('Dispatcher', () => {
         return next ? { job: next, more: false } : { retryInMs: null };
       },
     } as unknown as FairQueue;
-    let n = 0;
-    const dispatcher = new Dispatcher({
-      fair,
-      token: () => `w.${++n}`,
-      run: async (_claim, onSlot) => onSlot(),
-      handBack: async () => undefined,
-      limit: () => 10,
-      paced: false,
-      events: new WorkerEvents(),
-      logger: createLogger('silent'),
-    });
+    const dispatcher = dispatcherOn(fair, {});
     dispatcher.start();
     for (let turns = 0; turns < 200; turns++) await new Promise((r) => setImmediate(r));
     // One claim, not a second one that would find nothing (a trickle of jobs pays for that on every job).

@@ -1,5 +1,6 @@
 import { abortError, transientError } from '../../src/base/errors';
 import type { CheckpointStore, GeneratedImage, ImageProvider, ImageRequest, JobEvent, Notifier, RefusalMemory, TokenVerifier } from '../../src/pipeline/ports';
+import type { FairJob } from '../../src/queue/replies';
 
 /**
  * Small stand-ins for the pipeline's edges, for unit tests of the pipeline and of a run's ending. Each writes what
@@ -124,4 +125,24 @@ export class FakeRefusals implements RefusalMemory {
     this.timeline.push(`refusals:${op}`);
     if (this.failOn.has(op)) throw new Error(`redis down during ${op}`);
   }
+}
+
+/** A fair queue's job as a claim hands it out, with `overrides`. */
+export function fakeFairJob(fid: string, overrides: Partial<FairJob> = {}): FairJob {
+  return {
+    fid,
+    id: fid,
+    userId: 'alice',
+    data: {},
+    createdAt: 0,
+    attempts: 1,
+    attemptsMade: 0,
+    backoff: null,
+    ask: '',
+    remembered: false,
+    lane: 'line',
+    hasCheckpoint: false,
+    stalledOut: false,
+    ...overrides,
+  };
 }
