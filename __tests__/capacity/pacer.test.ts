@@ -56,4 +56,23 @@ describe('RedisPacer', () => {
     for (let i = 0; i < 30; i++) await pacer.acquire();
     expect(Number(await redis.hget(key, 'scale'))).toBeLessThan(scale);
   });
+
+  it("a job's first request reserves the slot its claim was promised, at that slot's time, and ends the promise", async () => {
+    const pacer = new RedisPacer(redis, key, 1000);
+    const [seconds, micros] = await redis.time();
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    // The claim was promised the slot that came free 5 ms before it (its promise good for a minute).
+    await redis.hset(key, 'tat', now - 5, 'promised', now + 60_000, 'promisedTo', 'f1', 'promisedAt', now - 5);
+    // Another job's request neither takes the promise nor ends it.
+    await pacer.acquire(undefined, 'f2');
+    expect(await redis.hget(key, 'promisedTo')).toBe('f1');
+    const taken = await nextSlot();
+    await redis.hset(key, 'tat', now - 5);
+
+    expect(await pacer.acquire(undefined, 'f1')).toBe(0);
+    // Counted from the promised slot, not from when the request came: the pace does not drift by the claim's way.
+    expect(await nextSlot()).toBe(now - 5 + 1000);
+    expect(taken).toBeGreaterThanOrEqual(now + 1000);
+    expect(await redis.hmget(key, 'promised', 'promisedTo', 'promisedAt')).toEqual([null, null, null]);
+  });
 });

@@ -12,8 +12,11 @@ const SCRIPTS = loadScripts(path.join(__dirname, 'commands'));
 export interface Pacer {
   /** The spacing between two requests at full speed. */
   readonly intervalMs: number;
-  /** Reserves the next slot and returns the ms to wait for it; null when it would come after `deadlineInMs`. */
-  acquire(deadlineInMs?: number): Promise<number | null>;
+  /**
+   * Reserves the next slot and returns the ms to wait for it; null when it would come after `deadlineInMs`. The
+   * slot a claim promised to job `fid` is the one reserved, at its own time (the promise ends).
+   */
+  acquire(deadlineInMs?: number, fid?: string): Promise<number | null>;
   /** The image API said "rate limited": pause the fleet for `retryAfterMs` (or a little) and slow it down. */
   slowDown(retryAfterMs?: number): Promise<void>;
 }
@@ -49,9 +52,9 @@ export class RedisPacer implements Pacer {
     this.commands = defineScripts(client, SCRIPTS, 'pace', ['acquire', 'slowDown']);
   }
 
-  async acquire(deadlineInMs?: number): Promise<number | null> {
+  async acquire(deadlineInMs?: number, fid = ''): Promise<number | null> {
     const deadline = deadlineInMs === undefined ? -1 : Math.max(0, Math.floor(deadlineInMs));
-    const wait = (await this.commands.acquire(this.key, this.intervalMs, deadline, IDLE_TTL_MS)) as number;
+    const wait = (await this.commands.acquire(this.key, this.intervalMs, deadline, IDLE_TTL_MS, fid)) as number;
     return wait < 0 ? null : wait;
   }
 

@@ -26,6 +26,8 @@ export interface CapacityHooks {
   mayPay?: () => Promise<boolean>;
   /** An answer (not a rate limit) came after `ms`: the in-flight limit follows the API's latency. */
   onAnswer?: (ms: number) => void;
+  /** The job's fid, when its claim was promised the next slot of the pace: its first request reserves that slot. */
+  promised?: string;
 }
 
 /**
@@ -38,7 +40,7 @@ export interface CapacityHooks {
  */
 export function withCapacity(provider: ImageProvider, options: CapacityOptions, jobId: string, hooks: CapacityHooks = {}): ImageProvider {
   const { pacer, images, logger, sleep = cancellableSleep } = options;
-  const { onSlot = () => undefined, mayPay, onAnswer } = hooks;
+  const { onSlot = () => undefined, mayPay, onAnswer, promised } = hooks;
   return {
     async generate(request: ImageRequest, signal: AbortSignal): Promise<GeneratedImage> {
       const { deadlineAt = Infinity } = request;
@@ -48,7 +50,7 @@ export function withCapacity(provider: ImageProvider, options: CapacityOptions, 
         let sentAt = 0;
         try {
           if (pacer) {
-            const waitMs = await pacer.acquire(Number.isFinite(deadlineAt) ? deadlineAt - Date.now() : undefined);
+            const waitMs = await pacer.acquire(Number.isFinite(deadlineAt) ? deadlineAt - Date.now() : undefined, promised);
             if (waitMs === null) throw noCapacity();
             onSlot();
             await sleep(waitMs, signal);

@@ -72,6 +72,7 @@ async function produce(claim: Claim, ctx: RunContext, signal: AbortSignal, onSlo
       onSlot,
       mayPay: stillOurs,
       onAnswer: (ms) => ctx.inFlight.observe(ms),
+      promised: job.fid,
     }),
     checkpoints: ctx.checkpoints.forJob(job),
     pictures: ctx.pictures && job.ask ? picturesFor(ctx.pictures, job) : undefined,
