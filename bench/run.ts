@@ -1,182 +1,92 @@
-import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
-import { baselineRev, Build, buildBaseline, buildCurrent } from './builds';
-import { runCapacity } from './capacity';
-import { measureCheckpointWrite } from './checkpointMicro';
-import { measureRun, RunResult, RunSpec, TMP_DIR } from './measureRun';
-import { FULL, Plan, QUICK, spec, WHAT_IF, WhatIf } from './plan';
-import { machineInfo } from './procStats';
-import { summariseProfile } from './profileSummary';
-import { BenchResults, renderReport, renderSummaryTable } from './report';
-import { runStorybang } from './storybang';
-import { BenchSystem, startSystem } from './system';
+import { runFaults } from './faults';
+import { cost, idle } from './redisCost';
+import { Row, RunRecord, writeRecord } from './report';
+import { Rig } from './rig';
+import { light, loops, reload, stories } from './stories';
+import { limit, memory, paceoff } from './throughput';
 
-type Say = (line: string) => void;
+/** bench/.tmp: compiled code, logs, figures (git ignores it). run.js runs from bench/.tmp/build/bench. */
+const TMP_DIR = path.resolve(__dirname, '..', '..');
 
-const PARTS = ['classic', 'capacity', 'storybang'] as const;
-type Run = (s: RunSpec) => Promise<RunResult>;
+type Scenario = (rig: Rig) => Promise<Row[]>;
+
+/** Every scenario, in the order of a full run; faults runs last, on systems of its own. */
+const SCENARIOS: Record<string, Scenario> = { stories, loops, reload, light, limit, paceoff, memory, idle, cost };
+const NAMES = [...Object.keys(SCENARIOS), 'faults'];
 
 /**
- * `npm run bench`: every scenario in one run, on a private Redis, a local xAI-contract server and socket.io relays;
- * prints the goals table and writes the figures under bench/.tmp/ (generated, never committed): figures.md for a
- * full run, figures-quick.md for BENCH_QUICK=1, with `-<BENCH_ONLY>` added when only some scenarios ran.
- * BENCH_ONLY picks parts, comma-separated: classic, capacity (issue 9), storybang ("StoryBang at xAI's real speed").
- * Without it, classic and capacity run; storybang runs only when asked for (it takes about 25 minutes by itself).
+ * `npm run bench`: every scenario (or BENCH_ONLY=<name,...>) on the current src, against a private redis-server,
+ * a stand-in image API and StoryBang's relay and JWT service; BENCH_QUICK=1 for small sizes. Writes
+ * bench/.tmp/figures[-quick][-<names>].{md,json} after every scenario.
  */
 async function main(): Promise<void> {
-  const plan: Plan = process.env.BENCH_QUICK === '1' ? QUICK : FULL;
-  const only = process.env.BENCH_ONLY || undefined;
-  const parts = only ? only.split(',').map((p) => p.trim()) : ['classic', 'capacity'];
-  const unknown = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
-  if (unknown.length > 0) throw new Error(`BENCH_ONLY takes ${PARTS.join(', ')} (comma-separated), not ${unknown.join(', ')}`);
-  const say: Say = (line) => void process.stdout.write(`${line}\n`);
+  const quick = process.env.BENCH_QUICK === '1';
+  const only = process.env.BENCH_ONLY?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = (only ?? []).filter((n) => !NAMES.includes(n));
+  if (unknown.length > 0) throw new Error(`BENCH_ONLY takes ${NAMES.join(', ')}, not ${unknown.join(', ')}`);
+  const chosen = NAMES.filter((n) => !only || only.includes(n));
+  const name = `figures${quick ? '-quick' : ''}${only ? `-${chosen.join('-')}` : ''}`;
   const startedAt = Date.now();
-  const machine = machineInfo();
-  say(`bench: ${plan.quick ? 'quick' : 'full'} run${only ? ` (${only} only)` : ''} on ${machine.cpus} x ${machine.model}, node ${machine.node}`);
-
-  const system = await startSystem(TMP_DIR);
-  const run: Run = async (s) => {
-    const result = await measureRun(system, s, say);
-    say(`  ${s.name}: ${result.throughput.toFixed(1)} jobs/s${result.error ? ` (${result.error})` : ''}`);
-    return result;
+  const record: RunRecord = {
+    date: new Date().toISOString(),
+    source: sourceState(),
+    machine: `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}`,
+    quick,
+    scenarios: chosen,
+    durationS: 0,
+    rows: [],
+    errors: [],
   };
-  const results: BenchResults = { plan, machine, bufferutil: bufferutilVersion(), date: new Date().toISOString(), durationS: 0, only };
-  let current: Build | undefined;
-  const currentBuild = (): Build => {
-    if (!current) say('building the current tree (npm run build)');
-    return (current ??= buildCurrent());
+  const say = (line: string): void => void process.stdout.write(`${line}\n`);
+  say(`bench: ${quick ? 'quick' : 'full'} run of ${chosen.join(', ')}, src at ${record.source}`);
+  const save = (): string => {
+    record.durationS = (Date.now() - startedAt) / 1000;
+    return writeRecord(TMP_DIR, name, record);
   };
-  try {
-    if (parts.includes('classic')) await classic(results, run, system, say);
-    if (parts.includes('capacity')) {
-      const builds: Build[] = [];
-      const rev = baselineRev();
-      if (rev) {
-        say(`building the baseline ${rev} into bench/.tmp/baseline`);
-        builds.push(buildBaseline(TMP_DIR, rev));
-      }
-      builds.push(currentBuild());
-      results.capacity = await runCapacity(system, builds, plan.capacity, TMP_DIR, say);
+  const measure = async (scenario: string, run: () => Promise<Row[]>): Promise<void> => {
+    const t0 = Date.now();
+    say(`${scenario}...`);
+    try {
+      const rows = await run();
+      record.rows.push(...rows);
+      for (const r of rows) say(`  ${r.figure}: ${r.value}${r.goal ? ` (goal ${r.goal}: ${r.met ? 'met' : 'MISSED'})` : ''}`);
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      record.errors.push({ scenario, error });
+      say(`  not measured: ${error}`);
     }
-    if (parts.includes('storybang')) {
-      const builds: Build[] = [];
-      const before = process.env.BENCH_STORYBANG_BEFORE;
-      if (before) {
-        say(`building ${before} into bench/.tmp/baseline, to run the StoryBang scenarios before and after`);
-        builds.push({ ...buildBaseline(TMP_DIR, before), label: 'before' });
-      }
-      builds.push(currentBuild());
-      results.storybang = await runStorybang(system, builds, plan.storybang, TMP_DIR, say);
+    say(`  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    save();
+  };
+  const inRig = chosen.filter((n) => n !== 'faults');
+  if (inRig.length > 0) {
+    const rig = await Rig.start(TMP_DIR, quick);
+    try {
+      for (const n of inRig) await measure(n, () => SCENARIOS[n](rig));
+    } finally {
+      await rig.close();
     }
-  } finally {
-    await system.close();
   }
-  results.durationS = (Date.now() - startedAt) / 1000;
-
-  const name = `figures${plan.quick ? '-quick' : ''}${only ? `-${parts.join('-')}` : ''}`;
-  const out = path.join(TMP_DIR, `${name}.md`);
-  // The figures first: a report that fails to render can be rendered again from them (report.ts is also a tool).
-  fs.writeFileSync(path.join(TMP_DIR, `${name}.json`), JSON.stringify(results, null, 2));
-  fs.writeFileSync(out, renderReport(results));
-  say('');
-  say(renderSummaryTable(results));
-  say('');
-  say(`written to ${path.relative(process.cwd(), out)} (${results.durationS.toFixed(0)} s)`);
+  if (chosen.includes('faults')) await measure('faults', () => runFaults(path.join(TMP_DIR, 'faults'), quick));
+  say(`written to ${path.relative(process.cwd(), save())} (${record.durationS.toFixed(0)} s)`);
 }
 
-/** The scenarios of the first benchmark issue: the worker (in-process child) against bare, what-ifs, memory, scale-out, profile. */
-async function classic(results: BenchResults, run: Run, system: BenchSystem, say: Say): Promise<void> {
-  const { plan } = results;
-  const C = plan.concurrency;
-  say('overhead: 200 KB images, an API that answers at once');
-  const o = plan.overhead;
-  const overheadRun = (name: string, kind: RunSpec['kind'], env: Record<string, string> | undefined, round: number): Promise<RunResult> =>
-    run(spec(`overhead-${name}-r${round + 1}`, kind, { concurrency: C, batches: [o.jobs], imageBytes: o.imageBytes, delayMs: 0, env }));
-  const rounds: NonNullable<BenchResults['overhead']>['rounds'] = [];
-  for (let r = 0; r < o.rounds; r++) {
-    // Alternate the order so neither consumer always runs right after the other has warmed the system.
-    const order = ['bare', 'worker', ...(Object.keys(WHAT_IF) as WhatIf[])];
-    const round: Partial<Record<'bare' | 'worker', RunResult>> = {};
-    const whatIf: Partial<Record<WhatIf, RunResult>> = {};
-    for (const which of r % 2 === 0 ? order : [...order].reverse()) {
-      if (which === 'bare' || which === 'worker') round[which] = await overheadRun(which, which, undefined, r);
-      else whatIf[which as WhatIf] = await overheadRun(`worker-${which}`, 'worker', { ...WHAT_IF[which as WhatIf] }, r);
+/** The commit measured, and whether src/ had uncommitted changes. */
+function sourceState(): string {
+  const git = (...args: string[]): string => {
+    try {
+      return execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return '';
     }
-    rounds.push({ bare: round.bare!, worker: round.worker!, whatIf: whatIf as Record<WhatIf, RunResult> });
-  }
-  say("checkpoint write alone: src's save and forget, as a job whose delivery waits pays them");
-  const checkpointWrite = [];
-  for (const { imageBytes, saves } of plan.checkpointWrite) {
-    const cost = await measureCheckpointWrite(system.redisServer.url, imageBytes, saves);
-    say(`  ${imageBytes / 1000} KB: ${cost.saveUs.toFixed(0)} us of CPU per save`);
-    checkpointWrite.push(cost);
-  }
-  results.overhead = { rounds, checkpointWrite };
-
-  say('latency-bound: small images, a 300 ms API');
-  const l = plan.latency;
-  const latencyRun = (kind: RunSpec['kind']): Promise<RunResult> =>
-    run(spec(`latency-${kind}`, kind, { concurrency: C, batches: [l.jobs], imageBytes: l.imageBytes, delayMs: l.delayMs }));
-  results.latency = { worker: await latencyRun('worker'), bare: await latencyRun('bare') };
-
-  say('memory: 1 MB images');
-  const m = plan.memory;
-  const memoryRun = (name: string, kind: RunSpec['kind']): Promise<RunResult> =>
-    run(spec(`memory-${name}`, kind, { concurrency: C, batches: m.batches, imageBytes: m.imageBytes, delayMs: m.delayMs }));
-  const saturatedRun = (kind: RunSpec['kind']): Promise<RunResult> =>
-    run(spec(`memory-saturated-${kind}`, kind, { concurrency: C, batches: [m.saturatedJobs], imageBytes: m.imageBytes, delayMs: 0 }));
-  const stalledRun = (kind: RunSpec['kind']): Promise<RunResult> =>
-    run(
-      spec(`memory-stalled-relay-${kind}`, kind, {
-        concurrency: C,
-        batches: [m.stall.jobs],
-        imageBytes: m.imageBytes,
-        delayMs: 0,
-        stallRelay: { afterMs: m.stall.afterMs, forMs: m.stall.forMs },
-      }),
-    );
-  results.memory = {
-    bare: await memoryRun('bare', 'bare'),
-    worker: await memoryRun('worker', 'worker'),
-    saturated: { bare: await saturatedRun('bare'), worker: await saturatedRun('worker') },
-    stalledRelay: { worker: await stalledRun('worker'), bare: await stalledRun('bare') },
   };
-
-  say('growth: small jobs in batches, heap after a full GC between them');
-  const leakRun = (kind: RunSpec['kind']): Promise<RunResult> =>
-    run(spec(`growth-${kind}`, kind, { concurrency: C, batches: plan.leak.batches, imageBytes: plan.leak.imageBytes, delayMs: 0 }));
-  results.leak = { worker: await leakRun('worker'), bare: await leakRun('bare') };
-
-  say('scale-out: worker processes on one Redis, a 300 ms API');
-  const so = plan.scaleOut;
-  results.scaleOut = [];
-  for (const n of so.processes) {
-    results.scaleOut.push(
-      await run(
-        spec(`scale-${n}`, 'worker', { processes: n, concurrency: C, batches: [so.jobsPerProcess * n], imageBytes: so.imageBytes, delayMs: so.delayMs }),
-      ),
-    );
-  }
-
-  say('profile: node --cpu-prof, overhead settings');
-  const profileRun = (kind: RunSpec['kind']): Promise<RunResult> =>
-    run(spec(`profile-${kind}`, kind, { concurrency: C, batches: [plan.profileJobs], imageBytes: o.imageBytes, delayMs: 0, profile: true }));
-  const profiled = { worker: await profileRun('worker'), bare: await profileRun('bare') };
-  // More rows than the report shows, so that the worker-minus-bare comparison sees every package that matters.
-  const summarise = (r: RunResult) => (r.profiles[0] && fs.existsSync(r.profiles[0]) ? summariseProfile(r.profiles[0], 40, r.window) : undefined);
-  results.profile = {
-    worker: { run: profiled.worker, summary: summarise(profiled.worker) },
-    bare: { run: profiled.bare, summary: summarise(profiled.bare) },
-  };
-}
-
-/** bufferutil as the consumers resolve it from this repository (ws uses it for masking when it loads). */
-function bufferutilVersion(): string | null {
-  try {
-    return (JSON.parse(fs.readFileSync(require.resolve('bufferutil/package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return null;
-  }
+  const commit = git('rev-parse', '--short', 'HEAD') || 'unknown';
+  return git('status', '--porcelain', '--', 'src') ? `${commit} with uncommitted changes in src/` : commit;
 }
 
 main().catch((err: unknown) => {

@@ -1,19 +1,43 @@
-import { loadConfig } from '../src/config';
+import pino from 'pino';
 import { createLogger } from '../src/base/logger';
+import { loadConfig } from '../src/config';
+import { WORKER_EVENT_NAMES, WorkerEvents } from '../src/events/workerEvents';
+import type { JobEnd } from '../src/events/jobEnd';
 import { startWorker } from '../src/worker';
-import { applyCheckpointVariant, CheckpointVariant } from './checkpointVariants';
-import { failChild, serveParent } from './childProtocol';
+import { failChild, ForwardedEvent, serveParent } from './child';
 
 /**
- * The worker under test, wired exactly as the service wires it: config from the environment, pino JSON on
- * stdout at LOG_LEVEL (the benchmark points stdout at a file), every edge the real one. BENCH_CHECKPOINT=none
- * turns the checkpoint store into no-ops (a what-if); unset, the shipped code runs untouched.
+ * The worker under test, started in-process exactly as `src/index.ts` starts it: config from the environment,
+ * pino JSON at LOG_LEVEL (into BENCH_LOG_FILE), `startWorker`. Its typed events go to the bench over IPC, each
+ * stamped with Date.now(): all of them, or those named in BENCH_EVENTS (comma-separated).
  */
 async function main(): Promise<void> {
-  applyCheckpointVariant((process.env.BENCH_CHECKPOINT ?? 'shipped') as CheckpointVariant);
   const config = loadConfig(process.env);
-  const worker = await startWorker(config, createLogger(config.logLevel));
-  serveParent(async () => void (await worker.close()));
+  const logFile = process.env.BENCH_LOG_FILE;
+  const logger = createLogger(config.logLevel, logFile ? pino.destination({ dest: logFile, append: true, sync: false }) : undefined);
+  const forward = (name: string, payload: object): void => {
+    const event: ForwardedEvent = { type: 'event', name, at: Date.now(), data: name === 'job:end' ? endOf(payload as JobEnd) : { ...payload } };
+    process.send?.(event);
+  };
+  // `worker:ready` is emitted inside startWorker, before its RunningWorker (and so `events`) is returned: no listener
+  // can be on it. It is caught at the emitter during the start, and only then.
+  const emit = WorkerEvents.prototype.emit as (this: WorkerEvents, name: string, ...args: unknown[]) => boolean;
+  WorkerEvents.prototype.emit = function (this: WorkerEvents, name: string, ...args: unknown[]) {
+    if (name === 'worker:ready') forward(name, args[0] as object);
+    return emit.call(this, name, ...args);
+  } as typeof WorkerEvents.prototype.emit;
+  const worker = await startWorker(config, logger).finally(() => (WorkerEvents.prototype.emit = emit as typeof WorkerEvents.prototype.emit));
+  const wanted = process.env.BENCH_EVENTS?.split(',') ?? WORKER_EVENT_NAMES;
+  for (const name of WORKER_EVENT_NAMES.filter((n) => n !== 'worker:ready' && wanted.includes(n))) {
+    worker.events.on(name, (payload: object) => forward(name, payload));
+  }
+  serveParent(() => worker.close());
+}
+
+/** A run's end as plain data (its error becomes its code). */
+function endOf(end: JobEnd): Record<string, unknown> {
+  const { jobId, outcome, attempt, report } = end;
+  return { jobId, outcome, attempt, userId: report.userId, code: report.error?.code ?? null, joinedTo: report.joinedTo, heldMs: report.heldMs };
 }
 
 main().catch(failChild);

@@ -48,6 +48,8 @@ export interface XaiServer {
   url: string;
   configure(behaviour: XaiBehaviour): void;
   counters(): XaiCounters;
+  /** Answers nothing more to the requests in flight and closes every connection (a run's leftovers end here). */
+  drop(): void;
   close(): Promise<void>;
 }
 
@@ -154,6 +156,12 @@ export async function startXaiServer(): Promise<XaiServer> {
       admitted = [];
       recent = [];
     },
+    drop() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      for (const socket of sockets) socket.destroy();
+      inFlight = 0;
+    },
     counters: () => ({ ...counts, inFlight, byPrompt: Object.fromEntries(Object.entries(counts.byPrompt).map(([p, c]) => [p, { ...c }])) }),
     close: () =>
       new Promise<void>((resolve) => {
@@ -167,10 +175,6 @@ export async function startXaiServer(): Promise<XaiServer> {
 /** The mean of a delay: what a run's ideal times are computed with. */
 export function meanDelayMs(delay: Delay): number {
   return typeof delay === 'number' ? delay : (delay[0] + delay[1]) / 2;
-}
-
-export function describeDelay(delay: Delay): string {
-  return typeof delay === 'number' ? `${delay / 1000} s` : `${delay[0] / 1000}-${delay[1] / 1000} s`;
 }
 
 /**
