@@ -19,18 +19,10 @@ async function main(): Promise<void> {
     const event: ForwardedEvent = { type: 'event', name, at: Date.now(), data: name === 'job:end' ? endOf(payload as JobEnd) : { ...payload } };
     process.send?.(event);
   };
-  // `worker:ready` is emitted inside startWorker, before its RunningWorker (and so `events`) is returned: no listener
-  // can be on it. It is caught at the emitter during the start, and only then.
-  const emit = WorkerEvents.prototype.emit as (this: WorkerEvents, name: string, ...args: unknown[]) => boolean;
-  WorkerEvents.prototype.emit = function (this: WorkerEvents, name: string, ...args: unknown[]) {
-    if (name === 'worker:ready') forward(name, args[0] as object);
-    return emit.call(this, name, ...args);
-  } as typeof WorkerEvents.prototype.emit;
-  const worker = await startWorker(config, logger).finally(() => (WorkerEvents.prototype.emit = emit as typeof WorkerEvents.prototype.emit));
+  const events = new WorkerEvents();
   const wanted = process.env.BENCH_EVENTS?.split(',') ?? WORKER_EVENT_NAMES;
-  for (const name of WORKER_EVENT_NAMES.filter((n) => n !== 'worker:ready' && wanted.includes(n))) {
-    worker.events.on(name, (payload: object) => forward(name, payload));
-  }
+  for (const name of WORKER_EVENT_NAMES.filter((n) => wanted.includes(n))) events.on(name, (payload: object) => forward(name, payload));
+  const worker = await startWorker(config, logger, { events });
   serveParent(() => worker.close());
 }
 

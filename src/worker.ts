@@ -55,6 +55,8 @@ export interface WorkerOverrides {
   retryDelay?: PipelineDeps['retryDelay'];
   /** Aborting it during start releases what was built and rejects with an AbortError (a signal before ready). */
   signal?: AbortSignal;
+  /** Where the worker's events go: a listener on it hears every event from the start, `worker:ready` included. */
+  events?: WorkerEvents;
 }
 
 export interface RunningWorker {
@@ -168,7 +170,7 @@ async function start(config: Config, logger: Logger, overrides: WorkerOverrides,
     retryDelay: overrides.retryDelay,
   };
 
-  const events = new WorkerEvents();
+  const events = overrides.events ?? new WorkerEvents();
   events.on('job:end', (end) => logJobEnd(logger, end));
   // Aborted only when shutdown runs out of time: running jobs stop waiting and are handed back.
   const hardStop = new AbortController();

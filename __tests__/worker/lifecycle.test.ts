@@ -7,6 +7,7 @@ import { loadConfig } from '../../src/config';
 import { freeFixedPort, RedisServer, startRedisServer } from '../../src/demo/redisServer';
 import { createLogger } from '../../src/base/logger';
 import { startWorker } from '../../src/worker';
+import { WorkerEvents } from '../../src/events/workerEvents';
 import type { Notifier } from '../../src/pipeline/ports';
 import { LogCapture, signToken, waitUntil } from '../support/helpers';
 import { TestSystem, useTestSystem } from '../support/harness';
@@ -60,6 +61,15 @@ describe('worker lifecycle', () => {
     // Redis was reached before the failure (the connections existed), and none is left.
     expect(logs.lines.some((l) => l.msg === 'ready')).toBe(false);
     await waitUntil(async () => (await workerConnections(server)).length === 0, 5000, 'connections closed');
+  });
+
+  it('events given to the start are heard from the start: worker:ready with the in-flight limit and what bounds it', async () => {
+    const events = new WorkerEvents();
+    const ready: Array<{ inFlightLimit: number; limitedBy: string }> = [];
+    events.on('worker:ready', (e) => ready.push(e));
+    const worker = await sys.startWorker({ CONCURRENCY: '3' }, { events });
+    expect(worker.events).toBe(events);
+    expect(ready).toEqual([expect.objectContaining({ inFlightLimit: 3, limitedBy: 'CONCURRENCY' })]);
   });
 
   it('says it is waiting for Redis instead of claiming to be ready, and is ready once Redis answers', async () => {
