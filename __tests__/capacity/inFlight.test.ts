@@ -61,6 +61,27 @@ describe('ImageMemory', () => {
     expect(images.used).toBe(0);
   });
 
+  it('counts each request out as a picture of the size seen lately, until it is answered', () => {
+    const KB = 1024;
+    // Before any picture is seen, a request out counts as 512 kB: 20 of them fill 10 MB.
+    const images = new ImageMemory(10 * 1024 * KB);
+    const out = Array.from({ length: 19 }, () => images.expect());
+    expect(images.full).toBe(false);
+    const last = images.expect();
+    expect(images.full).toBe(true);
+    last();
+    last();
+    expect(images.full).toBe(false);
+    expect(images.used).toBe(0);
+    // Pictures of 100 kB seen since: the same requests out now weigh far less.
+    for (let i = 0; i < 20; i++) images.use(100 * KB)();
+    out.push(images.expect());
+    expect(images.full).toBe(false);
+    expect(images.expected).toBeLessThan(20 * 120 * KB);
+    out.forEach((answered) => answered());
+    expect(images.expected).toBe(0);
+  });
+
   it('a wait for room ends when its signal aborts', async () => {
     const images = new ImageMemory(10);
     images.use(10);

@@ -3,6 +3,7 @@ import { permanentError, rateLimitedError, transientError, WorkerError } from '.
 import type { Bill } from '../../src/capacity/bill';
 import { createLogger } from '../../src/base/logger';
 import type { Pacer } from '../../src/capacity/pacer';
+import { IMAGE_MEMORY_BUDGET_BYTES, ImageMemory } from '../../src/capacity/imageMemory';
 import type { GeneratedImage, ImageProvider, ImageRequest } from '../../src/pipeline/ports';
 import { LogCapture } from '../support/helpers';
 
@@ -58,6 +59,24 @@ describe('withCapacity', () => {
     expect(slept).toEqual([120]);
     expect(slots).toBe(1);
     expect(inner.requests).toEqual([request]);
+  });
+
+  it('a request out counts in the image memory as the picture it will bring, until it is answered or fails', async () => {
+    const images = new ImageMemory(IMAGE_MEMORY_BUDGET_BYTES);
+    const seen: number[] = [];
+    const inner: ImageProvider = {
+      async generate() {
+        seen.push(images.expected);
+        if (seen.length === 1) throw new Error('connection reset');
+        return IMAGE;
+      },
+    };
+    const paced = withCapacity(inner, { pacer: null, images, logger, sleep }, 'job-1');
+    await expect(paced.generate(REQUEST, new AbortController().signal)).rejects.toThrow('connection reset');
+    expect(images.expected).toBe(0);
+    expect(await paced.generate(REQUEST, new AbortController().signal)).toBe(IMAGE);
+    expect(seen).toEqual([512 * 1024, 512 * 1024]);
+    expect(images.expected).toBe(0);
   });
 
   it('a rate-limit 429 is a wait: it slows the fleet and asks again without failing, however often it comes', async () => {

@@ -62,7 +62,7 @@ export function withCapacity(provider: ImageProvider, options: CapacityOptions, 
           if (mayPay && !(await mayPay())) signal.throwIfAborted();
           sent = true;
           sentAt = performance.now();
-          const image = await provider.generate(request, signal);
+          const image = await expecting(images, () => provider.generate(request, signal));
           onAnswer?.(performance.now() - sentAt);
           await settle(purchase?.settle(image.costUsd), logger, jobId);
           return image;
@@ -113,4 +113,14 @@ async function settle(settling: Promise<void> | undefined, logger: Logger, jobId
 
 function noCapacity(cause?: unknown): WorkerError {
   return permanentError('GENERATION_FAILED', 'No image API capacity within GENERATION_DEADLINE_MS', { cause });
+}
+
+/** A request out counts in the image memory, as the picture it will bring, until it is answered. */
+async function expecting<T>(images: ImageMemory | undefined, request: () => Promise<T>): Promise<T> {
+  const answered = images?.expect();
+  try {
+    return await request();
+  } finally {
+    answered?.();
+  }
 }
