@@ -99,10 +99,12 @@ describe('process faults: a crash of the only worker, restarted at once', () => 
   useTestSystem('restart', (s) => (sys = s));
 
   it("kill -9 with every request out: the dead worker's jobs run again within seconds, not after their lease", async () => {
-    sys.xai.setDefault({ ...successAnswer(), delayMs: 3000 });
+    sys.xai.setDefault({ ...successAnswer(), delayMs: 1500 });
     const total = 12;
-    // The default lease (60 s): only the dead worker's lost subscription can bring its jobs back this soon.
-    const doomed = sys.spawnWorker({ STALLED_INTERVAL_MS: '500' });
+    // The default lease (60 s): only the dead worker's lost subscription can bring its jobs back this soon. The pace
+    // off, every request is out at once.
+    const settings = { STALLED_INTERVAL_MS: '500', GROK_RATE_LIMIT: '0' };
+    const doomed = sys.spawnWorker(settings);
     await doomed.ready;
     for (let n = 1; n <= total; n++) await sys.enqueue({ Id: `user${n % 3}`, Prompt: `page ${n}`, Token: signToken(`user${n % 3}`), Number: n });
     await waitUntil(() => sys.xai.calls.length === total, 10_000, 'every request out');
@@ -110,7 +112,7 @@ describe('process faults: a crash of the only worker, restarted at once', () => 
     await doomed.exited;
 
     sys.xai.setDefault(successAnswer());
-    await sys.startWorker({ STALLED_INTERVAL_MS: '500' });
+    await sys.startWorker(settings);
     await waitUntil(() => new Set(finalsAtRelay().map((p) => p.Number)).size === total, 20_000, 'every page at the relay');
     await waitUntil(async () => (await sys.producer.getJobCounts()).active === 0, 10_000, "Bull's active list empty");
     const finals = finalsAtRelay();

@@ -22,8 +22,8 @@ describe('rolling back to a plain Bull worker', () => {
   /** Six pages held by a new worker: one running (its request never answered), five waiting their turn. */
   async function heldByNewWorker(): Promise<{ worker: WorkerProcess; ids: string[] }> {
     sys.xai.setDefault({ hang: true });
-    // Sweeps every second, so Bull's locks of held jobs last 3 s (3 sweeps) instead of 65 s.
-    const worker = sys.spawnWorker({ CONCURRENCY: '1', STALLED_INTERVAL_MS: '1000', SHUTDOWN_TIMEOUT_MS: '200' });
+    // Sweeps every half second, so Bull's locks of held jobs last 1.5 s (3 sweeps) instead of 65 s.
+    const worker = sys.spawnWorker({ CONCURRENCY: '1', STALLED_INTERVAL_MS: '500', SHUTDOWN_TIMEOUT_MS: '200' });
     await worker.ready;
     const ids: string[] = [];
     for (let n = 1; n <= 6; n++) ids.push(String((await sys.enqueue({ Id: 'alice', Prompt: `page ${n}`, Token: signToken('alice'), Number: n })).id));
@@ -35,7 +35,7 @@ describe('rolling back to a plain Bull worker', () => {
   /** The old worker: Bull's own processing, with its stalled check as often as the new worker swept. */
   async function plainBullWorker(): Promise<string[]> {
     const done: string[] = [];
-    plain = new Bull(sys.queueName, { redis: redisOptionsFromUrl(redisUrl()), settings: { stalledInterval: 1000 } });
+    plain = new Bull(sys.queueName, { redis: redisOptionsFromUrl(redisUrl()), settings: { stalledInterval: 500 } });
     void plain.process(3, async (job) => void done.push(String(job.id)));
     return done;
   }
