@@ -152,7 +152,8 @@ describe('Bull tells the truth, with a notification service that acknowledges', 
   it('finished() resolves only after the notification service has the picture', async () => {
     await sys.user('alice');
     await sys.startWorker({ NOTIFY_ACK_TIMEOUT_MS: '5000' });
-    const job = await sys.enqueue({ Id: 'alice', Prompt: 'a fox', Token: signToken('alice'), Number: 1 });
+    // Kept once completed: a job removed before finished() has subscribed would leave it waiting for ever (Bull).
+    const job = await sys.enqueue({ Id: 'alice', Prompt: 'a fox', Token: signToken('alice'), Number: 1 }, { removeOnComplete: false });
     await job.finished();
     expect(sys.relay.received.some((p) => (p as Record<string, unknown>).Number === 1 && (p as Record<string, unknown>).Status === true)).toBe(true);
   });
