@@ -11,29 +11,29 @@
 -- and timer would push every slot later by a few ms (at 50 requests a second, a few ms of every 21).
 local SLOT_TOLERANCE_MS = 10
 
--- Milliseconds until the next slot may be promised; 0 when it is free now.
+-- Milliseconds until the next slot may be promised (0 when it is free now), and the slot a promise made now gives.
 local function paceWait(pace, t)
   local f = redis.call('HMGET', pace, 'tat', 'promised')
-  local free = math.max(tonumber(f[1] or '0'), tonumber(f[2] or '0'))
-  if free > t then return math.ceil(free - t) end
-  return 0
+  local tat = tonumber(f[1] or '0')
+  local free = math.max(tat, tonumber(f[2] or '0'))
+  if free > t then return math.ceil(free - t), nil end
+  return 0, math.max(tat, t - SLOT_TOLERANCE_MS)
 end
 
-local function promiseSlot(pace, t, fid, ms)
-  local tat = tonumber(redis.call('HGET', pace, 'tat') or '0')
-  redis.call('HSET', pace, 'promised', t + ms, 'promisedTo', fid, 'promisedAt', math.max(tat, t - SLOT_TOLERANCE_MS))
+-- Promises `slot` (as paceWait gave it) to `fid` for `ms`.
+local function promiseSlot(pace, t, fid, ms, slot)
+  redis.call('HSET', pace, 'promised', t + ms, 'promisedTo', fid, 'promisedAt', slot)
 end
 
 local function freeSlot(pace, fid)
   if redis.call('HGET', pace, 'promisedTo') == fid then redis.call('HDEL', pace, 'promised', 'promisedTo', 'promisedAt') end
 end
 
--- The slot promised to `fid` ('' : none), as ACQUIRE reserves it: the promise ends. nil when `fid` holds no promise
--- still good at `t`.
-local function takePromise(pace, t, fid)
-  local f = redis.call('HMGET', pace, 'promisedTo', 'promised', 'promisedAt')
-  if fid == '' or f[1] ~= fid then return nil end
+-- The slot promised to `fid` ('' : none), as ACQUIRE reserves it: the promise ends. `promisedTo`, `promised` and
+-- `promisedAt` are the pace's fields as ACQUIRE read them. nil when `fid` holds no promise still good at `t`.
+local function takePromise(pace, t, fid, promisedTo, promised, promisedAt)
+  if fid == '' or promisedTo ~= fid then return nil end
   redis.call('HDEL', pace, 'promised', 'promisedTo', 'promisedAt')
-  if tonumber(f[2] or '0') < t then return nil end
-  return tonumber(f[3])
+  if tonumber(promised or '0') < t then return nil end
+  return tonumber(promisedAt)
 end

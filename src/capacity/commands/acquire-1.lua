@@ -10,9 +10,9 @@
 ]]
 local interval, deadlineIn, idleTtl, fid = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] or ''
 local t = now()
-local pace = redis.call('HMGET', KEYS[1], 'tat', 'scale')
+local pace = redis.call('HMGET', KEYS[1], 'tat', 'scale', 'promisedTo', 'promised', 'promisedAt')
 local tat, scale = tonumber(pace[1] or '0'), tonumber(pace[2] or '1')
-local at = math.max(takePromise(KEYS[1], t, fid) or t, tat)
+local at = math.max(takePromise(KEYS[1], t, fid, pace[3], pace[4], pace[5]) or t, tat)
 if deadlineIn >= 0 and at - t > deadlineIn then return -1 end
 redis.call('HSET', KEYS[1], 'tat', tostring(at + interval * scale), 'scale', tostring(math.max(1, scale * 0.97)))
 redis.call('PEXPIRE', KEYS[1], idleTtl)

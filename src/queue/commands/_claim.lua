@@ -42,12 +42,13 @@ end
 -- `epoch`: the fleet's epoch as the claiming worker knows it.
 local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lockMs, answers, epoch)
   for _ = 1, 10 do
-    local lane, uid, more = 'answers', nil, 1
+    local lane, uid, more, slot = 'answers', nil, 1, nil
     local fid = answers and rcall('ZPOPMIN', K.answers)[1]
     if not fid then
       lane = 'line'
       if paced then
-        local wait = paceWait(K.pace, t)
+        local wait
+        wait, slot = paceWait(K.pace, t)
         if wait > 0 then return {0, wait} end
       end
       if cap == 0 then
@@ -87,7 +88,7 @@ local function claimNext(t, token, leaseMs, cap, paced, promiseMs, agingMs, lock
               rcall('HSET', job, 'capped', 1)
               rcall('HINCRBY', K.running, uid, 1)
             end
-            if paced then promiseSlot(K.pace, t, fid, promiseMs) end
+            if paced then promiseSlot(K.pace, t, fid, promiseMs, slot) end
           end
           return {1, fid, lane, list, more}
         end
