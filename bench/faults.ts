@@ -8,7 +8,10 @@ import { Relay, startRelay } from '../src/demo/notificationService';
 import { RedisServer, startRedisServer } from '../src/demo/redisServer';
 import { PRODUCER_DEFAULTS } from '../src/producer';
 import { redisOptionsFromUrl } from '../src/redis/connections';
+import { waitUntil } from '../__tests__/support/helpers';
 import { silenceRedis } from '../__tests__/support/silence';
+import { fmt, Row } from './report';
+import { sleep } from './rig';
 import { Delay, startXaiServer, XaiServer } from './xaiServer';
 
 /**
@@ -17,14 +20,6 @@ import { Delay, startXaiServer, XaiServer } from './xaiServer';
  * Everything is read from outside the worker, as an operator would see it: what reached the notification
  * service (each page answered once?), what the image API was asked (paid twice?), and Bull's own state.
  */
-export interface FaultRow {
-  scenario: string;
-  figure: string;
-  value: string;
-  goal?: string;
-  met?: boolean;
-}
-
 const JWT_SECRET = 'bench-faults-secret-0123456789abcdef';
 const WORKER_ENTRY = path.join(__dirname, '..', 'src', 'index.js');
 
@@ -115,18 +110,15 @@ class FaultSystem {
 }
 
 /** What a scenario needs before its fault (requests out, jobs held): without it the figures would mean nothing. */
-async function need(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  if (!(await until(condition, timeoutMs))) throw new Error(`faults: ${what} not within ${timeoutMs} ms`);
-}
+const need = (condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> =>
+  waitUntil(condition, timeoutMs, `faults: ${what}`);
 
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
-}
+/** Whether `condition` held within `timeoutMs`: the figure, not a failure of the run. */
+const until = (condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> =>
+  waitUntil(condition, timeoutMs).then(
+    () => true,
+    () => false,
+  );
 
 const exited = (child: ChildProcess): Promise<void> =>
   child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
@@ -152,13 +144,11 @@ function answeredOnce(sys: FaultSystem, pages: Page[]): { once: number; twice: n
   return { once, twice, failures };
 }
 
-const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
-
 /**
  * kill -9 with requests out, restarted at once (a container's restart policy): issue 19's ten 6-page stories at
  * 6-12 s per image and 5 requests a second.
  */
-async function crash(dir: string, quick: boolean): Promise<FaultRow[]> {
+async function crash(dir: string, quick: boolean): Promise<Row[]> {
   const scenario = 'kill -9 with requests out, restart at once';
   const sys = await FaultSystem.start(path.join(dir, 'crash'), [6000, 12000]);
   try {
@@ -181,14 +171,14 @@ async function crash(dir: string, quick: boolean): Promise<FaultRow[]> {
     }, 180_000);
     const doneAt = Date.now();
     // Whatever would come late (a second answer) has a moment to show.
-    await new Promise((r) => setTimeout(r, 2000));
+    await sleep(2000);
     const { once, twice, failures } = answeredOnce(sys, pages);
     return [
       { scenario, figure: 'requests out at the kill', value: String(cutOff) },
       {
         scenario,
         figure: "restart to the dead worker's jobs at the API again",
-        value: againAt ? s(againAt - restartedAt) : 'never',
+        value: againAt ? fmt.s(againAt - restartedAt) : 'never',
         goal: '<= 10 s',
         met: againAt > 0 && againAt - restartedAt <= 10_000,
       },
@@ -198,8 +188,8 @@ async function crash(dir: string, quick: boolean): Promise<FaultRow[]> {
       {
         scenario,
         figure: 'restart to the last page answered',
-        value: allAnswered ? s(doneAt - restartedAt) : 'not within 180 s',
-        goal: `<= ${s(boundMs)} (the rest at 5/s + 12 s + 10 s)`,
+        value: allAnswered ? fmt.s(doneAt - restartedAt) : 'not within 180 s',
+        goal: `<= ${fmt.s(boundMs)} (the rest at 5/s + 12 s + 10 s)`,
         met: allAnswered && doneAt - restartedAt <= boundMs,
       },
     ];
@@ -209,7 +199,7 @@ async function crash(dir: string, quick: boolean): Promise<FaultRow[]> {
 }
 
 /** Redis silent (a long script: BUSY to everyone) for longer than the lease while requests are out, one worker. */
-async function silent(dir: string, label: string, env: Record<string, string>, silenceS: number, delayMs: Delay, users: number): Promise<FaultRow[]> {
+async function silent(dir: string, label: string, env: Record<string, string>, silenceS: number, delayMs: Delay, users: number): Promise<Row[]> {
   const scenario = `Redis silent ${silenceS} s, ${label}`;
   const sys = await FaultSystem.start(path.join(dir, `silent-${silenceS}`), delayMs);
   try {
@@ -221,13 +211,13 @@ async function silent(dir: string, label: string, env: Record<string, string>, s
     await silenceRedis(sys.redis.url, silenceS);
     const allAnswered = await until(() => sys.finals().size >= pages.length, 120_000 + silenceS * 1000);
     const doneAt = Date.now();
-    await new Promise((r) => setTimeout(r, 2000));
+    await sleep(2000);
     const { once, twice, failures } = answeredOnce(sys, pages);
     return [
       { scenario, figure: 'pages answered once with their picture', value: `${once} of ${pages.length}`, goal: 'all', met: once === pages.length },
       { scenario, figure: 'pages answered twice; failures told', value: `${twice}; ${failures}`, goal: '0; 0', met: twice === 0 && failures === 0 },
       { scenario, figure: 'requests paid again', value: String(sys.paidAgain()), goal: '0', met: sys.paidAgain() === 0 },
-      { scenario, figure: 'silence to the last page answered', value: allAnswered ? s(doneAt - silencedAt) : 'not answered' },
+      { scenario, figure: 'silence to the last page answered', value: allAnswered ? fmt.s(doneAt - silencedAt) : 'not answered' },
     ];
   } finally {
     await sys.close();
@@ -238,7 +228,7 @@ async function silent(dir: string, label: string, env: Record<string, string>, s
  * Going back: the new worker is stopped while it holds jobs (two running, the rest waiting their turn) and a plain
  * Bull worker (the old one, Bull's defaults) takes over. Every held job must come back to Bull by itself.
  */
-async function rollback(dir: string, quick: boolean, signal: 'SIGTERM' | 'SIGKILL'): Promise<FaultRow[]> {
+async function rollback(dir: string, quick: boolean, signal: 'SIGTERM' | 'SIGKILL'): Promise<Row[]> {
   const scenario = `roll back after ${signal === 'SIGTERM' ? 'SIGTERM' : 'kill -9'}${quick ? ' (sweeps every 1 s)' : ' (defaults)'}`;
   const sys = await FaultSystem.start(path.join(dir, `rollback-${signal}`), 600_000);
   const stalledInterval = quick ? 1000 : 30_000;
@@ -264,8 +254,8 @@ async function rollback(dir: string, quick: boolean, signal: 'SIGTERM' | 'SIGKIL
       {
         scenario,
         figure: 'stop to every held job run by the plain worker',
-        value: allBack ? s(doneAt - stoppedAt) : `not within ${s(cap)}`,
-        goal: `<= ${s(bound)}`,
+        value: allBack ? fmt.s(doneAt - stoppedAt) : `not within ${fmt.s(cap)}`,
+        goal: `<= ${fmt.s(bound)}`,
         met: allBack && doneAt - stoppedAt <= bound,
       },
       { scenario, figure: 'jobs never run', value: String(unanswered), goal: '0', met: unanswered === 0 },
@@ -276,8 +266,8 @@ async function rollback(dir: string, quick: boolean, signal: 'SIGTERM' | 'SIGKIL
   }
 }
 
-export async function runFaults(dir: string, quick: boolean): Promise<FaultRow[]> {
-  const rows: FaultRow[] = [];
+export async function runFaults(dir: string, quick: boolean): Promise<Row[]> {
+  const rows: Row[] = [];
   rows.push(...(await crash(dir, quick)));
   rows.push(...(await silent(dir, 'LOCK_DURATION_MS=3000', { LOCK_DURATION_MS: '3000', STALLED_INTERVAL_MS: '1000' }, 4, 3000, 10)));
   if (!quick) rows.push(...(await silent(dir, 'default lease (60 s)', {}, 65, [6000, 12000], 10)));

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-/** One figure of a run: the record every scenario returns (faults.ts's rows have the same shape). */
+/** One figure of a run: the record every scenario returns. */
 export interface Row {
   scenario: string;
   figure: string;
